@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds pg_tide, starts a local PostgreSQL with pg_tide
+# preloaded and runs a short demo. Safe to run again.
+source "$(dirname "$0")/lib.sh"
+
+PORT=${TIDE_PORT:-5499}
+DATA=${TIDE_PGDATA:-/var/lib/postgresql/pg_tide-demo}
+DB=tide_demo
+
+ensure_prereqs
+install_extension release
+say "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$PORT (data: $DATA)"
+start_server "$DATA" "$PORT"
+
+psql_demo() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
+psql_demo -d postgres -tc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 \
+    || psql_demo -d postgres -c "CREATE DATABASE $DB"
+say "demo"
+psql_demo -d "$DB" -v ON_ERROR_STOP=1 -f "$REPO/scripts/demo.sql"
+
+cat <<TXT
+
+pg_tide is running. Connect with:
+
+    psql -h 127.0.0.1 -p $PORT -U postgres $DB
+
+Stop it with:   runuser -u postgres -- $PG_BIN/pg_ctl -D $DATA stop
+TXT

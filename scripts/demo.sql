@@ -1,0 +1,36 @@
+\set QUIET on
+\pset footer off
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pg_tide;
+SELECT tide.drop_project('shop') FROM tide.projects WHERE name = 'shop';
+\echo '-- SELECT tide.create_project(''shop'');'
+SELECT tide.create_project('shop');
+
+\echo '-- 300 pageview events as one JSON array, through tide.collect_batch:'
+SELECT tide.collect_batch('shop', jsonb_agg(jsonb_build_object(
+         'collection', 'pageview',
+         'properties', jsonb_build_object(
+             'url', '/product/' || (i % 7),
+             'price', round((i % 50) * 1.25, 2) + 0.5,
+             'quantity', i % 4,
+             'logged_in', i % 3 = 0,
+             'tags', jsonb_build_array('demo', 'page' || (i % 2)),
+             '_user', 'user' || (i % 25),
+             '_time', to_char(timestamptz '2026-11-01 00:00:00+00' + i * interval '37 seconds',
+                              'YYYY-MM-DD"T"HH24:MI:SS"Z"')))))
+         AS stored
+  FROM generate_series(1, 300) AS i;
+
+\echo '-- one more event, with a property never seen before:'
+SELECT tide.collect('shop', 'pageview', '{"url": "/cart", "price": 12.5, "quantity": 1, "_user": "u1", "coupon": "WELCOME"}') AS _id;
+
+\echo '-- an event whose price does not fit the double precision column is kept aside, not lost:'
+SELECT tide.collect('shop', 'pageview', '{"url": "/cart", "price": "twelve"}') AS _id;
+SELECT collection, reason FROM shop._rejected;
+
+\echo '-- the typed table that appeared (tide.fields):'
+SELECT property, column_name, type FROM tide.fields WHERE project = 'shop' AND collection = 'pageview';
+
+\echo '-- and it is a plain table:'
+SELECT url, count(*) AS views, round(sum(price)::numeric, 2) AS revenue
+  FROM shop.pageview GROUP BY url ORDER BY views DESC, url LIMIT 5;

@@ -1,0 +1,773 @@
+//! Column types for JSON values: which type a new column gets, and whether a
+//! later value can be stored in an existing column without losing anything.
+
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScalarType {
+    BigInt,
+    Double,
+    Numeric,
+    Boolean,
+    Timestamptz,
+    Text,
+    Jsonb,
+}
+
+use ScalarType::*;
+
+/// `Array(Jsonb)` is never inferred: arrays that do not share one scalar
+/// type are stored whole as `Scalar(Jsonb)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    Scalar(ScalarType),
+    Array(ScalarType),
+}
+
+use ColumnType::{Array, Scalar};
+
+impl ColumnType {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Scalar(BigInt) => "bigint",
+            Scalar(Double) => "double precision",
+            Scalar(Numeric) => "numeric",
+            Scalar(Boolean) => "boolean",
+            Scalar(Timestamptz) => "timestamptz",
+            Scalar(Text) => "text",
+            Scalar(Jsonb) => "jsonb",
+            Array(BigInt) => "bigint[]",
+            Array(Double) => "double precision[]",
+            Array(Numeric) => "numeric[]",
+            Array(Boolean) => "boolean[]",
+            Array(Timestamptz) => "timestamptz[]",
+            Array(Text) => "text[]",
+            // Not a type pg_tide creates, but naming it honestly beats a panic.
+            Array(Jsonb) => "jsonb[]",
+        }
+    }
+
+    /// Accepts what `sql()` produces, PostgreSQL's `format_type()` spelling of
+    /// the same types (read back from the catalog), and the short aliases users
+    /// write in collection definitions.
+    pub fn from_sql(s: &str) -> Option<ColumnType> {
+        let s = s.trim().to_ascii_lowercase();
+        let (base, array) = match s.strip_suffix("[]") {
+            Some(base) => (base.trim_end(), true),
+            None => (s.as_str(), false),
+        };
+        let t = match base {
+            "bigint" | "int8" => BigInt,
+            "double precision" | "float8" => Double,
+            "numeric" => Numeric,
+            "boolean" | "bool" => Boolean,
+            "timestamptz" | "timestamp with time zone" => Timestamptz,
+            "text" => Text,
+            "jsonb" if !array => Jsonb,
+            _ => return None,
+        };
+        Some(if array { Array(t) } else { Scalar(t) })
+    }
+}
+
+/// The type a column gets when `value` is the first value seen for it; `None`
+/// for null, which says nothing about the type.
+pub fn infer(value: &Value) -> Option<ColumnType> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(_) => Scalar(Boolean),
+        Value::Number(n) => Scalar(number_type(n.as_str())),
+        Value::String(s) if normalize_timestamp(s).is_some() => Scalar(Timestamptz),
+        Value::String(_) => Scalar(Text),
+        Value::Array(items) => infer_array(items),
+        Value::Object(_) => Scalar(Jsonb),
+    })
+}
+
+fn infer_array(items: &[Value]) -> ColumnType {
+    let mut elems = items
+        .iter()
+        .filter(|v| !v.is_null())
+        .map(|v| match infer(v) {
+            Some(Scalar(t)) if t != Jsonb => Some(t),
+            _ => None,
+        });
+    let Some(Some(first)) = elems.next() else {
+        return Scalar(Jsonb);
+    };
+    match elems.try_fold(first, |acc, t| unify(acc, t?)) {
+        // Integers were allowed to join a double array, but only those a
+        // double holds exactly.
+        Some(Double) if !items.iter().all(|v| v.is_null() || fits(v, Double)) => Array(Numeric),
+        Some(t) => Array(t),
+        None => Scalar(Jsonb),
+    }
+}
+
+fn unify(a: ScalarType, b: ScalarType) -> Option<ScalarType> {
+    match (a, b) {
+        _ if a == b => Some(a),
+        (BigInt, Double) | (Double, BigInt) => Some(Double),
+        (Numeric, BigInt | Double) | (BigInt | Double, Numeric) => Some(Numeric),
+        (Timestamptz, Text) | (Text, Timestamptz) => Some(Text),
+        _ => None,
+    }
+}
+
+/// With `arbitrary_precision` the number keeps its literal text, so nothing
+/// has been rounded yet and the decision can be exact.
+fn number_type(literal: &str) -> ScalarType {
+    if is_integer_literal(literal) {
+        if fits_bigint(literal) {
+            BigInt
+        } else {
+            Numeric
+        }
+    } else if fits_double(literal) {
+        Double
+    } else {
+        Numeric
+    }
+}
+
+fn is_integer_literal(literal: &str) -> bool {
+    !literal.contains(['.', 'e', 'E'])
+}
+
+fn fits_bigint(literal: &str) -> bool {
+    is_integer_literal(literal) && literal.parse::<i64>().is_ok()
+}
+
+/// Fractions are rarely exact in binary and that is the accepted nature of
+/// double precision; integers, though, must survive exactly (2^53 + 1 would
+/// silently become 2^53), and nothing may overflow or vanish into zero.
+fn fits_double(literal: &str) -> bool {
+    let Ok(f) = literal.parse::<f64>() else {
+        return false;
+    };
+    let mantissa = literal.split(['e', 'E']).next().unwrap_or_default();
+    f.is_finite()
+        && if is_integer_literal(literal) {
+            // `{:.0}` prints the exact integer value of the double.
+            format!("{f:.0}") == literal
+        } else {
+            f != 0.0 || !mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'))
+        }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit(pub String);
+
+/// Returns the JSON to hand to `jsonb_populate_record` for a column of type
+/// `column`, or why `value` cannot be stored there without loss.
+pub fn fit(value: &Value, column: ColumnType) -> Result<Value, Misfit> {
+    match (value, column) {
+        (Value::Null, _) => Ok(Value::Null),
+        (_, Scalar(t)) => fit_scalar(value, t),
+        (Value::Array(items), Array(t)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                match item {
+                    Value::Null => Ok(Value::Null),
+                    Value::Array(_) | Value::Object(_) => Err(misfit(item, Scalar(t))),
+                    _ => fit_scalar(item, t),
+                }
+                .map_err(|Misfit(reason)| Misfit(format!("array element {i}: {reason}")))
+            })
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
+        _ => Err(misfit(value, column)),
+    }
+}
+
+fn fit_scalar(value: &Value, t: ScalarType) -> Result<Value, Misfit> {
+    let fitted = match (value, t) {
+        (Value::Bool(b), Text) => Value::String(b.to_string()),
+        (Value::Number(n), Text) => Value::String(n.to_string()),
+        (Value::String(s), Timestamptz) => match normalize_timestamp(s) {
+            Some(normalized) => Value::String(normalized),
+            None => return Err(misfit(value, Scalar(t))),
+        },
+        _ if fits(value, t) => value.clone(),
+        _ => return Err(misfit(value, Scalar(t))),
+    };
+    Ok(fitted)
+}
+
+/// Whether `value` can be stored unchanged in a column of scalar type `t`.
+fn fits(value: &Value, t: ScalarType) -> bool {
+    match (value, t) {
+        (_, Jsonb) | (Value::Bool(_), Boolean) | (Value::String(_), Text) => true,
+        (Value::Number(n), BigInt) => fits_bigint(n.as_str()),
+        (Value::Number(n), Double) => fits_double(n.as_str()),
+        (Value::Number(_), Numeric) => true,
+        _ => false,
+    }
+}
+
+fn misfit(value: &Value, column: ColumnType) -> Misfit {
+    const MAX_SHOWN_CHARS: usize = 60;
+    let text = value.to_string();
+    let shown = match text.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    Misfit(format!(
+        "value {shown} ({kind}) does not fit type {}",
+        column.sql()
+    ))
+}
+
+/// Accepts `YYYY-MM-DD[T| ]HH:MM[:SS[.f{1,9}]][Z|±HH|±HHMM|±HH:MM]`, a subset
+/// of what PostgreSQL's timestamptz input takes, and returns it with a `T`
+/// separator and an explicit offset: events without a zone are UTC, whatever
+/// the session's TimeZone says.
+pub fn normalize_timestamp(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let field = |start: usize, len: usize| b.get(start..start + len).and_then(digits);
+
+    let (year, month, day) = (field(0, 4)?, field(5, 2)?, field(8, 2)?);
+    let (hour, minute) = (field(11, 2)?, field(14, 2)?);
+    if !(at(4, b'-') && at(7, b'-') && (at(10, b'T') || at(10, b' ')) && at(13, b':')) {
+        return None;
+    }
+    let mut end = 16;
+    if at(end, b':') {
+        if field(17, 2)? > 59 {
+            return None;
+        }
+        end = 19;
+        if at(end, b'.') {
+            let len = b[end + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if !(1..=9).contains(&len) {
+                return None;
+            }
+            end += 1 + len;
+        }
+    }
+    let zone = &s[end..];
+    let (zone_hour, zone_minute) = match zone.as_bytes() {
+        [] | [b'Z' | b'z'] => (0, 0),
+        [b'+' | b'-', h1, h2] => (digits(&[*h1, *h2])?, 0),
+        [b'+' | b'-', h1, h2, m1, m2] | [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?)
+        }
+        _ => return None,
+    };
+    let valid = year >= 1
+        && (1..=12).contains(&month)
+        && (1..=days_in_month(year, month)).contains(&day)
+        && hour <= 23
+        && minute <= 59
+        // PostgreSQL refuses offsets beyond 15 hours.
+        && zone_hour <= 15
+        && zone_minute <= 59;
+    let offset = match zone {
+        "" | "Z" | "z" => "+00:00",
+        given => given,
+    };
+    valid.then(|| format!("{}T{}{offset}", &s[..10], &s[11..end]))
+}
+
+fn digits(d: &[u8]) -> Option<u32> {
+    (!d.is_empty() && d.iter().all(u8::is_ascii_digit))
+        .then(|| d.iter().fold(0, |n, &c| n * 10 + u32::from(c - b'0')))
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Parses through serde_json so numbers keep their literal text, as they
+    /// do when they arrive from PostgreSQL.
+    fn v(json: &str) -> Value {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn inferred(json: &str) -> Option<ColumnType> {
+        infer(&v(json))
+    }
+
+    fn fitted(json: &str, column: ColumnType) -> Result<Value, Misfit> {
+        fit(&v(json), column)
+    }
+
+    const ALL: [ColumnType; 13] = [
+        Scalar(BigInt),
+        Scalar(Double),
+        Scalar(Numeric),
+        Scalar(Boolean),
+        Scalar(Timestamptz),
+        Scalar(Text),
+        Scalar(Jsonb),
+        Array(BigInt),
+        Array(Double),
+        Array(Numeric),
+        Array(Boolean),
+        Array(Timestamptz),
+        Array(Text),
+    ];
+
+    #[test]
+    fn sql_names_round_trip() {
+        for t in ALL {
+            assert_eq!(ColumnType::from_sql(t.sql()), Some(t), "{}", t.sql());
+        }
+        let spellings = [
+            ("timestamp with time zone", Scalar(Timestamptz)),
+            ("timestamp with time zone[]", Array(Timestamptz)),
+            ("  BIGINT ", Scalar(BigInt)),
+            ("Double Precision[]", Array(Double)),
+            ("int8", Scalar(BigInt)),
+            ("float8", Scalar(Double)),
+            ("bool", Scalar(Boolean)),
+            ("int8[]", Array(BigInt)),
+            ("float8[]", Array(Double)),
+            ("bool[]", Array(Boolean)),
+            ("text []", Array(Text)),
+        ];
+        for (s, t) in spellings {
+            assert_eq!(ColumnType::from_sql(s), Some(t), "{s}");
+        }
+        for s in [
+            "",
+            "[]",
+            "jsonb[]",
+            "integer",
+            "smallint",
+            "int4",
+            "real",
+            "json",
+            "character varying",
+            "varchar",
+            "timestamp",
+            "timestamp without time zone",
+            "numeric(10,2)",
+            "bigint[][]",
+            "text; DROP TABLE t",
+        ] {
+            assert_eq!(ColumnType::from_sql(s), None, "{s}");
+        }
+        assert_eq!(Array(Jsonb).sql(), "jsonb[]");
+    }
+
+    #[test]
+    fn infer_scalars() {
+        assert_eq!(infer(&Value::Null), None);
+        assert_eq!(inferred("true"), Some(Scalar(Boolean)));
+        assert_eq!(inferred("false"), Some(Scalar(Boolean)));
+        assert_eq!(inferred("{}"), Some(Scalar(Jsonb)));
+        assert_eq!(inferred(r#"{"a":[1,{"b":null}]}"#), Some(Scalar(Jsonb)));
+        assert_eq!(inferred(r#""hello""#), Some(Scalar(Text)));
+        assert_eq!(inferred(r#""""#), Some(Scalar(Text)));
+        assert_eq!(inferred(r#""2024-01-05""#), Some(Scalar(Text)));
+        assert_eq!(
+            inferred(r#""2024-01-05T10:00:00Z""#),
+            Some(Scalar(Timestamptz))
+        );
+    }
+
+    #[test]
+    fn infer_numbers() {
+        let cases = [
+            ("0", BigInt),
+            ("-0", BigInt),
+            ("42", BigInt),
+            ("9223372036854775807", BigInt),
+            ("-9223372036854775808", BigInt),
+            ("9223372036854775808", Numeric),
+            ("-9223372036854775809", Numeric),
+            ("123456789012345678901234567890", Numeric),
+            ("3.5", Double),
+            ("-0.0", Double),
+            ("0.0", Double),
+            ("1e2", Double),
+            ("1E-5", Double),
+            ("1.7976931348623157e308", Double),
+            ("1e400", Numeric),
+            ("-1e400", Numeric),
+            ("1e-400", Numeric),
+            ("0e-400", Double),
+            ("0.000e5", Double),
+        ];
+        for (literal, t) in cases {
+            assert_eq!(inferred(literal), Some(Scalar(t)), "{literal}");
+        }
+    }
+
+    #[test]
+    fn infer_arrays() {
+        let cases = [
+            ("[]", Scalar(Jsonb)),
+            ("[null]", Scalar(Jsonb)),
+            ("[null, null]", Scalar(Jsonb)),
+            ("[true, null, false]", Array(Boolean)),
+            ("[1, 2, -3]", Array(BigInt)),
+            ("[null, 1]", Array(BigInt)),
+            ("[1, 2.5]", Array(Double)),
+            ("[2.5, 1]", Array(Double)),
+            ("[1.5, 1e400]", Array(Numeric)),
+            ("[1, 123456789012345678901234567890]", Array(Numeric)),
+            // Fits bigint alone, but a double array would round it.
+            ("[9007199254740993, 0.5]", Array(Numeric)),
+            ("[9007199254740992, 0.5]", Array(Double)),
+            ("[9007199254740993]", Array(BigInt)),
+            ("[0.5, 1e-400]", Array(Numeric)),
+            (r#"["a", "b"]"#, Array(Text)),
+            (
+                r#"["2024-01-05T10:00:00Z", "2024-01-06 11:00"]"#,
+                Array(Timestamptz),
+            ),
+            (r#"["2024-01-05T10:00:00Z", "soon"]"#, Array(Text)),
+            (r#"["a", 1]"#, Scalar(Jsonb)),
+            (r#"[1, "1"]"#, Scalar(Jsonb)),
+            ("[true, 1]", Scalar(Jsonb)),
+            ("[[1], [2]]", Scalar(Jsonb)),
+            ("[1, [2]]", Scalar(Jsonb)),
+            (r#"[{"a": 1}]"#, Scalar(Jsonb)),
+            (r#"[1, {"a": 1}]"#, Scalar(Jsonb)),
+            ("[[]]", Scalar(Jsonb)),
+        ];
+        for (json, t) in cases {
+            assert_eq!(inferred(json), Some(t), "{json}");
+        }
+    }
+
+    #[test]
+    fn null_and_jsonb_accept_everything() {
+        for t in ALL {
+            assert_eq!(fit(&Value::Null, t), Ok(Value::Null));
+        }
+        for json in [
+            "1",
+            "1e400",
+            "true",
+            r#""x""#,
+            "[1, [2]]",
+            r#"{"a": {"b": []}}"#,
+        ] {
+            assert_eq!(fitted(json, Scalar(Jsonb)), Ok(v(json)));
+        }
+    }
+
+    #[test]
+    fn fit_bigint() {
+        for ok in ["0", "-9223372036854775808", "9223372036854775807"] {
+            assert_eq!(fitted(ok, Scalar(BigInt)), Ok(v(ok)));
+        }
+        for bad in [
+            "3.5",
+            "3.0",
+            "1e2",
+            "9223372036854775808",
+            "123456789012345678901234567890",
+            r#""3""#,
+            "true",
+            "[1]",
+            r#"{"a": 1}"#,
+        ] {
+            assert!(fitted(bad, Scalar(BigInt)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fit_double() {
+        for ok in [
+            "0",
+            "-0",
+            "3.5",
+            "0.1",
+            "1e-300",
+            "5e-324",
+            "9007199254740992",
+            "-9007199254740992",
+            "1267650600228229401496703205376", // 2^100, exact
+            "1.7976931348623157e308",
+        ] {
+            assert_eq!(fitted(ok, Scalar(Double)), Ok(v(ok)), "{ok}");
+        }
+        for bad in [
+            "9007199254740993", // 2^53 + 1
+            "123456789012345678901234567890",
+            "1e400",
+            "1e-400",
+            "-1e-400",
+            r#""1.5""#,
+            "false",
+            "[1.5]",
+        ] {
+            assert!(fitted(bad, Scalar(Double)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            fitted("9007199254740993", Scalar(Double)),
+            Err(Misfit(
+                "value 9007199254740993 (number) does not fit type double precision".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn fit_numeric_and_boolean() {
+        for ok in [
+            "1",
+            "-1.5",
+            "1e400",
+            "1e-400",
+            "123456789012345678901234567890",
+        ] {
+            assert_eq!(fitted(ok, Scalar(Numeric)), Ok(v(ok)), "{ok}");
+        }
+        for bad in [r#""1""#, "true", "[1]", "{}"] {
+            assert!(fitted(bad, Scalar(Numeric)).is_err(), "{bad}");
+        }
+        assert_eq!(fitted("true", Scalar(Boolean)), Ok(json!(true)));
+        assert_eq!(fitted("false", Scalar(Boolean)), Ok(json!(false)));
+        for bad in ["1", "0", r#""true""#, r#""t""#, "[true]", "{}"] {
+            assert!(fitted(bad, Scalar(Boolean)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fit_text() {
+        assert_eq!(fitted(r#""héllo""#, Scalar(Text)), Ok(json!("héllo")));
+        assert_eq!(fitted("true", Scalar(Text)), Ok(json!("true")));
+        assert_eq!(fitted("false", Scalar(Text)), Ok(json!("false")));
+        assert_eq!(fitted("42", Scalar(Text)), Ok(json!("42")));
+        assert_eq!(fitted("-1.50", Scalar(Text)), Ok(json!("-1.50")));
+        assert_eq!(
+            fitted("123456789012345678901234567890", Scalar(Text)),
+            Ok(json!("123456789012345678901234567890"))
+        );
+        // serde_json spells exponents with a sign; PostgreSQL never sends any.
+        assert_eq!(fitted("1E400", Scalar(Text)), Ok(json!("1e+400")));
+        for bad in ["[]", r#"["a"]"#, "{}"] {
+            assert!(fitted(bad, Scalar(Text)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fit_timestamptz() {
+        assert_eq!(
+            fitted(r#""2024-01-05 10:00""#, Scalar(Timestamptz)),
+            Ok(json!("2024-01-05T10:00+00:00"))
+        );
+        assert_eq!(
+            fitted(r#""2024-01-05T10:00:00.5-03:30""#, Scalar(Timestamptz)),
+            Ok(json!("2024-01-05T10:00:00.5-03:30"))
+        );
+        for bad in [
+            r#""2024-01-05""#,
+            r#""yesterday""#,
+            "1704448800",
+            "true",
+            "{}",
+        ] {
+            assert!(fitted(bad, Scalar(Timestamptz)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fit_arrays() {
+        assert_eq!(fitted("[1, null, 3]", Array(BigInt)), Ok(v("[1, null, 3]")));
+        assert_eq!(fitted("[]", Array(BigInt)), Ok(json!([])));
+        assert_eq!(fitted("[1, 2.5]", Array(Double)), Ok(v("[1, 2.5]")));
+        assert_eq!(fitted("[1, 1e400]", Array(Numeric)), Ok(v("[1, 1e400]")));
+        assert_eq!(
+            fitted("[true, null]", Array(Boolean)),
+            Ok(v("[true, null]"))
+        );
+        assert_eq!(
+            fitted(r#"["a", 1, true, null]"#, Array(Text)),
+            Ok(json!(["a", "1", "true", null]))
+        );
+        assert_eq!(
+            fitted(
+                r#"["2024-02-29 23:59:59Z", "2024-03-01T00:00"]"#,
+                Array(Timestamptz)
+            ),
+            Ok(json!([
+                "2024-02-29T23:59:59+00:00",
+                "2024-03-01T00:00+00:00"
+            ]))
+        );
+
+        assert_eq!(
+            fitted(r#"[1, "x"]"#, Array(BigInt)),
+            Err(Misfit(
+                r#"array element 1: value "x" (string) does not fit type bigint"#.into()
+            ))
+        );
+        assert_eq!(
+            fitted("5", Array(BigInt)),
+            Err(Misfit("value 5 (number) does not fit type bigint[]".into()))
+        );
+        for (bad, t) in [
+            ("[[1]]", Array(BigInt)),
+            ("[[1]]", Array(Text)),
+            (r#"[{"a": 1}]"#, Array(Text)),
+            ("[9007199254740993]", Array(Double)),
+            ("[1.5]", Array(BigInt)),
+            (r#"["2024-01-05"]"#, Array(Timestamptz)),
+            (r#""[1]""#, Array(BigInt)),
+            ("{}", Array(Text)),
+            ("[1]", Array(Boolean)),
+        ] {
+            assert!(fitted(bad, t).is_err(), "{bad} into {}", t.sql());
+        }
+    }
+
+    #[test]
+    fn inferred_type_fits_its_value() {
+        for json in [
+            "1",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "1.5",
+            "1e400",
+            "1e-400",
+            "true",
+            r#""x""#,
+            r#""2024-01-05T10:00Z""#,
+            "[1, 2.5]",
+            "[9007199254740993, 0.5]",
+            r#"["2024-01-05 10:00", null]"#,
+            r#"[1, "a"]"#,
+            "{}",
+        ] {
+            let value = v(json);
+            assert!(fit(&value, infer(&value).unwrap()).is_ok(), "{json}");
+        }
+    }
+
+    #[test]
+    fn misfit_shows_truncated_value() {
+        let long = format!("\"{}\"", "é".repeat(100));
+        let Err(Misfit(reason)) = fitted(&long, Scalar(BigInt)) else {
+            panic!("a string cannot be a bigint");
+        };
+        assert_eq!(
+            reason,
+            format!(
+                "value \"{}… (string) does not fit type bigint",
+                "é".repeat(59)
+            )
+        );
+        assert_eq!(
+            fitted(r#""abc""#, Scalar(Double)),
+            Err(Misfit(
+                r#"value "abc" (string) does not fit type double precision"#.into()
+            ))
+        );
+    }
+
+    #[test]
+    fn timestamps_accepted() {
+        let cases = [
+            ("2024-01-05T10:00", "2024-01-05T10:00+00:00"),
+            ("2024-01-05 10:00", "2024-01-05T10:00+00:00"),
+            ("2024-01-05T10:00:59", "2024-01-05T10:00:59+00:00"),
+            ("2024-01-05T10:00:00.1", "2024-01-05T10:00:00.1+00:00"),
+            (
+                "2024-01-05T10:00:00.123456789Z",
+                "2024-01-05T10:00:00.123456789+00:00",
+            ),
+            ("2024-01-05T10:00:00z", "2024-01-05T10:00:00+00:00"),
+            ("2024-01-05T10:00+05", "2024-01-05T10:00+05"),
+            ("2024-01-05T10:00-0530", "2024-01-05T10:00-0530"),
+            ("2024-01-05 23:59:59+14:00", "2024-01-05T23:59:59+14:00"),
+            ("2024-01-05T00:00:00-00:00", "2024-01-05T00:00:00-00:00"),
+            ("2024-01-05T00:00+15:59", "2024-01-05T00:00+15:59"),
+            ("2024-02-29T12:00Z", "2024-02-29T12:00+00:00"),
+            ("2000-02-29T12:00Z", "2000-02-29T12:00+00:00"),
+            ("0001-01-01T00:00Z", "0001-01-01T00:00+00:00"),
+            (
+                "9999-12-31T23:59:59.999999Z",
+                "9999-12-31T23:59:59.999999+00:00",
+            ),
+            ("2024-04-30T00:00Z", "2024-04-30T00:00+00:00"),
+        ];
+        for (input, normalized) in cases {
+            assert_eq!(
+                normalize_timestamp(input).as_deref(),
+                Some(normalized),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamps_refused() {
+        for input in [
+            "",
+            "2024-01-05",
+            "2024-01-05T",
+            "2024-01-05T10",
+            "2024-01-05T10:0",
+            "2024-01-05T1:00",
+            "2024-1-05T10:00",
+            "24-01-05T10:00",
+            "12024-01-05T10:00",
+            "0000-01-01T00:00",
+            "2023-02-29T12:00",
+            "1900-02-29T12:00",
+            "2024-02-30T12:00",
+            "2024-04-31T12:00",
+            "2024-13-01T12:00",
+            "2024-00-01T12:00",
+            "2024-01-00T12:00",
+            "2024-01-32T12:00",
+            "2024-01-05T24:00",
+            "2024-01-05T24:00:00",
+            "2024-01-05T10:60",
+            "2024-01-05T10:00:60",
+            "2024-01-05T10:00:00.",
+            "2024-01-05T10:00:00.1234567890",
+            "2024-01-05T10:00.5",
+            "2024-01-05t10:00",
+            "2024-01-05_10:00",
+            "2024/01/05 10:00",
+            "2024-01-05T10:00 Z",
+            "2024-01-05T10:00ZZ",
+            "2024-01-05T10:00+5",
+            "2024-01-05T10:00+050",
+            "2024-01-05T10:00+05:3",
+            "2024-01-05T10:00+16",
+            "2024-01-05T10:00+05:60",
+            "2024-01-05T10:00+05:30:00",
+            "2024-01-05T10:00 UTC",
+            "2024-01-05T10:00Europe/Paris",
+            "2024-01-05T10:00:00+0100 ",
+            " 2024-01-05T10:00",
+            "2024-01-05T10:00é",
+            "２０２４-01-05T10:00",
+            "2024-01-05T10:00'; DROP TABLE t; --",
+        ] {
+            assert_eq!(normalize_timestamp(input), None, "{input:?}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Collections as tables, and properties as columns that appear on first use.
+//!
+//! Races: two sessions may create the same collection or add the same property at the
+//! same moment. Collection creation is serialized by a transaction advisory lock on the
+//! name; column addition by the ACCESS EXCLUSIVE lock ALTER TABLE needs anyway, taken
+//! *before* the catalog is re-read. In READ COMMITTED every SPI statement sees what
+//! committed before it started, so the second session finds the first one's work and
+//! reuses it: both succeed and no event is lost. The first value seen decides a type.
+
+use super::infer::ColumnType;
+use crate::error::{TideError, TideResult};
+use crate::guc;
+use crate::names::{column_for_property, quote_ident, quote_literal};
+use crate::spi::{exists, run};
+use pgrx::prelude::*;
+use std::collections::HashMap;
+
+pub struct Field {
+    pub column: String,
+    /// None when an administrator changed the column to a type pg_tide does not produce:
+    /// values for it are then rejected rather than guessed at.
+    pub ty: Option<ColumnType>,
+}
+
+pub type Fields = HashMap<String, Field>;
+
+pub fn table(project: &str, collection: &str) -> String {
+    format!("{}.{}", quote_ident(project), quote_ident(collection))
+}
+
+pub fn collection_exists(project: &str, collection: &str) -> TideResult<bool> {
+    exists(
+        "SELECT EXISTS (SELECT 1 FROM tide.collection WHERE project = $1 AND name = $2)",
+        &[project.into(), collection.into()],
+    )
+}
+
+/// Creates the collection's table unless it exists. Runs as the owner.
+pub fn ensure_collection(project: &str, collection: &str) -> TideResult<()> {
+    if collection_exists(project, collection)? {
+        return Ok(());
+    }
+    run(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
+        &[format!("tide.collection {project}.{collection}").into()],
+    )?;
+    if collection_exists(project, collection)? {
+        return Ok(());
+    }
+    let table = table(project, collection);
+    run(
+        &format!(
+            "CREATE TABLE {table} (
+                _id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                _time timestamptz NOT NULL DEFAULT now(),
+                _user text)"
+        ),
+        &[],
+    )?;
+    // Events arrive roughly in time order, which is what BRIN summarizes well at a
+    // fraction of a B-tree's insert cost.
+    run(&format!("CREATE INDEX ON {table} USING brin (_time)"), &[])?;
+    run(
+        &format!(
+            "COMMENT ON TABLE {table} IS {}",
+            quote_literal(&format!("pg_tide event collection {collection}"))
+        ),
+        &[],
+    )?;
+    run(
+        "INSERT INTO tide.collection (project, name) VALUES ($1, $2)",
+        &[project.into(), collection.into()],
+    )
+}
+
+pub fn load_fields(project: &str, collection: &str) -> TideResult<Fields> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT property, column_name, type FROM tide.field WHERE project = $1 AND collection = $2",
+            None,
+            &[project.into(), collection.into()],
+        )?;
+        let mut fields = Fields::new();
+        for row in rows {
+            let property: String = row.get(1)?.unwrap_or_default();
+            let column: String = row.get(2)?.unwrap_or_default();
+            let ty: String = row.get(3)?.unwrap_or_default();
+            fields.insert(
+                property,
+                Field {
+                    column,
+                    ty: ColumnType::from_sql(&ty),
+                },
+            );
+        }
+        Ok(fields)
+    })
+}
+
+/// Adds the `wanted` properties that are still missing, and returns the collection's full,
+/// fresh field map. A property another session added meanwhile keeps that session's type.
+/// Properties beyond `tide.max_fields` get no column (the caller rejects their events).
+pub fn add_fields(
+    project: &str,
+    collection: &str,
+    wanted: &[(String, ColumnType)],
+) -> TideResult<Fields> {
+    let table = table(project, collection);
+    run(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"), &[])?;
+    let mut fields = load_fields(project, collection)?;
+    let limit = usize::try_from(guc::MAX_FIELDS.get()).unwrap_or(0);
+    let mut additions = Vec::new();
+    for (property, ty) in wanted {
+        if fields.contains_key(property) {
+            continue;
+        }
+        if fields.len() >= limit {
+            break;
+        }
+        let column = column_for_property(property, |candidate| {
+            fields.values().any(|f| f.column == candidate)
+        });
+        additions.push(format!("ADD COLUMN {} {}", quote_ident(&column), ty.sql()));
+        run(
+            "INSERT INTO tide.field (project, collection, property, column_name, type) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                project.into(),
+                collection.into(),
+                property.as_str().into(),
+                column.as_str().into(),
+                ty.sql().into(),
+            ],
+        )?;
+        fields.insert(
+            property.clone(),
+            Field {
+                column,
+                ty: Some(*ty),
+            },
+        );
+    }
+    if !additions.is_empty() {
+        run(
+            &format!("ALTER TABLE {table} {}", additions.join(", ")),
+            &[],
+        )?;
+    }
+    Ok(fields)
+}
+
+/// Reports how a `define_collection` type request compares with what exists.
+pub fn check_declared(fields: &Fields, property: &str, declared: ColumnType) -> TideResult<()> {
+    match fields.get(property) {
+        Some(Field { ty: Some(ty), .. }) if *ty == declared => Ok(()),
+        Some(Field { ty, column }) => Err(TideError::TypeMismatch(format!(
+            "property \"{property}\" already exists as column \"{column}\" of type {}, not {}",
+            ty.map(|t| t.sql()).unwrap_or("(unsupported)"),
+            declared.sql()
+        ))),
+        None => Err(TideError::LimitExceeded(format!(
+            "cannot add property \"{property}\": the collection already has {} property columns (tide.max_fields)",
+            fields.len()
+        ))),
+    }
+}

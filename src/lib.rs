@@ -1,0 +1,34 @@
+//! pg_tide: a real-time product-analytics backend that lives inside PostgreSQL.
+//! See DESIGN.md (shared) for the SQL surface and README.md for usage.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+mod collect;
+mod error;
+mod guc;
+mod names;
+mod project;
+mod security;
+mod spi;
+#[cfg(any(test, feature = "pg_test"))]
+mod testing;
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_tide'"]
+    }
+}

@@ -1,0 +1,190 @@
+//! Projects: a schema, three group roles, and a `_rejected` table for events that did not fit.
+
+use crate::error::{TideError, TideResult};
+use crate::names::{quote_ident, validate_project_name};
+use crate::security::{require_level, require_owner, role_name, AsOwner, Level};
+use crate::spi::{exists, run};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+const LEVELS: [Level; 3] = [Level::Read, Level::Write, Level::Admin];
+
+/// Returns an error unless `project` names an existing project. Runs as the owner.
+pub fn require_project(project: &str) -> TideResult<()> {
+    if exists(
+        "SELECT EXISTS (SELECT 1 FROM tide.project WHERE name = $1)",
+        &[project.into()],
+    )? {
+        Ok(())
+    } else {
+        Err(TideError::UnknownProject(project.to_string()))
+    }
+}
+
+fn checked_name(name: &str) -> TideResult<()> {
+    validate_project_name(name).map_err(|e| {
+        if e.reserved {
+            TideError::ReservedName(e.to_string())
+        } else {
+            TideError::InvalidName(e.to_string())
+        }
+    })
+}
+
+fn create(name: &str) -> TideResult<()> {
+    checked_name(name)?;
+    require_owner("create a project")?;
+    let _owner = AsOwner::enter()?;
+    if exists(
+        "SELECT EXISTS (SELECT 1 FROM tide.project WHERE name = $1)",
+        &[name.into()],
+    )? {
+        return Err(TideError::AlreadyExists(format!(
+            "project \"{name}\" already exists"
+        )));
+    }
+    if exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        &[name.into()],
+    )? {
+        return Err(TideError::AlreadyExists(format!(
+            "schema \"{name}\" already exists; a project needs a schema of its own"
+        )));
+    }
+    for level in LEVELS {
+        let role = role_name(name, level);
+        if exists(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+            &[role.as_str().into()],
+        )? {
+            return Err(TideError::AlreadyExists(format!(
+                "role \"{role}\" already exists (roles are shared by all databases of the cluster: \
+                 is there a project \"{name}\" in another database?)"
+            )));
+        }
+    }
+
+    let schema = quote_ident(name);
+    let [read, write, admin] = LEVELS.map(|l| quote_ident(&role_name(name, l)));
+    for role in [&read, &write, &admin] {
+        run(&format!("CREATE ROLE {role} NOLOGIN"), &[])?;
+    }
+    run(&format!("GRANT {read}, {write} TO {admin}"), &[])?;
+    run(&format!("CREATE SCHEMA {schema}"), &[])?;
+    run(
+        &format!("GRANT USAGE ON SCHEMA {schema} TO {read}, {write}"),
+        &[],
+    )?;
+    // Tables are created later by collect() running as the owner; default privileges make
+    // every one of them readable by `read` and insertable by `write` without a grant each.
+    run(
+        &format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {read}"),
+        &[],
+    )?;
+    run(
+        &format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT INSERT ON TABLES TO {write}"),
+        &[],
+    )?;
+    run(
+        &format!(
+            "CREATE TABLE {schema}._rejected (
+                _id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                _time timestamptz NOT NULL DEFAULT now(),
+                collection text NOT NULL,
+                properties jsonb NOT NULL,
+                reason text NOT NULL)"
+        ),
+        &[],
+    )?;
+    run(
+        &format!(
+            "COMMENT ON TABLE {schema}._rejected IS \
+             'Events pg_tide could not store in their collection, with the reason'"
+        ),
+        &[],
+    )?;
+    run(
+        "INSERT INTO tide.project (name) VALUES ($1)",
+        &[name.into()],
+    )?;
+    Ok(())
+}
+
+fn drop(name: &str) -> TideResult<()> {
+    require_owner("drop a project")?;
+    let _owner = AsOwner::enter()?;
+    require_project(name)?;
+    run(&format!("DROP SCHEMA {} CASCADE", quote_ident(name)), &[])?;
+    run("DELETE FROM tide.project WHERE name = $1", &[name.into()])?;
+    for level in LEVELS {
+        run(
+            &format!("DROP ROLE {}", quote_ident(&role_name(name, level))),
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+fn member_name(member: pg_sys::Oid) -> TideResult<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $1)",
+        &[member.into()],
+    )?
+    .ok_or_else(|| TideError::InvalidArgument(format!("role with OID {member:?} does not exist")))
+}
+
+fn set_membership(project: &str, member: pg_sys::Oid, level: &str, grant: bool) -> TideResult<()> {
+    let level = Level::parse(level)?;
+    require_level(project, Level::Admin)?;
+    let member = member_name(member)?;
+    let _owner = AsOwner::enter()?;
+    require_project(project)?;
+    let role = quote_ident(&role_name(project, level));
+    let statement = if grant {
+        format!("GRANT {role} TO {}", quote_ident(&member))
+    } else {
+        format!("REVOKE {role} FROM {}", quote_ident(&member))
+    };
+    run(&statement, &[])
+}
+
+/// Creates project `name`: schema `name`, roles `tide_<name>_read|write|admin` and table
+/// `<name>._rejected`. Only the extension owner or a superuser may create projects.
+#[pg_extern]
+fn create_project(name: &str) -> Result<(), ErrorReport> {
+    Ok(create(name)?)
+}
+
+/// Drops project `name` with all its collections, data and roles.
+#[pg_extern]
+fn drop_project(name: &str) -> Result<(), ErrorReport> {
+    Ok(drop(name)?)
+}
+
+#[pg_extern]
+fn _grant(project: &str, member: pg_sys::Oid, level: &str) -> Result<(), ErrorReport> {
+    Ok(set_membership(project, member, level, true)?)
+}
+
+#[pg_extern]
+fn _revoke(project: &str, member: pg_sys::Oid, level: &str) -> Result<(), ErrorReport> {
+    Ok(set_membership(project, member, level, false)?)
+}
+
+extension_sql!(
+    r#"
+CREATE FUNCTION tide.grant(project text, member regrole, level text) RETURNS void
+LANGUAGE sql STRICT AS $$ SELECT tide._grant(project, member::oid, level) $$;
+COMMENT ON FUNCTION tide.grant(text, regrole, text) IS
+  'Makes member a member of the project''s read, write or admin role. Requires admin on the project.';
+CREATE FUNCTION tide.revoke(project text, member regrole, level text) RETURNS void
+LANGUAGE sql STRICT AS $$ SELECT tide._revoke(project, member::oid, level) $$;
+COMMENT ON FUNCTION tide.revoke(text, regrole, text) IS
+  'Removes member from the project''s read, write or admin role. Requires admin on the project.';
+"#,
+    name = "grant_wrappers",
+    requires = [_grant, _revoke]
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;

@@ -1,0 +1,177 @@
+//! A real PostgreSQL server with pg_tide preloaded, one per test binary, for tests that
+//! need commits, several sessions, NOTIFY, the background worker or a restart.
+//! It runs as the `postgres` OS user (PostgreSQL refuses root), on a free loopback port,
+//! in a data directory under /tmp, and is stopped when the test binary exits.
+#![allow(dead_code)]
+
+use postgres::{Client, NoTls};
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Server {
+    pub port: u16,
+    pub data: PathBuf,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+pub fn server() -> &'static Server {
+    SERVER.get_or_init(Server::start)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Runs a PostgreSQL binary as the postgres OS user when we are root.
+pub fn pg_command(binary: &str) -> Command {
+    let path = format!("{PG_BIN}/{binary}");
+    if unsafe { libc::geteuid() } == 0 {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", &path]);
+        command
+    } else {
+        Command::new(path)
+    }
+}
+
+fn check(command: &mut Command) {
+    let output = command.output().expect("spawn");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+extern "C" fn stop_at_exit() {
+    if let Some(server) = SERVER.get() {
+        let _ = pg_command("pg_ctl")
+            .args(["-D", server.data.to_str().unwrap(), "stop", "-m", "immediate"])
+            .output();
+        let _ = fs::remove_dir_all(&server.data);
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        let port = free_port();
+        let data = PathBuf::from(format!("/tmp/pg_tide_it_{}_{port}", std::process::id()));
+        let _ = fs::remove_dir_all(&data);
+        fs::create_dir_all(&data).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            check(Command::new("chown").args(["postgres:postgres", data.to_str().unwrap()]));
+        }
+        check(pg_command("initdb").args([
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+        ]));
+        let conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             shared_preload_libraries = 'pg_tide'\nfsync = off\nsynchronous_commit = off\n\
+             max_connections = 60\nlog_min_messages = warning\n",
+            data.display()
+        );
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = fs::read_to_string(&conf_path).unwrap();
+        existing.push_str(&conf);
+        fs::write(&conf_path, existing).unwrap();
+        let server = Server { port, data };
+        server.start_existing();
+        unsafe { libc::atexit(stop_at_exit) };
+        server
+    }
+
+    pub fn start_existing(&self) {
+        check(pg_command("pg_ctl").args([
+            "-D",
+            self.data.to_str().unwrap(),
+            "-l",
+            self.data.join("server.log").to_str().unwrap(),
+            "-w",
+            "-t",
+            "120",
+            "start",
+        ]));
+    }
+
+    pub fn stop(&self, mode: &str) {
+        check(pg_command("pg_ctl").args(["-D", self.data.to_str().unwrap(), "-w", "stop", "-m", mode]));
+    }
+
+    pub fn dsn(&self, db: &str, user: &str) -> String {
+        format!("host=127.0.0.1 port={} user={user} dbname={db}", self.port)
+    }
+
+    pub fn connect_as(&self, db: &str, user: &str) -> Client {
+        Client::connect(&self.dsn(db, user), NoTls)
+            .unwrap_or_else(|e| panic!("connect to {db} as {user}: {e}"))
+    }
+
+    pub fn connect(&self, db: &str) -> Client {
+        self.connect_as(db, "postgres")
+    }
+
+    /// A new database with pg_tide created in it.
+    pub fn fresh_db(&self, name: &str) -> Client {
+        self.plain_db(name);
+        let mut client = self.connect(name);
+        client.batch_execute("CREATE EXTENSION pg_tide").unwrap();
+        client
+    }
+
+    /// A new, empty database.
+    pub fn plain_db(&self, name: &str) {
+        let mut admin = self.connect("postgres");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
+            .unwrap();
+    }
+}
+
+/// Polls `condition` until it holds, up to a generous deadline: machines are shared and
+/// noisy, so tests never sleep a fixed time or assert a duration.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after 30 s waiting for: {what}");
+}
+
+/// Deterministic pseudo-random numbers (xorshift64*), so a failing run can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
