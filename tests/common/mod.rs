@@ -56,7 +56,13 @@ fn check(command: &mut Command) {
 extern "C" fn stop_at_exit() {
     if let Some(server) = SERVER.get() {
         let _ = pg_command("pg_ctl")
-            .args(["-D", server.data.to_str().unwrap(), "stop", "-m", "immediate"])
+            .args([
+                "-D",
+                server.data.to_str().unwrap(),
+                "stop",
+                "-m",
+                "immediate",
+            ])
             .output();
         let _ = fs::remove_dir_all(&server.data);
     }
@@ -110,7 +116,14 @@ impl Server {
     }
 
     pub fn stop(&self, mode: &str) {
-        check(pg_command("pg_ctl").args(["-D", self.data.to_str().unwrap(), "-w", "stop", "-m", mode]));
+        check(pg_command("pg_ctl").args([
+            "-D",
+            self.data.to_str().unwrap(),
+            "-w",
+            "stop",
+            "-m",
+            mode,
+        ]));
     }
 
     pub fn dsn(&self, db: &str, user: &str) -> String {
@@ -137,8 +150,12 @@ impl Server {
     /// A new, empty database.
     pub fn plain_db(&self, name: &str) {
         let mut admin = self.connect("postgres");
+        // two statements: DROP/CREATE DATABASE refuse to run in one implicit transaction
         admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
     }
 }
