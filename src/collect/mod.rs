@@ -4,6 +4,7 @@
 //! INSERT for the accepted events (`jsonb_populate_recordset` into the table's row type)
 //! and one for the rejected ones. Nothing is done per event over SPI.
 
+mod columns;
 pub mod infer;
 mod schema;
 
@@ -12,13 +13,14 @@ use crate::names::{quote_ident, validate_collection_name};
 use crate::project::require_project;
 use crate::security::{require_level, AsOwner, Level};
 use crate::spi::run;
+use columns::Column;
 use infer::{fit, infer, ColumnType, ScalarType};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use schema::Fields;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 type Properties = Map<String, Value>;
 
@@ -81,9 +83,12 @@ fn is_system(property: &str) -> bool {
     property == "_time" || property == "_user"
 }
 
-/// The event as a row keyed by column name, or every reason it does not fit.
-fn to_row(event: &Properties, fields: &Fields) -> Result<Properties, String> {
-    let mut row = Properties::new();
+/// The event's values with their columns and types, or every reason it does not fit.
+fn to_row<'f>(
+    event: &Properties,
+    fields: &'f Fields,
+) -> Result<Vec<(&'f str, ColumnType, Value)>, String> {
+    let mut row = Vec::with_capacity(event.len());
     let mut reasons = Vec::new();
     for (property, value) in event {
         if value.is_null() {
@@ -112,9 +117,7 @@ fn to_row(event: &Properties, fields: &Fields) -> Result<Properties, String> {
             },
         };
         match fit(value, ty) {
-            Ok(fitted) => {
-                row.insert(column.to_string(), fitted);
-            }
+            Ok(fitted) => row.push((column, ty, fitted)),
             Err(misfit) => reasons.push(format!("property \"{property}\": {}", misfit.0)),
         }
     }
@@ -140,13 +143,25 @@ fn store_collection(
         fields = schema::add_fields(project, collection, &wanted)?;
     }
 
-    let mut columns = BTreeSet::from(["_time".to_string()]);
-    let mut rows = Vec::with_capacity(events.len());
+    // `_time` is always there, so unnest yields one row per event even for `{}` events.
+    let time_type = ColumnType::Scalar(ScalarType::Timestamptz);
+    let mut columns =
+        BTreeMap::from([("_time".to_string(), Column::new("_time".into(), time_type))]);
+    let mut rows = 0;
     for event in events {
         match to_row(&event, &fields) {
-            Ok(row) => {
-                columns.extend(row.keys().cloned());
-                rows.push(Value::Object(row));
+            Ok(values) => {
+                for (name, ty, value) in values {
+                    match columns.get_mut(name) {
+                        Some(column) => column.push(rows, &value),
+                        None => {
+                            let mut column = Column::new(name.to_string(), ty);
+                            column.push(rows, &value);
+                            columns.insert(name.to_string(), column);
+                        }
+                    }
+                }
+                rows += 1;
             }
             Err(reason) => rejected.push(Rejection {
                 collection: collection.to_string(),
@@ -155,37 +170,56 @@ fn store_collection(
             }),
         }
     }
-    if rows.is_empty() {
+    if rows == 0 {
         return Ok(Stored {
             count: 0,
             first_id: None,
         });
     }
 
-    let table = schema::table(project, collection);
-    let targets: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-    let values: Vec<String> = columns
-        .iter()
-        .map(|c| match c.as_str() {
-            "_time" => "coalesce(r._time, pg_catalog.now())".to_string(),
-            _ => format!("r.{}", quote_ident(c)),
-        })
-        .collect();
+    let mut targets = Vec::with_capacity(columns.len());
+    let mut values = Vec::with_capacity(columns.len());
+    let mut arrays = Vec::with_capacity(columns.len());
+    let mut params = Vec::with_capacity(columns.len());
+    for (i, mut column) in columns.into_values().enumerate() {
+        column.fill_to(rows);
+        let element = format!("u.e{i}");
+        targets.push(column.quoted());
+        values.push(if column.name == "_time" {
+            format!(
+                "coalesce({}, pg_catalog.now())",
+                column.select_expr(&element)
+            )
+        } else {
+            column.select_expr(&element)
+        });
+        arrays.push(format!(
+            "pg_catalog.unnest(${}::{})",
+            i + 1,
+            column.array_type()
+        ));
+        params.push(column.param());
+    }
+    let aliases: Vec<String> = (0..params.len()).map(|i| format!("e{i}")).collect();
     let sql = format!(
-        "INSERT INTO {table} ({}) SELECT {} FROM pg_catalog.jsonb_populate_recordset(NULL::{table}, $1) r{}",
+        "INSERT INTO {} ({}) SELECT {} FROM ROWS FROM ({}) AS u ({}){}",
+        schema::table(project, collection),
         targets.join(", "),
         values.join(", "),
+        arrays.join(", "),
+        aliases.join(", "),
         if want_id { " RETURNING _id" } else { "" }
     );
-    let count = rows.len() as i64;
-    let batch = JsonB(Value::Array(rows));
     let first_id = if want_id {
-        Spi::get_one_with_args::<i64>(&sql, &[batch.into()])?
+        Spi::get_one_with_args::<i64>(&sql, &params)?
     } else {
-        run(&sql, &[batch.into()])?;
+        run(&sql, &params)?;
         None
     };
-    Ok(Stored { count, first_id })
+    Ok(Stored {
+        count: rows as i64,
+        first_id,
+    })
 }
 
 fn store_rejections(project: &str, rejected: Vec<Rejection>) -> TideResult<()> {
