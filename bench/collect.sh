@@ -23,6 +23,8 @@ fi
 start_server "$DATA" "$PORT"
 
 q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
+# roles are cluster-wide: drop the project before its database, or they outlive it
+q -d tide_bench -c "SELECT tide.drop_project(name) FROM tide.projects" >/dev/null 2>&1 || true
 q -d postgres -c "DROP DATABASE IF EXISTS tide_bench" -c "CREATE DATABASE tide_bench"
 q -d tide_bench -c "CREATE EXTENSION pg_tide"
 

@@ -1,17 +1,20 @@
 //! Accepted events as one typed array per column, so a whole batch is one
-//! `INSERT … SELECT FROM unnest($1, $2, …)`: PostgreSQL receives binary arrays instead
+//! `INSERT … SELECT unnest($1), unnest($2), …`: PostgreSQL receives binary arrays instead
 //! of re-parsing JSON row by row, which is where a JSON-record insert spends its time.
+//! Set-returning calls in the select list run in lockstep without materializing rows.
 
-use super::infer::{ColumnType, ScalarType};
+use super::infer::{timestamp_micros, ColumnType, ScalarType};
 use crate::names::quote_ident;
 use pgrx::datum::DatumWithOid;
+use pgrx::datum::TimestampWithTimeZone;
 use serde_json::Value;
 
 enum Values {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
     Bool(Vec<Option<bool>>),
-    /// Text input, cast in SQL: text, numeric, timestamptz, jsonb and every array type.
+    Time(Vec<Option<TimestampWithTimeZone>>),
+    /// Text input, cast in SQL: text, numeric, jsonb and every array type.
     Text(Vec<Option<String>>),
 }
 
@@ -27,6 +30,7 @@ impl Column {
             ColumnType::Scalar(ScalarType::BigInt) => Values::Int(Vec::new()),
             ColumnType::Scalar(ScalarType::Double) => Values::Float(Vec::new()),
             ColumnType::Scalar(ScalarType::Boolean) => Values::Bool(Vec::new()),
+            ColumnType::Scalar(ScalarType::Timestamptz) => Values::Time(Vec::new()),
             _ => Values::Text(Vec::new()),
         };
         Column { name, ty, values }
@@ -37,6 +41,7 @@ impl Column {
             Values::Int(v) => v.len(),
             Values::Float(v) => v.len(),
             Values::Bool(v) => v.len(),
+            Values::Time(v) => v.len(),
             Values::Text(v) => v.len(),
         }
     }
@@ -47,6 +52,7 @@ impl Column {
             Values::Int(v) => v.resize(rows, None),
             Values::Float(v) => v.resize(rows, None),
             Values::Bool(v) => v.resize(rows, None),
+            Values::Time(v) => v.resize(rows, None),
             Values::Text(v) => v.resize(rows, None),
         }
     }
@@ -60,6 +66,12 @@ impl Column {
             Values::Int(v) => v.push(value.as_i64()),
             Values::Float(v) => v.push(value.as_f64()),
             Values::Bool(v) => v.push(value.as_bool()),
+            Values::Time(v) => v.push(
+                value
+                    .as_str()
+                    .and_then(timestamp_micros)
+                    .and_then(|micros| TimestampWithTimeZone::try_from(micros).ok()),
+            ),
             Values::Text(v) => v.push(text_input(value, self.ty)),
         }
     }
@@ -69,6 +81,7 @@ impl Column {
             Values::Int(v) => v.into(),
             Values::Float(v) => v.into(),
             Values::Bool(v) => v.into(),
+            Values::Time(v) => v.into(),
             Values::Text(v) => v.into(),
         }
     }
@@ -88,6 +101,7 @@ impl Column {
             ColumnType::Scalar(ScalarType::BigInt) => "bigint[]".into(),
             ColumnType::Scalar(ScalarType::Double) => "double precision[]".into(),
             ColumnType::Scalar(ScalarType::Boolean) => "boolean[]".into(),
+            ColumnType::Scalar(ScalarType::Timestamptz) => "timestamptz[]".into(),
             _ => "text[]".into(),
         }
     }

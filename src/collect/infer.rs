@@ -282,6 +282,56 @@ pub fn normalize_timestamp(s: &str) -> Option<String> {
     valid.then(|| format!("{}T{}{offset}", &s[..10], &s[11..end]))
 }
 
+/// Microseconds since 2000-01-01 00:00 UTC (PostgreSQL's timestamptz) of a string that
+/// `normalize_timestamp` produced, so collect can send binary timestamps instead of text.
+/// Fractions are rounded the way timestamptz input does: `rint(strtod(fraction) * 1e6)`.
+pub fn timestamp_micros(normalized: &str) -> Option<i64> {
+    let b = normalized.as_bytes();
+    let num = |start: usize, len: usize| b.get(start..start + len).and_then(digits).map(i64::from);
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute) = (num(11, 2)?, num(14, 2)?);
+    let mut end = 16;
+    let mut second = 0;
+    let mut fraction = 0.0;
+    if b.get(end) == Some(&b':') {
+        second = num(17, 2)?;
+        end = 19;
+        if b.get(end) == Some(&b'.') {
+            let len = b[end + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            fraction = normalized[end..end + 1 + len].parse::<f64>().ok()?;
+            end += 1 + len;
+        }
+    }
+    let zone = &b[end..];
+    let sign = match zone.first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let zone_minutes = match zone.len() {
+        3 => num(end + 1, 2)? * 60,
+        5 => num(end + 1, 2)? * 60 + num(end + 3, 2)?,
+        6 => num(end + 1, 2)? * 60 + num(end + 4, 2)?,
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day) - days_from_civil(2000, 1, 1);
+    let seconds = ((days * 24 + hour) * 60 + minute - sign * zone_minutes) * 60 + second;
+    Some(seconds * 1_000_000 + (fraction * 1_000_000.0).round_ties_even() as i64)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 fn digits(d: &[u8]) -> Option<u32> {
     (!d.is_empty() && d.iter().all(u8::is_ascii_digit))
         .then(|| d.iter().fold(0, |n, &c| n * 10 + u32::from(c - b'0')))
@@ -769,5 +819,40 @@ mod tests {
         ] {
             assert_eq!(normalize_timestamp(input), None, "{input:?}");
         }
+    }
+
+    #[test]
+    fn timestamp_micros_match_postgres() {
+        // values checked against PostgreSQL: extract(epoch from t) * 1e6 - 946684800e6
+        let micros = |s: &str| timestamp_micros(&normalize_timestamp(s).unwrap());
+        assert_eq!(micros("2000-01-01T00:00:00Z"), Some(0));
+        assert_eq!(micros("2000-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(micros("1999-12-31 23:59"), Some(-60_000_000));
+        assert_eq!(
+            micros("2024-02-29T12:34:56.789Z"),
+            Some(762_525_296_789_000)
+        );
+        assert_eq!(
+            micros("2024-02-29T18:04:56.789+0530"),
+            Some(762_525_296_789_000)
+        );
+        assert_eq!(
+            micros("2024-02-29T07:34:56.789-05"),
+            Some(762_525_296_789_000)
+        );
+        assert_eq!(
+            micros("2000-01-01T00:00:00.0000005Z"),
+            Some(0),
+            "ties to even like rint"
+        );
+        assert_eq!(micros("2000-01-01T00:00:00.0000015Z"), Some(2));
+        assert_eq!(
+            micros("0001-01-01T00:00:00Z"),
+            Some(-63_082_281_600_000_000)
+        );
+        assert_eq!(
+            micros("9999-12-31T23:59:59.999999Z"),
+            Some(252_455_615_999_999_999)
+        );
     }
 }

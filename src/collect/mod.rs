@@ -194,20 +194,18 @@ fn store_collection(
             column.select_expr(&element)
         });
         arrays.push(format!(
-            "pg_catalog.unnest(${}::{})",
+            "pg_catalog.unnest(${}::{}) AS e{i}",
             i + 1,
             column.array_type()
         ));
         params.push(column.param());
     }
-    let aliases: Vec<String> = (0..params.len()).map(|i| format!("e{i}")).collect();
     let sql = format!(
-        "INSERT INTO {} ({}) SELECT {} FROM ROWS FROM ({}) AS u ({}){}",
+        "INSERT INTO {} ({}) SELECT {} FROM (SELECT {}) AS u{}",
         schema::table(project, collection),
         targets.join(", "),
         values.join(", "),
         arrays.join(", "),
-        aliases.join(", "),
         if want_id { " RETURNING _id" } else { "" }
     );
     let first_id = if want_id {
