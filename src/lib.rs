@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 mod collect;
 mod error;
 mod guc;
+mod jsonb;
 mod names;
 mod project;
 mod security;

@@ -9,6 +9,7 @@ pub mod infer;
 mod schema;
 
 use crate::error::{TideError, TideResult};
+use crate::jsonb::JsonbArg;
 use crate::names::{quote_ident, validate_collection_name};
 use crate::project::require_project;
 use crate::security::{require_level, AsOwner, Level};
@@ -264,7 +265,7 @@ fn enter_project(project: &str) -> TideResult<AsOwner> {
 fn collect_one(
     project: &str,
     collection: &str,
-    properties: Option<JsonB>,
+    properties: Option<JsonbArg>,
 ) -> TideResult<Option<i64>> {
     checked_collection(collection)?;
     let properties = into_properties(properties.map(|j| j.0).unwrap_or(Value::Null), "properties")?;
@@ -313,7 +314,7 @@ fn group_batch(events: Value) -> TideResult<BTreeMap<String, Vec<Properties>>> {
     Ok(groups)
 }
 
-fn collect_many(project: &str, events: Option<JsonB>) -> TideResult<i64> {
+fn collect_many(project: &str, events: Option<JsonbArg>) -> TideResult<i64> {
     let groups = group_batch(events.map(|j| j.0).unwrap_or(Value::Null))?;
     let _owner = enter_project(project)?;
     let mut rejected = Vec::new();
@@ -325,7 +326,7 @@ fn collect_many(project: &str, events: Option<JsonB>) -> TideResult<i64> {
     Ok(stored)
 }
 
-fn define(project: &str, collection: &str, declared: Option<JsonB>) -> TideResult<()> {
+fn define(project: &str, collection: &str, declared: Option<JsonbArg>) -> TideResult<()> {
     checked_collection(collection)?;
     let declared = into_properties(declared.map(|j| j.0).unwrap_or(Value::Null), "fields")?;
     let mut wanted = Vec::with_capacity(declared.len());
@@ -360,7 +361,7 @@ fn define(project: &str, collection: &str, declared: Option<JsonB>) -> TideResul
 fn collect(
     project: &str,
     collection: &str,
-    properties: Option<JsonB>,
+    properties: Option<JsonbArg>,
 ) -> Result<Option<i64>, ErrorReport> {
     Ok(collect_one(project, collection, properties)?)
 }
@@ -370,7 +371,7 @@ fn collect(
 /// `<project>._rejected` and a WARNING reports how many. A malformed array is an error and
 /// stores nothing. Requires write access to the project.
 #[pg_extern]
-fn collect_batch(project: &str, events: Option<JsonB>) -> Result<i64, ErrorReport> {
+fn collect_batch(project: &str, events: Option<JsonbArg>) -> Result<i64, ErrorReport> {
     Ok(collect_many(project, events)?)
 }
 
@@ -380,7 +381,7 @@ fn collect_batch(project: &str, events: Option<JsonB>) -> Result<i64, ErrorRepor
 fn define_collection(
     project: &str,
     collection: &str,
-    fields: Option<JsonB>,
+    fields: Option<JsonbArg>,
 ) -> Result<(), ErrorReport> {
     Ok(define(project, collection, fields)?)
 }
