@@ -8,19 +8,13 @@ source "$(dirname "$0")/../scripts/lib.sh"
 EVENTS=${EVENTS:-200000}
 BATCH=${BATCH:-1000}
 ROUNDS=${ROUNDS:-3}
-PORT=${TIDE_BENCH_PORT:-55433}
-DATA=${TIDE_BENCH_PGDATA:-/var/lib/postgresql/pg_tide-bench}
 WORK=$(mktemp -d /tmp/tide-bench.XXXXXX)
 chmod 755 "$WORK"
 
 ensure_prereqs
 install_extension release
-if [ ! -s "$DATA/PG_VERSION" ]; then
-    start_server "$DATA" "$PORT"
-    grep -v -E '^(port|listen_addresses|unix_socket_directories)' \
-        "$REPO/../shared/bench/ivm-workload/postgresql.bench.conf" >>"$DATA/postgresql.conf" 2>/dev/null || true
-fi
-start_server "$DATA" "$PORT"
+start_bench_server
+PORT=$BENCH_PORT
 
 q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
 # roles are cluster-wide: drop the project before its database, or they outlive it

@@ -70,3 +70,16 @@ CONF
 stop_server() {
     as_postgres "$PG_BIN/pg_ctl" -D "$1" stop -m fast >/dev/null 2>&1 || true
 }
+
+# The benchmark server: the reference runner's settings (../shared/bench/ivm-workload),
+# pg_tide preloaded, port $TIDE_BENCH_PORT.
+BENCH_PORT=${TIDE_BENCH_PORT:-55433}
+BENCH_DATA=${TIDE_BENCH_PGDATA:-/var/lib/postgresql/pg_tide-bench}
+start_bench_server() {
+    if [ ! -s "$BENCH_DATA/PG_VERSION" ]; then
+        start_server "$BENCH_DATA" "$BENCH_PORT"
+        grep -v -E '^(port|listen_addresses|unix_socket_directories)' \
+            "$REPO/../shared/bench/ivm-workload/postgresql.bench.conf" >>"$BENCH_DATA/postgresql.conf"
+    fi
+    start_server "$BENCH_DATA" "$BENCH_PORT"
+}

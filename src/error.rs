@@ -24,6 +24,10 @@ pub enum TideError {
     PermissionDenied(String),
     #[error("{0}")]
     LimitExceeded(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    UnknownObject(String),
     #[error("SPI error: {0}")]
     Spi(#[from] pgrx::spi::Error),
 }
@@ -41,6 +45,8 @@ impl TideError {
             TideError::TypeMismatch(_) => ERRCODE_DATATYPE_MISMATCH,
             TideError::PermissionDenied(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             TideError::LimitExceeded(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            TideError::Unsupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
+            TideError::UnknownObject(_) => ERRCODE_UNDEFINED_OBJECT,
             TideError::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -69,3 +75,16 @@ impl From<TideError> for ErrorReport {
 }
 
 pub type TideResult<T> = Result<T, TideError>;
+
+/// Unwraps, or raises the error as a PostgreSQL ERROR with its SQLSTATE: the one exit of
+/// every SQL entry point.
+#[track_caller]
+pub fn report<T>(result: TideResult<T>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => {
+            ErrorReport::from(err).report(pgrx::PgLogLevel::ERROR);
+            unreachable!("ERROR does not return")
+        }
+    }
+}

@@ -7,6 +7,9 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 /// rejecting only the events that bring new properties.
 pub static MAX_FIELDS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// How often the scheduler applies async continuous queries' pending deltas.
+pub static COMPACT_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"tide.max_fields",
@@ -17,5 +20,15 @@ pub fn init() {
         1500,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tide.compact_interval",
+        c"How often the background worker compacts async continuous queries.",
+        c"Pending deltas are merged into each query's state this often; reads are exact either way.",
+        &COMPACT_INTERVAL_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
 }

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 mod collect;
+mod cq;
 mod error;
 mod guc;
 mod jsonb;
@@ -15,12 +16,17 @@ mod security;
 mod spi;
 #[cfg(any(test, feature = "pg_test"))]
 mod testing;
+mod worker;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
+    // the worker can only be registered while the server starts with the library preloaded
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        worker::register_launcher();
+    }
 }
 
 /// Required by `cargo pgrx test`.

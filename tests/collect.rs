@@ -13,7 +13,7 @@ fn property_value(k: u64, n: u64) -> serde_json::Value {
     match k % 3 {
         0 => serde_json::json!(n),
         1 => serde_json::json!(format!("v{n}")),
-        _ => serde_json::json!(n % 2 == 0),
+        _ => serde_json::json!(n.is_multiple_of(2)),
     }
 }
 

@@ -8,7 +8,7 @@ mod columns;
 pub mod infer;
 mod schema;
 
-use crate::error::{TideError, TideResult};
+use crate::error::{report, TideError, TideResult};
 use crate::jsonb::JsonbArg;
 use crate::names::{quote_ident, validate_collection_name};
 use crate::project::require_project;
@@ -16,7 +16,6 @@ use crate::security::{require_level, AsOwner, Level};
 use crate::spi::run;
 use columns::Column;
 use infer::{fit, infer, ColumnType, ScalarType};
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use schema::Fields;
@@ -358,12 +357,8 @@ fn define(project: &str, collection: &str, declared: Option<JsonbArg>) -> TideRe
 /// not fit their columns is kept in `<project>._rejected` with the reason (a WARNING says
 /// so) and NULL is returned. Requires write access to the project.
 #[pg_extern]
-fn collect(
-    project: &str,
-    collection: &str,
-    properties: Option<JsonbArg>,
-) -> Result<Option<i64>, ErrorReport> {
-    Ok(collect_one(project, collection, properties)?)
+fn collect(project: &str, collection: &str, properties: Option<JsonbArg>) -> Option<i64> {
+    report(collect_one(project, collection, properties))
 }
 
 /// Stores `[{"collection": "...", "properties": {...}}, ...]` with one set-based insert per
@@ -371,19 +366,15 @@ fn collect(
 /// `<project>._rejected` and a WARNING reports how many. A malformed array is an error and
 /// stores nothing. Requires write access to the project.
 #[pg_extern]
-fn collect_batch(project: &str, events: Option<JsonbArg>) -> Result<i64, ErrorReport> {
-    Ok(collect_many(project, events)?)
+fn collect_batch(project: &str, events: Option<JsonbArg>) -> i64 {
+    report(collect_many(project, events))
 }
 
 /// Declares property types up front, e.g. `{"price": "double precision", "tags": "text[]"}`,
 /// creating the collection if needed. A property that exists with another type is an error.
 #[pg_extern]
-fn define_collection(
-    project: &str,
-    collection: &str,
-    fields: Option<JsonbArg>,
-) -> Result<(), ErrorReport> {
-    Ok(define(project, collection, fields)?)
+fn define_collection(project: &str, collection: &str, fields: Option<JsonbArg>) {
+    report(define(project, collection, fields))
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -1,10 +1,9 @@
 //! Projects: a schema, three group roles, and a `_rejected` table for events that did not fit.
 
-use crate::error::{TideError, TideResult};
+use crate::error::{report, TideError, TideResult};
 use crate::names::{quote_ident, validate_project_name};
 use crate::security::{require_level, require_owner, role_name, AsOwner, Level};
 use crate::spi::{exists, run};
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 const LEVELS: [Level; 3] = [Level::Read, Level::Write, Level::Admin];
@@ -31,6 +30,39 @@ fn checked_name(name: &str) -> TideResult<()> {
     })
 }
 
+enum RoleState {
+    Missing,
+    /// Left behind by a dropped database (DROP DATABASE cannot drop cluster roles): no
+    /// login, no members, no privileges or objects anywhere, so reusing it grants nothing.
+    Orphan,
+    InUse,
+}
+
+fn role_state(role: &str) -> TideResult<RoleState> {
+    let state = Spi::get_one_with_args::<String>(
+        "SELECT CASE
+                  WHEN r.oid IS NULL THEN 'missing'
+                  WHEN NOT r.rolcanlogin
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d
+                                    WHERE d.refclassid = 'pg_catalog.pg_authid'::regclass
+                                      AND d.refobjid = r.oid)
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+                                    WHERE m.roleid = r.oid
+                                      AND m.member NOT IN (SELECT oid FROM pg_catalog.pg_roles
+                                                            WHERE rolname LIKE 'tide\\_%'))
+                  THEN 'orphan'
+                  ELSE 'in use' END
+           FROM (SELECT $1::text AS name) n
+           LEFT JOIN pg_catalog.pg_roles r ON r.rolname = n.name",
+        &[role.into()],
+    )?;
+    Ok(match state.as_deref() {
+        Some("missing") => RoleState::Missing,
+        Some("orphan") => RoleState::Orphan,
+        _ => RoleState::InUse,
+    })
+}
+
 fn create(name: &str) -> TideResult<()> {
     checked_name(name)?;
     require_owner("create a project")?;
@@ -51,23 +83,26 @@ fn create(name: &str) -> TideResult<()> {
             "schema \"{name}\" already exists; a project needs a schema of its own"
         )));
     }
+    let mut adopted = Vec::new();
     for level in LEVELS {
         let role = role_name(name, level);
-        if exists(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-            &[role.as_str().into()],
-        )? {
-            return Err(TideError::AlreadyExists(format!(
-                "role \"{role}\" already exists (roles are shared by all databases of the cluster: \
-                 is there a project \"{name}\" in another database?)"
-            )));
+        match role_state(&role)? {
+            RoleState::Missing => {}
+            RoleState::Orphan => adopted.push(level),
+            RoleState::InUse => {
+                return Err(TideError::AlreadyExists(format!(
+                    "role \"{role}\" already exists and is in use (roles are shared by all \
+                     databases of the cluster: is there a project \"{name}\" in another database?)"
+                )))
+            }
         }
     }
-
     let schema = quote_ident(name);
     let [read, write, admin] = LEVELS.map(|l| quote_ident(&role_name(name, l)));
-    for role in [&read, &write, &admin] {
-        run(&format!("CREATE ROLE {role} NOLOGIN"), &[])?;
+    for (level, role) in LEVELS.iter().zip([&read, &write, &admin]) {
+        if !adopted.contains(level) {
+            run(&format!("CREATE ROLE {role} NOLOGIN"), &[])?;
+        }
     }
     run(&format!("GRANT {read}, {write} TO {admin}"), &[])?;
     run(&format!("CREATE SCHEMA {schema}"), &[])?;
@@ -151,24 +186,24 @@ fn set_membership(project: &str, member: pg_sys::Oid, level: &str, grant: bool) 
 /// Creates project `name`: schema `name`, roles `tide_<name>_read|write|admin` and table
 /// `<name>._rejected`. Only the extension owner or a superuser may create projects.
 #[pg_extern]
-fn create_project(name: &str) -> Result<(), ErrorReport> {
-    Ok(create(name)?)
+fn create_project(name: &str) {
+    report(create(name))
 }
 
 /// Drops project `name` with all its collections, data and roles.
 #[pg_extern]
-fn drop_project(name: &str) -> Result<(), ErrorReport> {
-    Ok(drop(name)?)
+fn drop_project(name: &str) {
+    report(drop(name))
 }
 
 #[pg_extern]
-fn _grant(project: &str, member: pg_sys::Oid, level: &str) -> Result<(), ErrorReport> {
-    Ok(set_membership(project, member, level, true)?)
+fn _grant(project: &str, member: pg_sys::Oid, level: &str) {
+    report(set_membership(project, member, level, true))
 }
 
 #[pg_extern]
-fn _revoke(project: &str, member: pg_sys::Oid, level: &str) -> Result<(), ErrorReport> {
-    Ok(set_membership(project, member, level, false)?)
+fn _revoke(project: &str, member: pg_sys::Oid, level: &str) {
+    report(set_membership(project, member, level, false))
 }
 
 extension_sql!(

@@ -69,24 +69,41 @@ mod tests {
     #[pg_test]
     fn duplicate_project_and_taken_schema_are_refused() {
         exec("SELECT tide.create_project('shop')");
+        let refused = |sql: &str| sqlstate_of(sql);
         assert_eq!(
-            sqlstate_of("SELECT tide.create_project('shop')").as_deref(),
-            Some("42710")
+            refused("SELECT tide.create_project('shop')").as_deref(),
+            Some("42710"),
+            "same project"
         );
         exec("CREATE SCHEMA mine");
         assert_eq!(
-            sqlstate_of("SELECT tide.create_project('mine')").as_deref(),
-            Some("42710")
+            refused("SELECT tide.create_project('mine')").as_deref(),
+            Some("42710"),
+            "taken schema"
         );
         assert_eq!(leftovers("mine"), 1, "only the user's own schema");
-        exec("CREATE ROLE tide_other_read");
+        // a role someone can log in as is never taken over
+        exec("CREATE ROLE tide_other_read LOGIN");
         assert_eq!(
-            sqlstate_of("SELECT tide.create_project('other')").as_deref(),
-            Some("42710")
+            refused("SELECT tide.create_project('other')").as_deref(),
+            Some("42710"),
+            "login role"
         );
         assert_eq!(
             count("SELECT 1 FROM pg_namespace WHERE nspname = 'other'"),
             0
+        );
+        // nor one that holds privileges somewhere
+        exec("CREATE ROLE tide_third_write");
+        exec("GRANT SELECT ON tide.projects TO tide_third_write");
+        assert_eq!(
+            refused("SELECT tide.create_project('third')").as_deref(),
+            Some("42710"),
+            "role in use"
+        );
+        assert_eq!(
+            count("SELECT 1 FROM pg_roles WHERE rolname LIKE 'tide\\_third\\_%'"),
+            1
         );
     }
 
@@ -169,5 +186,20 @@ mod tests {
             Some(true)
         );
         assert_eq!(leftovers("evil"), 0);
+    }
+
+    #[pg_test]
+    fn roles_left_by_a_dropped_database_are_reused() {
+        // what DROP DATABASE leaves behind: the three roles, unused, admin a member of both
+        exec("CREATE ROLE tide_again_read");
+        exec("CREATE ROLE tide_again_write");
+        exec("CREATE ROLE tide_again_admin");
+        exec("GRANT tide_again_read, tide_again_write TO tide_again_admin");
+        exec("SELECT tide.create_project('again')");
+        assert_eq!(leftovers("again"), 1 + 3 + 1);
+        assert_eq!(
+            one::<bool>("SELECT has_schema_privilege('tide_again_read', 'again', 'USAGE')"),
+            Some(true)
+        );
     }
 }

@@ -1,0 +1,76 @@
+-- Continuous queries: catalog, compaction entry point and monitoring view.
+
+CREATE TABLE tide.continuous_query (
+    project         text NOT NULL REFERENCES tide.project (name) ON DELETE CASCADE,
+    name            text NOT NULL,
+    query           text NOT NULL,
+    source          text NOT NULL,
+    mode            text NOT NULL CHECK (mode IN ('async', 'immediate')),
+    -- keys such as date_trunc('hour', _time) are computed in this zone by every writer
+    time_zone       text NOT NULL,
+    rows_applied    bigint NOT NULL DEFAULT 0,
+    last_compaction timestamptz,
+    last_error      text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (project, name)
+);
+SELECT pg_catalog.pg_extension_config_dump('tide.continuous_query', '');
+REVOKE ALL ON tide.continuous_query FROM PUBLIC;
+
+-- Pending deltas of one async query: how many, and the oldest one's time.
+CREATE FUNCTION tide._backlog(project text, name text, OUT pending bigint, OUT oldest timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- immediate queries have no delta table
+    IF to_regclass(format('%I.%I', project, '_cq_' || name || '_delta')) IS NULL THEN
+        pending := 0;
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT count(*), min(_at) FROM %I.%I', project, '_cq_' || name || '_delta')
+       INTO pending, oldest;
+END $$;
+REVOKE ALL ON FUNCTION tide._backlog(text, text) FROM PUBLIC;
+
+CREATE VIEW tide.continuous_queries AS
+SELECT q.project, q.name, q.mode, q.source, q.time_zone, q.rows_applied,
+       coalesce(b.pending, 0) AS pending_deltas,
+       coalesce(now() - b.oldest, interval '0') AS lag,
+       q.last_compaction, q.last_error, q.query, q.created_at
+  FROM tide.continuous_query q
+  CROSS JOIN LATERAL tide._backlog(q.project, q.name) b
+ WHERE has_schema_privilege(q.project, 'USAGE');
+GRANT SELECT ON tide.continuous_queries TO PUBLIC;
+COMMENT ON VIEW tide.continuous_queries IS
+  'Continuous queries visible to the current role: mode, rows applied, pending deltas, lag, last error.';
+
+-- Compacts every async query (or one project's, or one), each in its own subtransaction
+-- so that one failing query is recorded in last_error and does not stop the others.
+CREATE FUNCTION tide.compact(project text DEFAULT NULL, name text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    q record;
+    applied bigint := 0;
+BEGIN
+    FOR q IN SELECT c.project, c.name FROM tide.continuous_queries c
+              WHERE c.mode = 'async'
+                AND (compact.project IS NULL OR c.project = compact.project)
+                AND (compact.name IS NULL OR c.name = compact.name)
+              ORDER BY 1, 2
+    LOOP
+        BEGIN
+            applied := applied + tide._compact_one(q.project, q.name);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM tide._record_error(q.project, q.name, SQLERRM);
+        END;
+    END LOOP;
+    RETURN applied;
+END $$;
+COMMENT ON FUNCTION tide.compact(text, text) IS
+  'Applies pending deltas of async continuous queries now; returns how many were applied.';
+
+CREATE FUNCTION tide._record_error(project text, name text, message text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE tide.continuous_query SET last_error = message
+     WHERE continuous_query.project = _record_error.project AND continuous_query.name = _record_error.name
+$$;
+REVOKE ALL ON FUNCTION tide._record_error(text, text, text) FROM PUBLIC;

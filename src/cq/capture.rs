@@ -1,0 +1,137 @@
+//! One trigger function per source table, regenerated whenever a query on it is created
+//! or dropped, serving every continuous query on that table: one statement-level trigger
+//! per event (PostgreSQL allows transition tables only on single-event triggers), so a
+//! 1,000-row INSERT runs each query's aggregation once, over its transition table.
+//!
+//! PL/pgSQL, because it keeps each statement's plan for the session. The function is
+//! SECURITY DEFINER (writers need no rights on the hidden tables) with a fixed
+//! search_path, and its `SET TimeZone` clause makes every `set_config('TimeZone', …,
+//! true)` inside it local to the call: each query computes its keys in its own time zone
+//! and the writer's setting is untouched afterwards.
+
+use super::plan::{Mode, Rows};
+use super::plan_of;
+use crate::error::TideResult;
+use crate::names::{column_for_property, quote_ident, quote_literal};
+use crate::spi::{exists, run};
+use pgrx::prelude::*;
+
+const EVENTS: [(&str, &str, &str); 4] = [
+    ("insert", "INSERT", "REFERENCING NEW TABLE AS tide_new"),
+    (
+        "update",
+        "UPDATE",
+        "REFERENCING OLD TABLE AS tide_old NEW TABLE AS tide_new",
+    ),
+    ("delete", "DELETE", "REFERENCING OLD TABLE AS tide_old"),
+    ("truncate", "TRUNCATE", ""),
+];
+
+fn function_name(project: &str, source: &str) -> String {
+    let name = column_for_property(&format!("_cq_capture_{source}"), |_| false);
+    format!("{}.{}", quote_ident(project), quote_ident(&name))
+}
+
+fn trigger_name(event: &str) -> String {
+    format!("_tide_cq_{event}")
+}
+
+/// (Re)creates the capture function and triggers of `source` from the catalog, or removes
+/// them when no query reads it any more. Runs as the owner.
+pub fn install(project: &str, source: &str) -> TideResult<()> {
+    let table = format!("{}.{}", quote_ident(project), quote_ident(source));
+    let function = function_name(project, source);
+    let queries: Vec<(String, String, String, String)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT name, query, mode, time_zone FROM tide.continuous_query
+                  WHERE project = $1 AND source = $2 ORDER BY name",
+                None,
+                &[project.into(), source.into()],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })?;
+    if queries.is_empty() {
+        for (event, _, _) in EVENTS {
+            run(
+                &format!("DROP TRIGGER IF EXISTS {} ON {table}", trigger_name(event)),
+                &[],
+            )?;
+        }
+        return run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[]);
+    }
+
+    let mut inserted = String::new();
+    let mut deleted = String::new();
+    let mut updated = String::new();
+    let mut truncated = String::new();
+    for (name, query, mode, time_zone) in &queries {
+        let plan = plan_of(
+            project,
+            name,
+            query,
+            Mode::parse(mode).unwrap_or(Mode::Async),
+        )?;
+        let zone = format!(
+            "    PERFORM pg_catalog.set_config('TimeZone', {}, true);\n",
+            quote_literal(time_zone)
+        );
+        let block = |rows: &[Rows]| -> String {
+            let mut text = zone.clone();
+            for r in rows {
+                for statement in plan.capture(*r) {
+                    text.push_str(&format!("    {statement};\n"));
+                }
+            }
+            text
+        };
+        inserted.push_str(&block(&[Rows::Inserted]));
+        deleted.push_str(&block(&[Rows::Deleted]));
+        updated.push_str(&block(&[Rows::Deleted, Rows::Inserted]));
+        for statement in plan.truncate() {
+            truncated.push_str(&format!("    {statement};\n"));
+        }
+    }
+    let body = format!(
+        "BEGIN\n  IF TG_OP = 'INSERT' THEN\n{inserted}  ELSIF TG_OP = 'UPDATE' THEN\n{updated}  \
+         ELSIF TG_OP = 'DELETE' THEN\n{deleted}  ELSE\n{truncated}  END IF;\n  RETURN NULL;\nEND"
+    );
+    // a string literal in a query must not be able to close the function body's quotes
+    let mut tag = "$tide$".to_string();
+    while body.contains(&tag) {
+        tag.insert(tag.len() - 1, '_');
+    }
+    run(
+        &format!(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
+             SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' \
+             AS {tag}\n{body}\n{tag}"
+        ),
+        &[],
+    )?;
+    for (event, sql_event, referencing) in EVENTS {
+        let trigger = trigger_name(event);
+        if !exists(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                             WHERE tgrelid = $1::regclass AND tgname = $2)",
+            &[table.as_str().into(), trigger.as_str().into()],
+        )? {
+            run(
+                &format!(
+                    "CREATE TRIGGER {trigger} AFTER {sql_event} ON {table} {referencing} \
+                     FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+                ),
+                &[],
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! Continuous queries: `tide.create_continuous_query`, `tide.drop_continuous_query`,
+//! compaction (`tide.compact`, in sql/cq.sql, around `tide._compact_one`).
+//!
+//! analyze (sqlparser) → plan (SQL from the aggregate table) → capture (one trigger
+//! function per source table, serving all its queries) → compaction (async mode).
+
+pub mod aggregates;
+pub mod analyze;
+mod capture;
+pub mod hll;
+pub mod plan;
+mod sketch;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+use crate::error::{report, TideError, TideResult};
+use crate::names::{quote_literal, validate_collection_name};
+use crate::project::require_project;
+use crate::security::{require_level, AsOwner, Level};
+use crate::spi::{exists, run};
+use analyze::analyze;
+use pgrx::prelude::*;
+use plan::{Mode, Plan};
+
+/// Query names become `_cq_<name>_columns` and the like, which must fit 63 bytes.
+const MAX_NAME_BYTES: usize = 40;
+
+/// Blocks of the source backfilled per statement, so progress can be reported.
+const BACKFILL_BLOCKS: i64 = 2048;
+
+fn checked_name(name: &str) -> TideResult<()> {
+    validate_collection_name(name).map_err(|e| TideError::InvalidName(e.to_string()))?;
+    if name.len() > MAX_NAME_BYTES {
+        return Err(TideError::InvalidName(format!(
+            "continuous query name \"{name}\" is longer than {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The plan of a stored or new query, without its output types (only the view needs
+/// them; see `probe_types`).
+pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> TideResult<Plan> {
+    let analyzed = analyze(query).map_err(|r| TideError::Unsupported(r.to_string()))?;
+    if let Some(schema) = &analyzed.source_schema {
+        if schema != project {
+            return Err(TideError::Unsupported(format!(
+                "a continuous query reads a table of its own project, not of schema \"{schema}\""
+            )));
+        }
+    }
+    Ok(Plan {
+        project: project.to_string(),
+        name: name.to_string(),
+        source: analyzed.source_table.clone(),
+        mode,
+        query: analyzed,
+        output_types: Vec::new(),
+    })
+}
+
+/// The defining query's column types, probed by creating it as a temporary view, which
+/// also checks it against the real table (columns, functions, types).
+fn probe_types(plan: &Plan) -> TideResult<Vec<String>> {
+    run(
+        &format!("CREATE TEMP VIEW _tide_probe AS {}", plan.defining_query()),
+        &[],
+    )?;
+    let types = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+                  WHERE attrelid = 'pg_temp._tide_probe'::regclass AND attnum > 0 ORDER BY attnum",
+                None,
+                &[],
+            )?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    run("DROP VIEW pg_temp._tide_probe", &[])?;
+    Ok(types)
+}
+
+fn source_kind(plan: &Plan) -> TideResult<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT (SELECT c.relkind::text FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2)",
+        &[plan.project.as_str().into(), plan.source.as_str().into()],
+    )?)
+}
+
+fn create(project: &str, name: &str, query: &str, mode: &str) -> TideResult<()> {
+    checked_name(name)?;
+    let mode = Mode::parse(mode).ok_or_else(|| {
+        TideError::InvalidArgument(format!(
+            "invalid mode \"{mode}\": expected async or immediate"
+        ))
+    })?;
+    // refuse unsupported queries before checking anything about the database
+    let mut plan = plan_of(project, name, query, mode)?;
+    require_level(project, Level::Admin)?;
+    let _owner = AsOwner::enter()?;
+    require_project(project)?;
+    if exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n
+                          ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)",
+        &[project.into(), name.into()],
+    )? {
+        return Err(TideError::AlreadyExists(format!(
+            "relation \"{name}\" already exists in project \"{project}\""
+        )));
+    }
+    match source_kind(&plan)?.as_deref() {
+        Some("r") => {}
+        Some(_) => {
+            return Err(TideError::Unsupported(format!(
+                "\"{}\" is not a table: continuous queries read tables",
+                plan.source
+            )))
+        }
+        None => {
+            return Err(TideError::UnknownCollection(
+                project.to_string(),
+                plan.source.clone(),
+            ))
+        }
+    }
+    // Writers wait from here to commit: every row is then either visible to the backfill
+    // or captured by the trigger, never both and never neither.
+    run(
+        &format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            plan.source_table()
+        ),
+        &[],
+    )?;
+    plan.output_types = probe_types(&plan)?;
+    for statement in plan.create_state() {
+        run(&statement, &[])?;
+    }
+    run(&plan.create_columns_view(), &[])?;
+    run(&plan.create_view(), &[])?;
+    run(
+        &format!(
+            "COMMENT ON VIEW {} IS {}",
+            plan.view(),
+            quote_literal(&format!(
+                "pg_tide continuous query ({} mode): {query}",
+                mode.as_str()
+            ))
+        ),
+        &[],
+    )?;
+    let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
+        .unwrap_or_else(|| "UTC".into());
+    run(
+        "INSERT INTO tide.continuous_query (project, name, query, source, mode, time_zone)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            project.into(),
+            name.into(),
+            query.into(),
+            plan.source.as_str().into(),
+            mode.as_str().into(),
+            time_zone.as_str().into(),
+        ],
+    )?;
+    capture::install(project, &plan.source)?;
+    backfill(&plan, &time_zone)
+}
+
+fn backfill(plan: &Plan, time_zone: &str) -> TideResult<()> {
+    let blocks = Spi::get_one_with_args::<i64>(
+        "SELECT (pg_catalog.pg_relation_size($1::regclass)
+                 / pg_catalog.current_setting('block_size')::bigint)",
+        &[plan.source_table().as_str().into()],
+    )?
+    .unwrap_or(0);
+    // keys are computed in the query's time zone, as the trigger computes them
+    run(
+        "SELECT pg_catalog.set_config('TimeZone', $1, true)",
+        &[time_zone.into()],
+    )?;
+    let mut from = 0;
+    while from < blocks {
+        let to = (from + BACKFILL_BLOCKS).min(blocks);
+        for statement in plan.backfill_chunk(from, to) {
+            run(&statement, &[])?;
+        }
+        if blocks > BACKFILL_BLOCKS {
+            notice!(
+                "backfilling {}: {to} of {blocks} blocks ({}%)",
+                plan.name,
+                to * 100 / blocks
+            );
+        }
+        from = to;
+    }
+    Ok(())
+}
+
+fn stored(project: &str, name: &str) -> TideResult<(String, Mode)> {
+    let row = Spi::get_two_with_args::<String, String>(
+        "SELECT query, mode FROM tide.continuous_query WHERE project = $1 AND name = $2
+          UNION ALL SELECT NULL, NULL LIMIT 1",
+        &[project.into(), name.into()],
+    )?;
+    match row {
+        (Some(query), Some(mode)) => Ok((query, Mode::parse(&mode).unwrap_or(Mode::Async))),
+        _ => Err(TideError::UnknownObject(format!(
+            "continuous query \"{name}\" does not exist in project \"{project}\""
+        ))),
+    }
+}
+
+fn drop(project: &str, name: &str) -> TideResult<()> {
+    require_level(project, Level::Admin)?;
+    let _owner = AsOwner::enter()?;
+    let (query, mode) = stored(project, name)?;
+    let plan = plan_of(project, name, &query, mode)?;
+    run(
+        "DELETE FROM tide.continuous_query WHERE project = $1 AND name = $2",
+        &[project.into(), name.into()],
+    )?;
+    capture::install(project, &plan.source)?;
+    for relation in plan.owned_relations() {
+        let kind = if relation == plan.view() || relation == plan.columns_view() {
+            "VIEW"
+        } else {
+            "TABLE"
+        };
+        run(&format!("DROP {kind} IF EXISTS {relation}"), &[])?;
+    }
+    Ok(())
+}
+
+fn compact_one(project: &str, name: &str) -> TideResult<i64> {
+    require_level(project, Level::Admin)?;
+    let _owner = AsOwner::enter()?;
+    let (query, mode) = stored(project, name)?;
+    if mode != Mode::Async {
+        return Ok(0);
+    }
+    // concurrent compactions of one query would only wait on each other's rows
+    run(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
+        &[format!("tide.compact {project}.{name}").into()],
+    )?;
+    let plan = plan_of(project, name, &query, mode)?;
+    let mut statements = plan.compaction().into_iter();
+    let applied = match statements.next() {
+        Some(first) => Spi::get_one::<i64>(&first)?.unwrap_or(0),
+        None => 0,
+    };
+    for statement in statements {
+        run(&statement, &[])?;
+    }
+    run(
+        "UPDATE tide.continuous_query
+            SET rows_applied = rows_applied + $3, last_compaction = pg_catalog.now(), last_error = NULL
+          WHERE project = $1 AND name = $2",
+        &[project.into(), name.into(), applied.into()],
+    )?;
+    Ok(applied)
+}
+
+/// Creates continuous query `name`: the view `<project>.<name>`, kept equal to `query`
+/// (`SELECT <keys>, <aggregates> FROM <table> [WHERE ...] [GROUP BY ...]`) as the table
+/// changes. mode 'async' (default) appends partial aggregates per statement and merges
+/// them in the background; 'immediate' merges them in the writing transaction. Existing
+/// rows are backfilled. Requires admin on the project.
+#[pg_extern]
+fn create_continuous_query(
+    project: &str,
+    name: &str,
+    query: &str,
+    mode: default!(&str, "'async'"),
+) {
+    report(create(project, name, query, mode))
+}
+
+/// Drops a continuous query, its view and its hidden tables. Requires admin.
+#[pg_extern]
+fn drop_continuous_query(project: &str, name: &str) {
+    report(drop(project, name))
+}
+
+/// Merges one async query's pending deltas into its state; returns how many were applied.
+#[pg_extern]
+fn _compact_one(project: &str, name: &str) -> i64 {
+    report(compact_one(project, name))
+}
+
+extension_sql_file!(
+    "../../sql/cq.sql",
+    name = "cq_catalog",
+    requires = ["bootstrap", _compact_one]
+);

@@ -1,0 +1,140 @@
+//! The background worker: a launcher, registered at start-up, that starts one scheduler
+//! per database; each scheduler compacts that database's async continuous queries every
+//! `tide.compact_interval`.
+//!
+//! The launcher cannot read other databases' catalogs, so it starts a scheduler for every
+//! database that accepts connections and restarts any that stopped, rescanning every
+//! `LAUNCHER_RESCAN` (new databases are found by themselves). A scheduler in a database
+//! without pg_tide exits at once: a connection and one catalog lookup per rescan, the
+//! price of not needing any registration step. A session-level advisory lock makes a
+//! second scheduler for the same database exit: there is never more than one.
+//! Each unit of work runs in its own transaction, so a crash loses nothing and applies
+//! nothing twice (compaction deletes and merges its deltas in one statement).
+
+use crate::guc;
+use pgrx::bgworkers::*;
+use pgrx::prelude::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const LAUNCHER_RESCAN: Duration = Duration::from_secs(5);
+pub const SCHEDULER_TYPE: &str = "pg_tide scheduler";
+
+pub fn register_launcher() {
+    BackgroundWorkerBuilder::new("pg_tide launcher")
+        .set_type("pg_tide launcher")
+        .set_function("tide_launcher_main")
+        .set_library("pg_tide")
+        .enable_spi_access()
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+fn databases() -> Vec<String> {
+    BackgroundWorker::transaction(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT datname::text FROM pg_catalog.pg_database
+                      WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+                    None,
+                    &[],
+                )
+                .map(|rows| {
+                    rows.filter_map(|row| row.get::<String>(1).ok().flatten())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+    })
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn tide_launcher_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
+    let mut started: HashMap<String, DynamicBackgroundWorker> = HashMap::new();
+    loop {
+        for db in databases() {
+            if started.get(&db).is_some_and(|worker| worker.pid().is_ok()) {
+                continue;
+            }
+            match BackgroundWorkerBuilder::new(&format!("{SCHEDULER_TYPE} {db}"))
+                .set_type(SCHEDULER_TYPE)
+                .set_function("tide_scheduler_main")
+                .set_library("pg_tide")
+                .set_extra(&db)
+                .enable_spi_access()
+                .set_restart_time(None)
+                .set_notify_pid(unsafe { pg_sys::MyProcPid })
+                .load_dynamic()
+            {
+                Ok(worker) => {
+                    started.insert(db, worker);
+                }
+                Err(_) => log!("pg_tide launcher: no background worker slot for database {db}"),
+            }
+        }
+        if !BackgroundWorker::wait_latch(Some(LAUNCHER_RESCAN)) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+    }
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    let owns_database = BackgroundWorker::transaction(|| {
+        let installed = Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_tide')",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        installed
+            && Spi::get_one::<bool>(
+                "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_tide scheduler'))",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    });
+    if !owns_database {
+        return;
+    }
+    log!("pg_tide scheduler started for database {db}");
+    loop {
+        let interval = Duration::from_millis(guc::COMPACT_INTERVAL_MS.get().max(10) as u64);
+        if !BackgroundWorker::wait_latch(Some(interval)) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        let still_installed = BackgroundWorker::transaction(|| {
+            let installed = Spi::get_one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_tide')",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+            if installed {
+                if let Err(e) = Spi::run("SELECT tide.compact()") {
+                    log!("pg_tide scheduler: compaction failed: {e}");
+                }
+            }
+            installed
+        });
+        if !still_installed {
+            break;
+        }
+    }
+    log!("pg_tide scheduler for database {db} exiting");
+}
