@@ -34,3 +34,11 @@ SELECT property, column_name, type FROM tide.fields WHERE project = 'shop' AND c
 \echo '-- and it is a plain table:'
 SELECT url, count(*) AS views, round(sum(price)::numeric, 2) AS revenue
   FROM shop.pageview GROUP BY url ORDER BY views DESC, url LIMIT 5;
+
+\echo '-- a continuous query: an aggregate view kept current as events arrive (async mode):'
+SELECT tide.create_continuous_query('shop', 'views_per_url',
+  'SELECT url, count(*) AS views, sum(price) AS revenue, max(_time) AS last_seen FROM pageview GROUP BY url');
+SELECT tide.collect_batch('shop', '[{"collection": "pageview", "properties": {"url": "/cart", "price": 99.5}},
+                                    {"collection": "pageview", "properties": {"url": "/cart", "price": 0.5}}]') AS stored;
+SELECT url, views, round(revenue::numeric, 2) AS revenue FROM shop.views_per_url ORDER BY views DESC, url LIMIT 4;
+SELECT name, mode, rows_applied, pending_deltas FROM tide.continuous_queries;
