@@ -48,6 +48,5 @@ sampler=$!
 VIEW_TEMPLATE="SELECT tide.create_continuous_query('ivm', '@NAME@', \$q\$@QUERY@\$q\$, 'async')" \
     TESTS=W2 REPS=1 "$RUNNER" pg_tide_async_lag >/dev/null
 kill $sampler 2>/dev/null || true
-mv "$lag_log" "$OUT/pg_tide_async.lag"
 
 python3 "$REPO/bench/summarize.py" "$OUT"

@@ -85,6 +85,15 @@ pub extern "C-unwind" fn tide_launcher_main(_arg: pg_sys::Datum) {
     }
 }
 
+fn extension_installed() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_tide')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
@@ -92,13 +101,7 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
     let db = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     let owns_database = BackgroundWorker::transaction(|| {
-        let installed = Spi::get_one::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_tide')",
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(false);
-        installed
+        extension_installed()
             && Spi::get_one::<bool>(
                 "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_tide scheduler'))",
             )
@@ -119,12 +122,7 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         let still_installed = BackgroundWorker::transaction(|| {
-            let installed = Spi::get_one::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_tide')",
-            )
-            .ok()
-            .flatten()
-            .unwrap_or(false);
+            let installed = extension_installed();
             if installed {
                 if let Err(e) = Spi::run("SELECT tide.compact()") {
                     log!("pg_tide scheduler: compaction failed: {e}");

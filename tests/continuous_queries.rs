@@ -633,7 +633,7 @@ const SHAPES: &[Shape] = &[
     },
     Shape {
         name: "distincts",
-        sql: "SELECT product % 10 AS bucket, count(country) AS countries, count(qty) AS qtys, \
+        sql: "SELECT product % 10 AS bucket, count(DISTINCT country) AS countries, count(DISTINCT qty) AS qtys, \
               tide.approx_count_distinct(product) AS products, min(amount) AS min_amount, \
               max(amount) AS max_amount FROM src GROUP BY product % 10",
         early: true,
@@ -658,7 +658,7 @@ const SHAPES: &[Shape] = &[
     },
     Shape {
         name: "global_distinct",
-        sql: "SELECT count(product) AS products, count(country) AS countries, \
+        sql: "SELECT count(DISTINCT product) AS products, count(DISTINCT country) AS countries, \
               tide.approx_count_distinct(country) AS approx_countries, count(flag) AS flagged, \
               max(price) AS max_price FROM src",
         early: false,
@@ -782,6 +782,12 @@ fn oracle_under_concurrent_workload(
             "{mode}: {aborted} operations rolled back by deadlocks or serialization failures"
         );
     }
+    // otherwise the comparisons below would vouch for a workload that mostly never ran
+    assert!(
+        aborted * 2 < CLIENTS * OPERATIONS,
+        "{aborted} of {} operations rolled back by deadlocks or serialization failures",
+        CLIENTS * OPERATIONS
+    );
 
     // the scheduler compacts on its own, so pending deltas are likely but not certain here
     let pending = pending_deltas(&mut admin, project);
@@ -1333,7 +1339,7 @@ fn crash_during_workload_keeps_views_exact() {
             "by_country".into(),
             "SELECT lower(country) AS country, count(*) AS n, sum(qty) AS qty, sum(amount) AS amount, \
              min(price) AS min_price, max(amount) AS max_amount, avg(price) AS avg_price, \
-             count(product) AS products FROM src GROUP BY lower(country)"
+             count(DISTINCT product) AS products FROM src GROUP BY lower(country)"
                 .into(),
             "async",
         ),
@@ -1391,7 +1397,7 @@ fn crash_during_workload_keeps_views_exact() {
         .collect();
 
     eventually("writes under way with deltas pending", || {
-        let d = done.load(AtomicOrdering::SeqCst); let p = pending_deltas(&mut admin, project); eprintln!("done {d} pending {p}"); d >= 300 && p > 0
+        done.load(AtomicOrdering::SeqCst) >= 50 && pending_deltas(&mut admin, project) > 0
     });
     crashing.store(true, AtomicOrdering::SeqCst);
     server().stop("immediate");

@@ -213,14 +213,7 @@ fn misfit(value: &Value, column: ColumnType) -> Misfit {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     };
-    let kind = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
+    let kind = json_kind(value);
     Misfit(format!(
         "value {shown} ({kind}) does not fit type {}",
         column.sql()
@@ -285,6 +278,18 @@ pub fn normalize_timestamp(s: &str) -> Option<String> {
 /// Microseconds since 2000-01-01 00:00 UTC (PostgreSQL's timestamptz) of a string that
 /// `normalize_timestamp` produced, so collect can send binary timestamps instead of text.
 /// Fractions are rounded the way timestamptz input does: `rint(strtod(fraction) * 1e6)`.
+/// The JSON name of a value's kind, for messages.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 pub fn timestamp_micros(normalized: &str) -> Option<i64> {
     let b = normalized.as_bytes();
     let num = |start: usize, len: usize| b.get(start..start + len).and_then(digits).map(i64::from);

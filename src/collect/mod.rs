@@ -15,7 +15,7 @@ use crate::project::require_project;
 use crate::security::{require_level, AsOwner, Level};
 use crate::spi::run;
 use columns::Column;
-use infer::{fit, infer, ColumnType, ScalarType};
+use infer::{fit, infer, json_kind, ColumnType, ScalarType};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use schema::Fields;
@@ -34,17 +34,6 @@ struct Stored {
     count: i64,
     /// `_id` of the first stored event, when asked for.
     first_id: Option<i64>,
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 fn checked_collection(collection: &str) -> TideResult<()> {

@@ -227,7 +227,7 @@ impl Plan {
                 };
                 format!(
                     "WITH input AS (SELECT {}, ({arg}) AS v, {sign}count(*) AS n FROM {from} WHERE {} GROUP BY {}), \
-                     upserted AS (INSERT INTO {table} AS d ({key_list}, v, mult) SELECT * FROM input \
+                     upserted AS (INSERT INTO {table} AS d ({key_list}, v, mult) SELECT * FROM input ORDER BY {} \
                                   ON CONFLICT ({key_list}, v) DO UPDATE SET mult = d.mult + excluded.mult \
                                   RETURNING {}, d.v, d.mult), \
                      changes AS (SELECT {}, sum(CASE WHEN u.mult > 0 AND u.mult - i.n <= 0 THEN 1 \
@@ -236,6 +236,7 @@ impl Plan {
                      {write}",
                     key_exprs.join(", "),
                     wheres.join(" AND "),
+                    positions.join(", "),
                     positions.join(", "),
                     keys.iter().map(|k| format!("d.{k}")).collect::<Vec<_>>().join(", "),
                     u_keys.iter().zip(&keys).map(|(u, k)| format!("{u} AS {k}")).collect::<Vec<_>>().join(", "),
@@ -257,11 +258,15 @@ impl Plan {
             .unwrap_or_default()
     }
 
-    fn group_by(&self) -> String {
+    fn key_positions(&self) -> String {
         let positions: Vec<String> = (1..=self.key_exprs().len())
             .map(|i| i.to_string())
             .collect();
-        format!(" GROUP BY {}", positions.join(", "))
+        positions.join(", ")
+    }
+
+    fn group_by(&self) -> String {
+        format!(" GROUP BY {}", self.key_positions())
     }
 
     /// All state columns in table order: keys, `_count`, partials, `_dirty`.
@@ -363,11 +368,14 @@ impl Plan {
         set
     }
 
+    /// Merges partials into the state. Rows are upserted in key order so that concurrent
+    /// writers lock shared groups in the same order instead of deadlocking each other.
     fn upsert_into_state(&self, targets: &[String], select: &str) -> String {
         format!(
-            "INSERT INTO {} AS s ({}) {select} ON CONFLICT ({}) DO UPDATE SET {}",
+            "INSERT INTO {} AS s ({}) {select} ORDER BY {} ON CONFLICT ({}) DO UPDATE SET {}",
             self.state_table(),
             targets.join(", "),
+            self.key_positions(),
             self.key_columns().join(", "),
             self.merge_assignments("s", "excluded").join(", ")
         )
@@ -576,23 +584,20 @@ impl Plan {
             )
         }));
         merged.push("bool_or(_dirty) AS _dirty".into());
-        let union = match self.mode {
-            Mode::Async => format!(
-                "SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {}",
-                self.state_table(),
-                self.delta_table()
-            ),
-            Mode::Immediate => format!("SELECT {columns} FROM {}", self.state_table()),
-        };
         let groups = format!(
-            "SELECT {} FROM ({union}) u GROUP BY {keys}",
-            merged.join(", ")
+            "SELECT {} FROM (SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {}) u GROUP BY {keys}",
+            merged.join(", "),
+            self.state_table(),
+            self.delta_table()
         );
-        let global = self.query.keys.is_empty();
-        let from = if global {
-            format!("(SELECT 1) AS one LEFT JOIN ({groups}) m ON m._count > 0")
-        } else {
-            format!("({groups}) m WHERE m._count > 0")
+        // `m` is either the state itself (one row per group) or the state merged with the
+        // pending deltas; both have the state's columns
+        let from = |relation: &str, only_if: &str| -> String {
+            if self.query.keys.is_empty() {
+                format!("(SELECT 1) AS one LEFT JOIN {relation} m ON m._count > 0{only_if}")
+            } else {
+                format!("{relation} m WHERE m._count > 0{only_if}")
+            }
         };
         let m_keys: Vec<String> = self
             .key_columns()
@@ -643,11 +648,30 @@ impl Plan {
                 format!("({expr})::{ty} AS {}", quote_ident(name))
             })
             .collect();
-        format!(
-            "CREATE VIEW {} AS SELECT {} FROM {from}",
-            self.view(),
-            items.join(", ")
-        )
+        let items = items.join(", ");
+        let state = self.state_table();
+        let body = match self.mode {
+            Mode::Immediate => format!("SELECT {items} FROM {}", from(&state, "")),
+            // An uncorrelated EXISTS is evaluated once: with no pending delta the view is a
+            // plain read of the state, as fast as a materialized view; otherwise it merges.
+            Mode::Async => {
+                let delta = self.delta_table();
+                let (fast, merge) = if self.query.keys.is_empty() {
+                    (" WHERE NOT EXISTS", " WHERE EXISTS")
+                } else {
+                    (" AND NOT EXISTS", " AND EXISTS")
+                };
+                format!(
+                    "SELECT {items} FROM {} UNION ALL SELECT {items} FROM {}",
+                    from(&state, &format!("{fast} (SELECT 1 FROM {delta})")),
+                    from(
+                        &format!("({groups})"),
+                        &format!("{merge} (SELECT 1 FROM {delta})")
+                    )
+                )
+            }
+        };
+        format!("CREATE VIEW {} AS {body}", self.view())
     }
 
     pub fn create_columns_view(&self) -> String {
