@@ -26,6 +26,7 @@ pub extern "C-unwind" fn _PG_init() {
     // the worker can only be registered while the server starts with the library preloaded
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         worker::register_launcher();
+        worker::install_drop_database_hook();
     }
 }
 

@@ -136,3 +136,77 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
     }
     log!("pg_tide scheduler for database {db} exiting");
 }
+
+static mut PREVIOUS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
+
+/// DROP DATABASE refuses to run while any other session is connected, and PostgreSQL 15
+/// only clears autovacuum workers out of the way. This hook stops the database's
+/// scheduler first (it exits at its next latch wake-up; DROP DATABASE waits up to five
+/// seconds for sessions to leave), so dropping a database with pg_tide just works.
+pub fn install_drop_database_hook() {
+    unsafe {
+        PREVIOUS_UTILITY_HOOK = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(tide_process_utility);
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn tide_process_utility(
+    statement: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    environment: *mut pg_sys::QueryEnvironment,
+    destination: *mut pg_sys::DestReceiver,
+    completion: *mut pg_sys::QueryCompletion,
+) {
+    let node = (*statement).utilityStmt;
+    if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_DropdbStmt {
+        let name = (*(node as *mut pg_sys::DropdbStmt)).dbname;
+        if !name.is_null() {
+            stop_scheduler(&std::ffi::CStr::from_ptr(name).to_string_lossy());
+        }
+    }
+    match PREVIOUS_UTILITY_HOOK {
+        Some(previous) => previous(
+            statement,
+            query,
+            read_only_tree,
+            context,
+            params,
+            environment,
+            destination,
+            completion,
+        ),
+        None => pg_sys::standard_ProcessUtility(
+            statement,
+            query,
+            read_only_tree,
+            context,
+            params,
+            environment,
+            destination,
+            completion,
+        ),
+    }
+}
+
+fn stop_scheduler(database: &str) {
+    let pids: Vec<i32> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 AND datname = $2",
+                None,
+                &[SCHEDULER_TYPE.into(), database.into()],
+            )
+            .map(|rows| rows.filter_map(|row| row.get::<i32>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    for pid in pids {
+        // the scheduler runs as the same OS user as every backend, so no SQL-level
+        // privilege is involved in asking it to stop
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}

@@ -208,3 +208,25 @@ fn database_without_extension_gets_no_lasting_scheduler() {
         "the launcher does not install pg_tide anywhere"
     );
 }
+
+/// DROP DATABASE refuses while another session is connected; the scheduler must not
+/// count as one.
+#[test]
+fn drop_database_with_a_running_scheduler() {
+    let mut admin = server().connect("postgres");
+    drop(server().fresh_db("dropme"));
+    eventually("a scheduler for dropme", || {
+        !schedulers(&mut admin, "dropme").is_empty()
+    });
+    admin
+        .batch_execute("DROP DATABASE dropme")
+        .expect("DROP DATABASE without FORCE while the scheduler runs");
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = 'dropme'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}

@@ -215,10 +215,16 @@ impl Plan {
                 let u_keys: Vec<String> = keys.iter().map(|k| format!("u.{k}")).collect();
                 let column = format!("a{i}_d");
                 let write = match target {
-                    Target::Delta => format!(
-                        "INSERT INTO {} ({key_list}, _count, {column}, _dirty) SELECT {key_list}, 0, dd, false FROM changes WHERE dd <> 0",
-                        self.delta_table()
-                    ),
+                    Target::Delta => {
+                        let mut targets = keys.clone();
+                        targets.extend(["_count".to_string(), column.clone(), "_dirty".to_string()]);
+                        self.append_delta(
+                            &targets,
+                            &format!(
+                                "SELECT {key_list}, 0::bigint AS _count, dd AS {column}, false AS _dirty FROM changes WHERE dd <> 0"
+                            ),
+                        )
+                    }
                     Target::State => format!(
                         "INSERT INTO {} AS s ({key_list}, _count, {column}, _dirty) SELECT {key_list}, 0, dd, false FROM changes WHERE dd <> 0 \
                          ON CONFLICT ({key_list}) DO UPDATE SET {column} = coalesce(s.{column}, 0) + excluded.{column}",
@@ -323,12 +329,18 @@ impl Plan {
         let state = self.state_table();
         let keys = self.key_columns().join(", ");
         let mut ddl = vec![
-            format!("CREATE TABLE {state} AS {} WITH NO DATA", query.aliased()),
+            // groups are updated in place all the time: room on each page keeps those
+            // updates HOT (no new index entry per update)
+            format!(
+                "CREATE TABLE {state} WITH (fillfactor = 50) AS {} WITH NO DATA",
+                query.aliased()
+            ),
             format!("CREATE UNIQUE INDEX ON {state} ({keys}) NULLS NOT DISTINCT"),
         ];
         if self.mode == Mode::Async {
+            // one row per statement: that statement's partials, packed as the state's own row type
             ddl.push(format!(
-                "CREATE TABLE {} (LIKE {state}, _at timestamptz NOT NULL DEFAULT pg_catalog.now())",
+                "CREATE TABLE {} (_rows {state}[] NOT NULL, _at timestamptz NOT NULL DEFAULT pg_catalog.now())",
                 self.delta_table()
             ));
         }
@@ -350,6 +362,37 @@ impl Plan {
             ));
         }
         ddl
+    }
+
+    /// Appends one delta row holding every row of `select` (whose columns are named
+    /// `targets`, a subset of the state's) as an array of the state's row type: a statement
+    /// that touches a thousand groups writes one row, not a thousand.
+    fn append_delta(&self, targets: &[String], select: &str) -> String {
+        let fields: Vec<String> = self
+            .state_columns()
+            .iter()
+            .map(|c| {
+                if targets.contains(c) {
+                    format!("p.{c}")
+                } else {
+                    "NULL".to_string()
+                }
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} (_rows) SELECT array_agg(ROW({})::{}) FROM ({select}) p HAVING count(*) > 0",
+            self.delta_table(),
+            fields.join(", "),
+            self.state_table()
+        )
+    }
+
+    /// The pending deltas, one row per partial, with the state's columns.
+    fn unpacked_delta(&self) -> String {
+        format!(
+            "(SELECT r.* FROM {} d, unnest(d._rows) r)",
+            self.delta_table()
+        )
     }
 
     fn merge_assignments(&self, target: &str, incoming: &str) -> Vec<String> {
@@ -390,12 +433,7 @@ impl Plan {
         let mut statements = self.capture_distinct(rows.table(), rows, None, self.mode.target());
         match self.mode {
             Mode::Async => {
-                statements.push(format!(
-                    "INSERT INTO {} ({}) {}",
-                    self.delta_table(),
-                    query.targets.join(", "),
-                    query.select()
-                ));
+                statements.push(self.append_delta(&query.targets, &query.aliased()));
                 statements
             }
             Mode::Immediate => {
@@ -506,13 +544,14 @@ impl Plan {
         );
         merged.push("bool_or(_dirty)".into());
         let mut statements = vec![format!(
-            "WITH d AS (DELETE FROM {delta} RETURNING *), \
+            "WITH d AS (DELETE FROM {delta} RETURNING _rows), \
+                  u AS (SELECT r.* FROM d, unnest(d._rows) r), \
                   merged AS ({upsert} RETURNING 1) \
-             SELECT count(*) FROM d",
+             SELECT count(*) FROM u",
             delta = self.delta_table(),
             upsert = self.upsert_into_state(
                 &self.state_columns(),
-                &format!("SELECT {} FROM d GROUP BY {keys}", merged.join(", "))
+                &format!("SELECT {} FROM u GROUP BY {keys}", merged.join(", "))
             ),
         )];
         statements.push(format!(
@@ -585,10 +624,10 @@ impl Plan {
         }));
         merged.push("bool_or(_dirty) AS _dirty".into());
         let groups = format!(
-            "SELECT {} FROM (SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {}) u GROUP BY {keys}",
+            "SELECT {} FROM (SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {} pending) u GROUP BY {keys}",
             merged.join(", "),
             self.state_table(),
-            self.delta_table()
+            self.unpacked_delta()
         );
         // `m` is either the state itself (one row per group) or the state merged with the
         // pending deltas; both have the state's columns
@@ -689,10 +728,12 @@ impl Plan {
     }
 
     pub fn owned_relations(&self) -> Vec<String> {
-        let mut relations = vec![self.view(), self.columns_view(), self.state_table()];
+        // the delta's rows are of the state's type: drop it first
+        let mut relations = vec![self.view(), self.columns_view()];
         if self.mode == Mode::Async {
             relations.push(self.delta_table());
         }
+        relations.push(self.state_table());
         relations.extend(self.distinct_tables().into_iter().map(|(t, _, _)| t));
         relations
     }
