@@ -49,4 +49,9 @@ VIEW_TEMPLATE="SELECT tide.create_continuous_query('ivm', '@NAME@', \$q\$@QUERY@
     TESTS=W2 REPS=1 "$RUNNER" pg_tide_async_lag >/dev/null
 kill $sampler 2>/dev/null || true
 
+# this machine's speed drifts over a run: bare is measured again last, and the ratios use
+# the mean of both bare runs (the summary shows their spread)
+say "runner: bare again"
+TESTS="W1 W2" "$RUNNER" bare | tee "$OUT/bare_end.txt"
+
 python3 "$REPO/bench/summarize.py" "$OUT"

@@ -21,7 +21,9 @@ def ratio(a, b):
 
 systems = sorted({s for s, _ in values if s.startswith("pg_tide")})
 bare_w1, bare_w2 = mean("bare", "W1_bulk_0views"), mean("bare", "W2_oltp_0views_tps")
-print("bare: bulk %s rows/s, OLTP %s tx/s" % (round(bare_w1 or 0), round(bare_w2 or 0)))
+spread = lambda test: "%d..%d" % (min(values[("bare", test)]), max(values[("bare", test)])) if values.get(("bare", test)) else "n/a"
+print("bare: bulk %s rows/s (runs: %s), OLTP %s tx/s (runs: %s)"
+      % (round(bare_w1 or 0), spread("W1_bulk_0views"), round(bare_w2 or 0), spread("W2_oltp_0views_tps")))
 for s in systems:
     print("%s:" % s)
     for nv in (1, 3):

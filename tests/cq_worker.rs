@@ -230,3 +230,31 @@ fn drop_database_with_a_running_scheduler() {
         .get(0);
     assert_eq!(left, 0);
 }
+
+/// pg_reload_conf() sends SIGHUP to every process: the scheduler rereads its settings and
+/// goes on, same process, still compacting.
+#[test]
+fn sighup_reloads_settings_without_a_restart() {
+    let mut admin = server().connect("postgres");
+    let mut client = server().fresh_db("hup_db");
+    create_async_query(&mut client, "hup");
+    eventually("a scheduler for hup_db", || {
+        schedulers(&mut admin, "hup_db").len() == 1
+    });
+    let before = schedulers(&mut admin, "hup_db");
+    admin
+        .batch_execute("ALTER SYSTEM SET tide.compact_interval = '200ms'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    write_batch(&mut client, "hup", 3);
+    wait_for_compaction(&mut client, "hup");
+    assert_eq!(
+        schedulers(&mut admin, "hup_db"),
+        before,
+        "SIGHUP does not restart the scheduler"
+    );
+    admin
+        .batch_execute("ALTER SYSTEM RESET tide.compact_interval")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+}

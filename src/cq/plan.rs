@@ -757,3 +757,115 @@ fn aggregate_call(kind: AggKind, arg: &str) -> String {
         AggKind::BoolOr => format!("bool_or({arg})"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cq::analyze::analyze;
+
+    fn plan(query: &str, mode: Mode) -> Plan {
+        let query = analyze(query).unwrap();
+        Plan {
+            project: "shop".into(),
+            name: "v".into(),
+            source: query.source_table.clone(),
+            mode,
+            query,
+            output_types: vec![],
+        }
+    }
+
+    #[test]
+    fn deletes_mark_groups_dirty_only_when_an_aggregate_cannot_be_subtracted() {
+        let with_max = plan(
+            "SELECT country, count(*), max(price) FROM src GROUP BY country",
+            Mode::Async,
+        );
+        let deleted = with_max.capture(Rows::Deleted).join(";");
+        assert!(deleted.contains("-count(*)"), "{deleted}");
+        assert!(
+            !deleted.contains("max(price)"),
+            "max is recomputed, not negated: {deleted}"
+        );
+        assert!(deleted.contains("true AS _dirty"), "{deleted}");
+        let inserted = with_max.capture(Rows::Inserted).join(";");
+        assert!(
+            inserted.contains("max(price) AS a2_m") && inserted.contains("false AS _dirty"),
+            "{inserted}"
+        );
+
+        let sums = plan(
+            "SELECT country, count(*), sum(price) FROM src GROUP BY country",
+            Mode::Async,
+        );
+        let deleted = sums.capture(Rows::Deleted).join(";");
+        assert!(
+            deleted.contains("-sum(price)") && deleted.contains("false AS _dirty"),
+            "{deleted}"
+        );
+    }
+
+    #[test]
+    fn async_capture_appends_one_packed_row_per_statement() {
+        let p = plan(
+            "SELECT product, count(*), max(price) FROM src GROUP BY product",
+            Mode::Async,
+        );
+        let statements = p.capture(Rows::Deleted);
+        assert_eq!(statements.len(), 1);
+        let s = &statements[0];
+        assert!(
+            s.starts_with("INSERT INTO \"shop\".\"_cq_v_delta\" (_rows) SELECT array_agg(ROW("),
+            "{s}"
+        );
+        // the max partial is absent from a delete's partials: NULL in its place
+        assert!(
+            s.contains("ROW(p.k0, p._count, NULL, p._dirty)::\"shop\".\"_cq_v_state\""),
+            "{s}"
+        );
+        assert!(s.ends_with("HAVING count(*) > 0"), "{s}");
+    }
+
+    #[test]
+    fn immediate_upserts_in_key_order_and_cleans_up_after_deletes() {
+        let p = plan(
+            "SELECT a, b, count(*), min(x) FROM src GROUP BY a, b",
+            Mode::Immediate,
+        );
+        let statements = p.capture(Rows::Deleted);
+        assert!(
+            statements[0].contains("GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (k0, k1)"),
+            "{}",
+            statements[0]
+        );
+        assert!(statements
+            .iter()
+            .any(|s| s.contains("DELETE FROM \"shop\".\"_cq_v_state\" WHERE _count = 0")));
+        assert!(
+            statements
+                .iter()
+                .any(|s| s.contains("SET a3_m = r.a3_m, _dirty = false")),
+            "{statements:?}"
+        );
+    }
+
+    #[test]
+    fn a_global_aggregate_has_one_constant_group() {
+        let p = plan("SELECT count(*), sum(x) FROM src", Mode::Immediate);
+        assert!(!p.defining_query().contains("GROUP BY"));
+        assert!(p.capture(Rows::Inserted)[0].contains("SELECT true, count(*)"));
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        let mut p = plan(
+            "SELECT \"Country\", count(*) FROM \"Src\" GROUP BY 1",
+            Mode::Async,
+        );
+        p.project = "we\"ird".into();
+        assert_eq!(p.source_table(), "\"we\"\"ird\".\"Src\"");
+        assert!(p
+            .defining_query()
+            .starts_with("SELECT \"Country\" AS \"Country\", count(*) AS \"count\""));
+    }
+}
