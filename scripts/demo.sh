@@ -13,8 +13,9 @@ say "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$PORT (data: $DATA)"
 start_server "$DATA" "$PORT"
 
 psql_demo() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
-psql_demo -d postgres -tc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 \
-    || psql_demo -d postgres -c "CREATE DATABASE $DB"
+# a fresh database every run, so the demo always shows the pg_tide just built (its project
+# roles, left behind by the dropped database, are reused by create_project)
+psql_demo -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 say "demo"
 psql_demo -d "$DB" -v ON_ERROR_STOP=1 -f "$REPO/scripts/demo.sql"
 

@@ -1,8 +1,7 @@
 \set QUIET on
 \pset footer off
 SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS pg_tide;
-SELECT tide.drop_project('shop') FROM tide.projects WHERE name = 'shop';
+CREATE EXTENSION pg_tide;
 \echo '-- SELECT tide.create_project(''shop'');'
 SELECT tide.create_project('shop');
 
@@ -36,9 +35,10 @@ SELECT url, count(*) AS views, round(sum(price)::numeric, 2) AS revenue
   FROM shop.pageview GROUP BY url ORDER BY views DESC, url LIMIT 5;
 
 \echo '-- a continuous query: an aggregate view kept current as events arrive (async mode):'
-SELECT tide.create_continuous_query('shop', 'views_per_url',
+SELECT 'shop.views_per_url' AS created FROM tide.create_continuous_query('shop', 'views_per_url',
   'SELECT url, count(*) AS views, sum(price) AS revenue, max(_time) AS last_seen FROM pageview GROUP BY url');
 SELECT tide.collect_batch('shop', '[{"collection": "pageview", "properties": {"url": "/cart", "price": 99.5}},
                                     {"collection": "pageview", "properties": {"url": "/cart", "price": 0.5}}]') AS stored;
-SELECT url, views, round(revenue::numeric, 2) AS revenue FROM shop.views_per_url ORDER BY views DESC, url LIMIT 4;
+\echo '-- /cart now counts the two new events, read straight from the view:'
+SELECT url, views, round(revenue::numeric, 2) AS revenue FROM shop.views_per_url ORDER BY url = '/cart' DESC, views DESC, url LIMIT 4;
 SELECT name, mode, rows_applied, pending_deltas FROM tide.continuous_queries;

@@ -59,12 +59,19 @@ pub fn install(project: &str, source: &str) -> TideResult<()> {
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })?;
-    if queries.is_empty() {
-        for (event, _, _) in EVENTS {
-            run(
-                &format!("DROP TRIGGER IF EXISTS {} ON {table}", trigger_name(event)),
-                &[],
-            )?;
+    // a table dropped with CASCADE took its triggers along: only the function is left
+    let table_exists = exists(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[table.as_str().into()],
+    )?;
+    if queries.is_empty() || !table_exists {
+        if table_exists {
+            for (event, _, _) in EVENTS {
+                run(
+                    &format!("DROP TRIGGER IF EXISTS {} ON {table}", trigger_name(event)),
+                    &[],
+                )?;
+            }
         }
         return run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[]);
     }

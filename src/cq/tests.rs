@@ -217,6 +217,15 @@ mod tests {
         );
         assert_eq!(sqlstate_of("DROP TABLE shop.src").as_deref(), Some("2BP01"));
         exec("ALTER TABLE shop.src DROP COLUMN qty");
+        // CASCADE drops the source anyway; the query can then still be dropped cleanly
+        exec("DROP TABLE shop.src CASCADE");
+        exec("SELECT tide.drop_continuous_query('shop', 'v')");
+        assert_eq!(count("SELECT 1 FROM tide.continuous_queries"), 0);
+        assert_eq!(count("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace WHERE nspname = 'shop' AND relname LIKE '\\_cq\\_%'"), 0);
+        assert_eq!(
+            count("SELECT 1 FROM pg_proc WHERE proname LIKE '\\_cq\\_capture%'"),
+            0
+        );
     }
 
     #[pg_test]
