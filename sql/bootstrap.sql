@@ -44,17 +44,23 @@ SELECT p.name,
        format('tide_%s_read', p.name)  AS read_role,
        format('tide_%s_write', p.name) AS write_role,
        format('tide_%s_admin', p.name) AS admin_role,
-       (SELECT count(*) FROM tide.collection c WHERE c.project = p.name) AS collections,
+       (SELECT count(*) FROM tide.collection c WHERE c.project = p.name AND c.name <> '_users') AS collections,
        p.created_at
   FROM tide.project p
  WHERE has_schema_privilege(p.name, 'USAGE');
 
+-- _users is registered like a collection (its properties live in tide.field) but
+-- has system columns of its own.
 CREATE VIEW tide.fields AS
-SELECT c.project, c.name AS collection, s.property, s.column_name, s.type, true AS system
+SELECT c.project, c.name AS collection, s.property, s.property AS column_name, s.type, true AS system
   FROM tide.collection c
- CROSS JOIN (VALUES ('_id', '_id', 'bigint', 1),
-                    ('_time', '_time', 'timestamptz', 2),
-                    ('_user', '_user', 'text', 3)) AS s (property, column_name, type, ord)
+  JOIN (VALUES (false, '_id', 'bigint'),
+               (false, '_time', 'timestamptz'),
+               (false, '_user', 'text'),
+               (true, 'id', 'text'),
+               (true, 'created_at', 'timestamptz'),
+               (true, 'updated_at', 'timestamptz')) AS s (users, property, type)
+    ON s.users = (c.name = '_users')
  WHERE has_schema_privilege(c.project, 'USAGE')
 UNION ALL
 SELECT f.project, f.collection, f.property, f.column_name, f.type, false

@@ -10,6 +10,10 @@ pub static MAX_FIELDS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// How often the scheduler applies async continuous queries' pending deltas.
 pub static COMPACT_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// Statement timeout of `tide.query`. Superuser-only, because the callers it protects
+/// against are the ones who would raise it.
+pub static QUERY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"tide.max_fields",
@@ -29,6 +33,16 @@ pub fn init() {
         10,
         3_600_000,
         GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"tide.query_timeout",
+        c"Statement timeout of tide.query.",
+        c"A tide.query call running longer is cancelled with SQLSTATE 57014.",
+        &QUERY_TIMEOUT_MS,
+        1,
+        i32::MAX,
+        GucContext::Suset,
         GucFlags::UNIT_MS,
     );
 }

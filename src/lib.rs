@@ -10,12 +10,17 @@ mod cq;
 mod error;
 mod guc;
 mod jsonb;
+mod mailbox;
+mod mv;
 mod names;
 mod project;
+mod query;
 mod security;
 mod spi;
+mod stream;
 #[cfg(any(test, feature = "pg_test"))]
 mod testing;
+mod users;
 mod worker;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);

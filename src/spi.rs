@@ -13,3 +13,16 @@ pub fn run(sql: &str, args: &[DatumWithOid]) -> TideResult<()> {
 pub fn exists(sql: &str, args: &[DatumWithOid]) -> TideResult<bool> {
     Ok(Spi::get_one_with_args::<bool>(sql, args)?.unwrap_or(false))
 }
+
+/// The first value of a data-modifying statement's RETURNING list. Unlike
+/// `Spi::get_one_with_args`, it runs the statement without a row limit: with a limit,
+/// PostgreSQL skips the statement-level AFTER triggers (continuous-query capture and
+/// event streams) of an INSERT … RETURNING.
+pub fn returning_one<T: FromDatum + IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid],
+) -> TideResult<Option<T>> {
+    Ok(Spi::connect_mut(|client| {
+        client.update(sql, None, args)?.first().get_one::<T>()
+    })?)
+}

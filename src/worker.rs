@@ -133,8 +133,53 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
         if !still_installed {
             break;
         }
+        BackgroundWorker::transaction(|| {
+            if let Err(e) = Spi::run("SELECT tide._stream_housekeeping()") {
+                log!("pg_tide scheduler: subscription clean-up failed: {e}");
+            }
+        });
+        refresh_due_materialized_views();
     }
     log!("pg_tide scheduler for database {db} exiting");
+}
+
+/// Each view in its own transaction, so a long refresh holds nothing of the others and a
+/// failure (recorded in the catalog by the SQL function) rolls back only its own view.
+fn refresh_due_materialized_views() {
+    let due: Vec<(String, String)> = BackgroundWorker::transaction(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT project, name FROM tide._due_materialized_views()",
+                    None,
+                    &[],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| {
+            log!("pg_tide scheduler: listing due materialized views failed: {e}");
+            Vec::new()
+        })
+    });
+    for (project, name) in due {
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+        BackgroundWorker::transaction(|| {
+            if let Err(e) = Spi::run_with_args(
+                "SELECT tide._refresh_materialized_view($1, $2, false, true)",
+                &[project.as_str().into(), name.as_str().into()],
+            ) {
+                log!("pg_tide scheduler: refreshing {project}.{name} failed: {e}");
+            }
+        });
+    }
 }
 
 static mut PREVIOUS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;

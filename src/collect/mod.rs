@@ -4,9 +4,9 @@
 //! INSERT for the accepted events (`jsonb_populate_recordset` into the table's row type)
 //! and one for the rejected ones. Nothing is done per event over SPI.
 
-mod columns;
+pub(crate) mod columns;
 pub mod infer;
-mod schema;
+pub(crate) mod schema;
 
 use crate::error::{report, TideError, TideResult};
 use crate::jsonb::JsonbArg;
@@ -198,7 +198,7 @@ fn store_collection(
         if want_id { " RETURNING _id" } else { "" }
     );
     let first_id = if want_id {
-        Spi::get_one_with_args::<i64>(&sql, &params)?
+        crate::spi::returning_one::<i64>(&sql, &params)?
     } else {
         run(&sql, &params)?;
         None

@@ -2,6 +2,8 @@ use pgrx::prelude::*;
 
 #[pg_schema]
 mod tests {
+    const RELATIONS: &str = "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class c \
+                             JOIN pg_namespace n ON n.oid = relnamespace WHERE nspname = 'shop'";
     use crate::testing::{count, exec, one, sqlstate_of};
     use pgrx::prelude::*;
 
@@ -180,6 +182,7 @@ mod tests {
             ),
             ("SELECT nosuchcolumn, count(*) FROM src GROUP BY 1", "42703"),
         ];
+        let relations_before = one::<String>(RELATIONS);
         for (query, state) in cases {
             let sql = format!(
                 "SELECT tide.create_continuous_query('shop', 'bad', {})",
@@ -203,7 +206,7 @@ mod tests {
             Some("42602")
         );
         assert_eq!(count("SELECT 1 FROM pg_trigger WHERE tgrelid = 'shop.src'::regclass AND NOT tgisinternal"), 0);
-        assert_eq!(count("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace WHERE nspname = 'shop' AND relname NOT IN ('src', 'src_id_seq', 'src_pkey', '_rejected', '_rejected_pkey', '_rejected__id_seq')"), 0);
+        assert_eq!(one::<String>(RELATIONS), relations_before);
         assert_eq!(count("SELECT 1 FROM tide.continuous_queries"), 0);
     }
 
@@ -258,5 +261,33 @@ mod tests {
                 .as_deref(),
             Some("America/New_York")
         );
+    }
+
+    #[pg_test]
+    fn events_from_collect_reach_queries_in_both_modes() {
+        exec("SELECT tide.create_project('shop')");
+        exec(r#"SELECT tide.collect('shop', 'pageview', '{"url": "/first"}')"#);
+        exec("SELECT tide.create_continuous_query('shop', 'now_urls', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', 'immediate')");
+        exec("SELECT tide.create_continuous_query('shop', 'later_urls', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', 'async')");
+        // single events go through INSERT … RETURNING, batches through a plain INSERT
+        exec(r#"SELECT tide.collect('shop', 'pageview', '{"url": "/single"}')"#);
+        exec(
+            r#"SELECT tide.collect_batch('shop', '[{"collection": "pageview", "properties": {"url": "/single"}}]')"#,
+        );
+        for view in ["shop.now_urls", "shop.later_urls"] {
+            assert_eq!(
+                differences(
+                    view,
+                    "SELECT url, count(*) AS n FROM shop.pageview GROUP BY url"
+                ),
+                0,
+                "{view}"
+            );
+            assert_eq!(
+                one::<i64>(&format!("SELECT n FROM {view} WHERE url = '/single'")),
+                Some(2),
+                "{view}"
+            );
+        }
     }
 }

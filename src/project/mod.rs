@@ -1,4 +1,5 @@
-//! Projects: a schema, three group roles, and a `_rejected` table for events that did not fit.
+//! Projects: a schema, three group roles, a `_rejected` table for events that did not fit,
+//! and the customer tables `_users` and `_user_mailbox`.
 
 use crate::error::{report, TideError, TideResult};
 use crate::names::{quote_ident, validate_project_name};
@@ -142,6 +143,8 @@ fn create(name: &str) -> TideResult<()> {
         "INSERT INTO tide.project (name) VALUES ($1)",
         &[name.into()],
     )?;
+    crate::users::create_table(name)?;
+    crate::mailbox::create_table(name)?;
     Ok(())
 }
 
@@ -183,8 +186,9 @@ fn set_membership(project: &str, member: pg_sys::Oid, level: &str, grant: bool) 
     run(&statement, &[])
 }
 
-/// Creates project `name`: schema `name`, roles `tide_<name>_read|write|admin` and table
-/// `<name>._rejected`. Only the extension owner or a superuser may create projects.
+/// Creates project `name`: schema `name`, roles `tide_<name>_read|write|admin` and tables
+/// `<name>._rejected`, `<name>._users` and `<name>._user_mailbox`. Only the extension owner
+/// or a superuser may create projects.
 #[pg_extern]
 fn create_project(name: &str) {
     report(create(name))

@@ -1,0 +1,44 @@
+-- Event stream subscriptions. A channel name is random: PostgreSQL lets any role LISTEN
+-- on any channel, so an unguessable name is what keeps a stream to those who were given it.
+
+CREATE TABLE tide.subscription (
+    channel       text PRIMARY KEY,
+    project       text NOT NULL,
+    collection    text NOT NULL,
+    -- as given, and as checked and rewritten (what the trigger evaluates)
+    filter        text,
+    condition     text,
+    temporary     boolean NOT NULL,
+    owner_role    text NOT NULL,
+    -- the session a temporary subscription belongs to: a pid alone is reused
+    owner_pid     integer,
+    owner_started timestamptz,
+    events_sent   bigint NOT NULL DEFAULT 0,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (project, collection) REFERENCES tide.collection (project, name) ON DELETE CASCADE
+);
+CREATE INDEX ON tide.subscription (project, collection);
+-- a temporary subscription does not outlive its session, so it is not dumped
+SELECT pg_catalog.pg_extension_config_dump('tide.subscription', 'WHERE NOT temporary');
+REVOKE ALL ON tide.subscription FROM PUBLIC;
+
+-- Counts of sent events, appended by the stream triggers: concurrent writers would
+-- queue on a counter row, but never on inserts. The worker folds them into events_sent.
+CREATE UNLOGGED TABLE tide.subscription_sent (
+    channel text NOT NULL,
+    sent    bigint NOT NULL
+);
+REVOKE ALL ON tide.subscription_sent FROM PUBLIC;
+
+CREATE VIEW tide.subscriptions AS
+SELECT s.project, s.collection, s.filter, s.channel, s.temporary,
+       s.owner_role, s.owner_pid AS owner_session,
+       s.events_sent + coalesce((SELECT sum(x.sent) FROM tide.subscription_sent x
+                            WHERE x.channel = s.channel), 0)::bigint AS events_sent,
+       s.created_at
+  FROM tide.subscription s
+ -- channel names are the secret that guards a stream: only readers see them
+ WHERE pg_catalog.pg_has_role(format('tide_%s_read', s.project), 'USAGE');
+GRANT SELECT ON tide.subscriptions TO PUBLIC;
+COMMENT ON VIEW tide.subscriptions IS
+  'Event stream subscriptions of the projects the current role may read: filter, channel, owning session, events sent.';

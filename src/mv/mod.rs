@@ -1,0 +1,160 @@
+//! Scheduled materialized views: `<project>.<name>`, refreshed by the scheduler when due.
+//!
+//! Refreshes run as the extension owner, so the defining query goes through the same
+//! checks as `tide.query` (one project, allow-listed functions) and is stored rewritten:
+//! an admin of one project cannot use a view to read another. When the query's GROUP BY
+//! keys are output columns they get a unique index, and refreshes run CONCURRENTLY so
+//! readers are never blocked.
+
+use crate::error::{report, TideError, TideResult};
+use crate::names::{quote_ident, validate_collection_name};
+use crate::project::require_project;
+use crate::query::checked_query;
+use crate::security::{require_level, AsOwner, Level};
+use crate::spi::{exists, run};
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+
+fn view(project: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(project), quote_ident(name))
+}
+
+fn create(project: &str, name: &str, query: &str, every: Interval) -> TideResult<()> {
+    validate_collection_name(name).map_err(|e| {
+        TideError::InvalidName(e.to_string().replace("collection name", "view name"))
+    })?;
+    require_level(project, Level::Admin)?;
+    let rewritten = checked_query(project, query)?;
+    let _owner = AsOwner::enter()?;
+    require_project(project)?;
+    if !exists(
+        "SELECT $1::interval >= interval '1 second'",
+        &[every.into()],
+    )? {
+        return Err(TideError::InvalidArgument(
+            "refresh_every must be at least 1 second".into(),
+        ));
+    }
+    if exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = $1 AND c.relname = $2)",
+        &[project.into(), name.into()],
+    )? {
+        return Err(TideError::AlreadyExists(format!(
+            "relation \"{name}\" already exists in project \"{project}\""
+        )));
+    }
+    let target = view(project, name);
+    run(
+        &format!("CREATE MATERIALIZED VIEW {target} AS {rewritten} WITH DATA"),
+        &[],
+    )?;
+    let key = unique_key(project, name, &rewritten)?;
+    if let Some(columns) = &key {
+        let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        run(
+            &format!("CREATE UNIQUE INDEX ON {target} ({})", quoted.join(", ")),
+            &[],
+        )?;
+    }
+    run(
+        "INSERT INTO tide.materialized_view (project, name, query, refresh_every, unique_key, next_refresh, last_refresh)
+         VALUES ($1, $2, $3, $4, $5, now() + $4, now())",
+        &[
+            project.into(),
+            name.into(),
+            rewritten.as_str().into(),
+            every.into(),
+            key.into(),
+        ],
+    )
+}
+
+/// The query's GROUP BY outputs, when each really is a distinct column of the view.
+fn unique_key(project: &str, name: &str, query: &str) -> TideResult<Option<Vec<String>>> {
+    let Some(columns) = crate::query::analyze::unique_output_key(query) else {
+        return Ok(None);
+    };
+    let mut distinct = columns.clone();
+    distinct.sort();
+    distinct.dedup();
+    if columns.is_empty() || distinct.len() != columns.len() {
+        return Ok(None);
+    }
+    let found = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1::regclass AND attname = ANY ($2) AND attnum > 0 AND NOT attisdropped",
+        &[view(project, name).as_str().into(), columns.clone().into()],
+    )?;
+    Ok((found == Some(columns.len() as i64)).then_some(columns))
+}
+
+fn enter_view(project: &str, name: &str, level: Level) -> TideResult<AsOwner> {
+    require_level(project, level)?;
+    let owner = AsOwner::enter()?;
+    require_project(project)?;
+    if !exists(
+        "SELECT EXISTS (SELECT 1 FROM tide.materialized_view WHERE project = $1 AND name = $2)",
+        &[project.into(), name.into()],
+    )? {
+        return Err(TideError::UnknownObject(format!(
+            "materialized view \"{name}\" does not exist in project \"{project}\""
+        )));
+    }
+    Ok(owner)
+}
+
+fn refresh(project: &str, name: &str) -> TideResult<()> {
+    let _owner = enter_view(project, name, Level::Write)?;
+    run(
+        "SELECT tide._refresh_materialized_view($1, $2, true, false)",
+        &[project.into(), name.into()],
+    )
+}
+
+fn drop(project: &str, name: &str) -> TideResult<()> {
+    let _owner = enter_view(project, name, Level::Admin)?;
+    run(
+        &format!("DROP MATERIALIZED VIEW IF EXISTS {}", view(project, name)),
+        &[],
+    )?;
+    run(
+        "DELETE FROM tide.materialized_view WHERE project = $1 AND name = $2",
+        &[project.into(), name.into()],
+    )
+}
+
+/// Creates `<project>.<name>` as a materialized view of `query` (checked like
+/// `tide.query`: one SELECT over the project's tables, safe functions only), refreshed by
+/// the scheduler every `refresh_every`. Requires admin.
+#[pg_extern]
+fn create_materialized_view(
+    project: &str,
+    name: &str,
+    query: &str,
+    refresh_every: default!(Interval, "'5 minutes'"),
+) {
+    report(create(project, name, query, refresh_every))
+}
+
+/// Refreshes a materialized view now, waiting for a refresh already running. Requires
+/// write access.
+#[pg_extern]
+fn refresh_materialized_view(project: &str, name: &str) {
+    report(refresh(project, name))
+}
+
+/// Drops a materialized view created with `tide.create_materialized_view`. Requires admin.
+#[pg_extern]
+fn drop_materialized_view(project: &str, name: &str) {
+    report(drop(project, name))
+}
+
+extension_sql_file!(
+    "../../sql/mv.sql",
+    name = "mv_catalog",
+    requires = ["bootstrap"]
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;

@@ -1,0 +1,177 @@
+//! `tide.query`: analysis SQL from untrusted callers, confined to one project by two
+//! independent barriers.
+//!
+//! 1. `analyze` parses the text and refuses anything outside a read-only subset that
+//!    names only the project's tables and allow-listed functions, and the query run is
+//!    its rewritten, fully qualified form, never the caller's text.
+//! 2. That query runs as the project's read role (a restricted security context, as
+//!    inside SECURITY DEFINER code, so it cannot SET ROLE back), with `search_path` set
+//!    to the project schema, with the transaction flagged read-only and under its own
+//!    statement timeout. A query the parser wrongly accepts still cannot read another
+//!    project, write anything, or run forever.
+//!
+//! Everything changed for the call (user, GUCs, read-only flag, timer) is restored when
+//! it returns or fails, so the caller's transaction goes on as before.
+
+pub mod analyze;
+
+use crate::error::{report, TideError, TideResult};
+use crate::guc;
+use crate::names::quote_ident;
+use crate::project::require_project;
+use crate::security::{require_level, role_name, AsOwner, Level};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use std::ffi::CString;
+
+/// Returns the query rewritten by `analyze`, or why it is refused.
+pub fn checked_query(project: &str, sql: &str) -> TideResult<String> {
+    analyze::check_query(sql, project)
+        .map_err(|refusal| TideError::PermissionDenied(format!("query refused: {refusal}")))
+}
+
+// PostgreSQL's timeout.h, which pgrx does not bind.
+const STATEMENT_TIMEOUT: i32 = 3;
+extern "C-unwind" {
+    fn enable_timeout_after(id: i32, delay_ms: i32);
+    fn enable_timeout_at(id: i32, fin_time: pg_sys::TimestampTz);
+    fn disable_timeout(id: i32, keep_indicator: bool);
+    fn get_timeout_active(id: i32) -> bool;
+    fn get_timeout_finish_time(id: i32) -> pg_sys::TimestampTz;
+}
+
+/// The confinement of barrier 2, undone on drop (also when an ERROR unwinds through it).
+struct Confined {
+    previous_user: pg_sys::Oid,
+    previous_context: i32,
+    previous_read_only: bool,
+    guc_level: i32,
+    /// The statement timeout that was armed before ours, to re-arm afterwards.
+    outer_timeout: Option<pg_sys::TimestampTz>,
+    armed: bool,
+}
+
+impl Confined {
+    fn enter(project: &str, role: pg_sys::Oid, timeout_ms: i32) -> TideResult<Confined> {
+        let search_path = CString::new(quote_ident(project))
+            .map_err(|_| TideError::InvalidArgument("project name contains NUL".into()))?;
+        unsafe {
+            let mut confined = Confined {
+                previous_user: pg_sys::InvalidOid,
+                previous_context: 0,
+                previous_read_only: pg_sys::XactReadOnly,
+                guc_level: pg_sys::NewGUCNestLevel(),
+                outer_timeout: None,
+                armed: false,
+            };
+            // what a function's `SET search_path` clause does: saved, restored at exit
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                search_path.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            pg_sys::GetUserIdAndSecContext(
+                &mut confined.previous_user,
+                &mut confined.previous_context,
+            );
+            pg_sys::SetUserIdAndSecContext(
+                role,
+                confined.previous_context
+                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            );
+            pg_sys::XactReadOnly = true;
+            let now = pg_sys::GetCurrentTimestamp();
+            let ours = now + i64::from(timeout_ms) * 1000;
+            if get_timeout_active(STATEMENT_TIMEOUT) {
+                let outer = get_timeout_finish_time(STATEMENT_TIMEOUT);
+                if outer > ours {
+                    confined.outer_timeout = Some(outer);
+                    enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
+                    confined.armed = true;
+                }
+            } else {
+                enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
+                confined.armed = true;
+            }
+            Ok(confined)
+        }
+    }
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        unsafe {
+            if self.armed {
+                match self.outer_timeout {
+                    Some(fin) => enable_timeout_at(STATEMENT_TIMEOUT, fin),
+                    None => disable_timeout(STATEMENT_TIMEOUT, false),
+                }
+            }
+            pg_sys::XactReadOnly = self.previous_read_only;
+            pg_sys::SetUserIdAndSecContext(self.previous_user, self.previous_context);
+            pg_sys::AtEOXact_GUC(true, self.guc_level);
+        }
+    }
+}
+
+fn run_query(project: &str, sql: &str, row_limit: i32) -> TideResult<Vec<JsonB>> {
+    if row_limit < 1 {
+        return Err(TideError::InvalidArgument(format!(
+            "row_limit must be at least 1, not {row_limit}"
+        )));
+    }
+    require_level(project, Level::Read)?;
+    let read_role = {
+        let _owner = AsOwner::enter()?;
+        require_project(project)?;
+        Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[role_name(project, Level::Read).into()],
+        )?
+        .ok_or_else(|| TideError::UnknownProject(project.to_string()))?
+    };
+    let rewritten = checked_query(project, sql)?;
+    // one row more than allowed tells a complete result from a cut one
+    let wrapped =
+        format!("SELECT pg_catalog.to_jsonb(q) FROM ({rewritten}) AS q LIMIT $1::bigint + 1");
+    let mut rows = {
+        let _confined = Confined::enter(project, read_role, guc::QUERY_TIMEOUT_MS.get())?;
+        Spi::connect(|client| {
+            client
+                .select(&wrapped, None, &[row_limit.into()])?
+                .map(|row| {
+                    row.get::<JsonB>(1)
+                        .map(|v| v.unwrap_or(JsonB(serde_json::Value::Null)))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })?
+    };
+    if rows.len() > row_limit as usize {
+        rows.truncate(row_limit as usize);
+        notice!("tide.query: result cut to row_limit = {row_limit} rows");
+    }
+    Ok(rows)
+}
+
+/// Runs read-only analysis SQL on one project for an untrusted caller and returns each
+/// row as a jsonb object. Only one SELECT (or WITH … SELECT) over the project's tables
+/// and allow-listed functions is accepted; it runs as the project's read role in a
+/// read-only context, under `tide.query_timeout`, and at most `row_limit` rows are
+/// returned (a NOTICE says when the result was cut). Requires read access.
+#[pg_extern]
+fn query(
+    project: &str,
+    sql: &str,
+    row_limit: default!(i32, 10000),
+) -> SetOfIterator<'static, JsonB> {
+    SetOfIterator::new(report(run_query(project, sql, row_limit)))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;

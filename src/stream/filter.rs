@@ -1,0 +1,1476 @@
+//! Checks and re-renders the row filter of a stream subscription.
+//!
+//! `tide.subscribe` takes the filter as SQL text written by the subscriber,
+//! and pg_tide pastes it into a generated trigger function that runs in every
+//! session inserting into the collection. Whatever reaches PostgreSQL there
+//! must therefore be harmless no matter who wrote it: the filter is parsed,
+//! anything outside a small set of side-effect-free forms is refused with a
+//! message naming the offending part, and the SQL is rendered back from the
+//! syntax tree rather than copied. That way comments, trailing statements and
+//! quoting tricks never survive, every column reference is quoted, and
+//! functions and types are pinned to pg_catalog so that a same-named object
+//! in another schema cannot be picked up instead.
+
+use std::fmt;
+
+use sqlparser::ast::{
+    BinaryOperator, CastKind, CharacterLength, DataType, ExactNumberInfo, Expr, Function,
+    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, TimezoneInfo,
+    UnaryOperator, Value,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Token};
+
+use crate::names::quote_ident;
+
+/// Bounds parsing time and, since chains such as `a OR b OR ...` grow the
+/// syntax tree without nesting, also how deep the tree can get.
+const MAX_FILTER_BYTES: usize = 8192;
+
+/// No sensible filter comes close; the limit keeps the recursive checks
+/// below (and PostgreSQL's own parser) far from the end of the stack.
+const MAX_FILTER_DEPTH: usize = 64;
+
+/// sqlparser's default (50) would cut in before [`MAX_FILTER_DEPTH`]; this
+/// leaves the checker to name the limit for all but absurd input, and 128
+/// levels take well under a megabyte of stack even in a debug build.
+const PARSER_RECURSION_LIMIT: usize = 2 * MAX_FILTER_DEPTH;
+
+const BOOLEAN_REQUIRED: &str = "the filter must be a boolean expression \
+     (a comparison, AND/OR/NOT, IN, BETWEEN, LIKE or IS ...)";
+
+/// Why a filter is refused, naming the offending part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterRefusal(pub String);
+
+impl fmt::Display for FilterRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FilterRefusal {}
+
+fn refusal(message: impl Into<String>) -> FilterRefusal {
+    FilterRefusal(message.into())
+}
+
+/// Functions a filter may call. They have no side effects and read no
+/// database state, so running them in every inserting session is harmless.
+/// Each entry: name, fewest and most arguments (`None`: no upper bound).
+const FUNCTIONS: &[(&str, usize, Option<usize>)] = &[
+    ("lower", 1, Some(1)),
+    ("upper", 1, Some(1)),
+    ("length", 1, Some(2)),
+    ("abs", 1, Some(1)),
+    ("coalesce", 1, None),
+    ("date_trunc", 2, Some(3)),
+];
+
+const FUNCTIONS_HINT: &str = "lower, upper, length, abs, coalesce, date_trunc";
+
+const TYPES_HINT: &str = "text, varchar, integer, bigint, smallint, numeric, real, \
+     double precision, boolean, date, timestamp, timestamptz, interval, json, jsonb";
+
+/// Keywords PostgreSQL evaluates as session state when unquoted. sqlparser
+/// reads some of them as column names; refusing them keeps a filter from
+/// meaning one thing here and another to someone reading it as SQL.
+const SQL_VALUE_KEYWORDS: &[&str] = &[
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "current_role",
+    "current_user",
+    "session_user",
+    "system_user",
+    "user",
+    "current_catalog",
+    "current_schema",
+];
+
+/// Checks `filter` against the collection's column names (exact names as
+/// stored in PostgreSQL, e.g. "price", "_id", "_time", "_user", "Mixed Case"),
+/// and returns the filter as SQL in which every column reference is a
+/// double-quoted identifier.
+///
+/// The result is a bare expression without outer parentheses, so it needs
+/// them when combined with other conditions. Its type is not known here (a
+/// bare column passes); PostgreSQL has to confirm it is boolean. Operators
+/// such as `=` still resolve through the search path, so the code that runs
+/// the filter needs a fixed one.
+pub fn check_filter(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
+    if filter.len() > MAX_FILTER_BYTES {
+        return Err(refusal(format!(
+            "the filter is too long ({} bytes; at most {MAX_FILTER_BYTES} are allowed)",
+            filter.len()
+        )));
+    }
+    let rendered = render(filter, columns)?;
+    // sqlparser's Display is not built to round-trip (it renders `- -1` as
+    // `--1`, a comment, which the checker has to work around). Reading the
+    // output back and getting the same text shows it parses as the tree that
+    // was checked.
+    match render(&rendered, columns) {
+        Ok(again) if again == rendered => Ok(rendered),
+        _ => Err(refusal(format!(
+            "the filter could not be rendered back to SQL safely (rendered as {})",
+            excerpt(&rendered)
+        ))),
+    }
+}
+
+fn render(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
+    let mut expr = parse(filter)?;
+    // Outer parentheses carry no meaning of their own, and dropping them
+    // lets the top-level form be judged.
+    while let Expr::Nested(inner) = expr {
+        expr = *inner;
+    }
+    Checker { columns }.check(&mut expr, 1)?;
+    if !is_boolean_form(&expr) {
+        return Err(refusal(format!(
+            "{BOOLEAN_REQUIRED}; found {}",
+            excerpt(&expr)
+        )));
+    }
+    Ok(expr.to_string())
+}
+
+fn parse(filter: &str) -> Result<Expr, FilterRefusal> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .try_with_sql(filter)
+        .map_err(parse_error)?;
+    if parser.peek_token().token == Token::EOF {
+        return Err(refusal(
+            "the filter is empty (to subscribe without a filter, pass NULL)",
+        ));
+    }
+    let expr = parser.parse_expr().map_err(parse_error)?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        let rest = text_from(filter, next.span.start)
+            .map(|rest| rest.trim_end().to_string())
+            .unwrap_or_else(|| next.token.to_string());
+        return Err(refusal(format!(
+            "unexpected text after the filter: {}",
+            excerpt(rest)
+        )));
+    }
+    Ok(expr)
+}
+
+fn parse_error(error: ParserError) -> FilterRefusal {
+    match error {
+        ParserError::RecursionLimitExceeded => too_deep(),
+        ParserError::ParserError(message) | ParserError::TokenizerError(message) => {
+            refusal(format!("could not parse the filter: {message}"))
+        }
+    }
+}
+
+fn too_deep() -> FilterRefusal {
+    refusal(format!(
+        "the filter is nested too deeply (at most {MAX_FILTER_DEPTH} levels)"
+    ))
+}
+
+/// The source text from `location` on, so a refusal can quote what follows
+/// the expression as the user wrote it.
+fn text_from(source: &str, location: Location) -> Option<&str> {
+    let line = usize::try_from(location.line).ok()?.checked_sub(1)?;
+    let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
+    let line_start = match line {
+        0 => 0,
+        n => source.match_indices('\n').nth(n - 1)?.0 + 1,
+    };
+    let (offset, _) = source[line_start..].char_indices().nth(column)?;
+    Some(&source[line_start + offset..])
+}
+
+/// Refusals quote the offending part; a bounded excerpt keeps a huge filter
+/// from turning into a huge error message.
+fn excerpt(text: impl fmt::Display) -> String {
+    const MAX_CHARS: usize = 80;
+    let text = text.to_string();
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+/// The identifier as PostgreSQL resolves it: unquoted names are folded to
+/// lower case (ASCII only, as PostgreSQL does), quoted names kept verbatim.
+fn fold(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_ascii_lowercase()
+    }
+}
+
+fn folded_parts(name: &ObjectName) -> Option<Vec<String>> {
+    name.0
+        .iter()
+        .map(|part| part.as_ident().map(fold))
+        .collect()
+}
+
+/// How a call is named in refusals: `pg_sleep()`, but `current_user`, which
+/// is written without parentheses.
+fn call_label(f: &Function) -> String {
+    let name = match folded_parts(&f.name) {
+        Some(parts) => parts.join("."),
+        None => f.name.to_string(),
+    };
+    match f.args {
+        FunctionArguments::None => name,
+        _ => format!("{name}()"),
+    }
+}
+
+fn subquery_refused(found: impl fmt::Display) -> FilterRefusal {
+    refusal(format!(
+        "subqueries are not allowed in a filter (found {})",
+        excerpt(found)
+    ))
+}
+
+/// Renders a string literal so that it reads the same under any setting.
+/// Backslashes are ordinary characters in '...' only while
+/// standard_conforming_strings is on, and any session may turn it off before
+/// the trigger is compiled; in E'...' doubled backslashes mean one backslash
+/// either way. Quotes are doubled, never backslash-escaped, which
+/// backslash_quote could forbid.
+fn quote_string(value: &str) -> String {
+    let body = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// The literal as it will be rendered. String literals of every spelling
+/// (E'..', U&'..', $$..$$) become plain, safely quoted ones; they are stored
+/// as a placeholder because sqlparser renders those verbatim.
+fn literal(value: &Value) -> Result<Value, FilterRefusal> {
+    match value {
+        Value::Number(written, false) => {
+            // sqlparser accepts `1_000`, which PostgreSQL reads only from
+            // version 16 on; the separators carry no meaning, so drop them.
+            let digits: String = written.chars().filter(|&c| c != '_').collect();
+            let numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+                && digits
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
+            if !numeric {
+                return Err(refusal(format!(
+                    "the number {} is not allowed in a filter",
+                    excerpt(written)
+                )));
+            }
+            Ok(Value::Number(digits, false))
+        }
+        Value::Boolean(_) | Value::Null => Ok(value.clone()),
+        Value::Placeholder(placeholder) => Err(refusal(format!(
+            "parameters ({}) are not allowed in a filter; write the value inline",
+            excerpt(placeholder)
+        ))),
+        _ => Ok(Value::Placeholder(string_literal(value)?)),
+    }
+}
+
+fn string_literal(value: &Value) -> Result<String, FilterRefusal> {
+    let text = match value {
+        Value::SingleQuotedString(text)
+        | Value::EscapedStringLiteral(text)
+        | Value::UnicodeStringLiteral(text) => text,
+        Value::DollarQuotedString(dollar) => &dollar.value,
+        other => {
+            return Err(refusal(format!(
+                "the literal {} is not allowed in a filter; use a number, a single-quoted \
+                 string, TRUE, FALSE or NULL",
+                excerpt(other)
+            )));
+        }
+    };
+    if text.contains('\0') {
+        return Err(refusal(
+            "string literals in a filter cannot contain NUL characters",
+        ));
+    }
+    Ok(quote_string(text))
+}
+
+fn catalog_type(name: &str) -> DataType {
+    DataType::Custom(
+        ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new(name)]),
+        vec![],
+    )
+}
+
+/// The type as it will be rendered, if a filter may use it. Types PostgreSQL
+/// spells as keywords (INTEGER, TIMESTAMP, ...) always mean the built-in type;
+/// the others are qualified with pg_catalog so the search path cannot
+/// substitute a same-named type.
+fn allowed_type(data_type: &DataType) -> Result<DataType, FilterRefusal> {
+    use DataType as T;
+    let refused = || {
+        refusal(format!(
+            "the type {} is not allowed in a filter (allowed: {TYPES_HINT})",
+            excerpt(data_type.to_string().to_ascii_lowercase())
+        ))
+    };
+    Ok(match data_type {
+        T::Text => catalog_type("text"),
+        T::Varchar(length) | T::CharacterVarying(length) => match length {
+            None | Some(CharacterLength::IntegerLength { unit: None, .. }) => T::Varchar(*length),
+            Some(_) => return Err(refused()),
+        },
+        T::Int(None) | T::Integer(None) | T::Int4(None) => T::Integer(None),
+        T::BigInt(None) | T::Int8(None) => T::BigInt(None),
+        T::SmallInt(None) | T::Int2(None) => T::SmallInt(None),
+        T::Numeric(info) | T::Decimal(info) => T::Numeric(*info),
+        T::Real | T::Float4 => T::Real,
+        T::DoublePrecision | T::Float8 => T::DoublePrecision,
+        T::Bool | T::Boolean => T::Boolean,
+        T::Date => catalog_type("date"),
+        T::Timestamp(precision, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+            T::Timestamp(*precision, TimezoneInfo::None)
+        }
+        T::Timestamp(precision, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
+            T::Timestamp(*precision, TimezoneInfo::WithTimeZone)
+        }
+        T::Interval {
+            fields: None,
+            precision: None,
+        } => data_type.clone(),
+        T::JSON => catalog_type("json"),
+        T::JSONB => catalog_type("jsonb"),
+        // Quoted or schema-qualified names, and names sqlparser has no
+        // variant for.
+        T::Custom(name, modifiers) if modifiers.is_empty() => {
+            let spelled = match folded_parts(name).as_deref() {
+                Some([name]) => name.clone(),
+                Some([schema, name]) if schema == "pg_catalog" => name.clone(),
+                _ => return Err(refused()),
+            };
+            let builtin = match spelled.as_str() {
+                "text" => T::Text,
+                "varchar" => T::Varchar(None),
+                "int" | "integer" | "int4" => T::Integer(None),
+                "bigint" | "int8" => T::BigInt(None),
+                "smallint" | "int2" => T::SmallInt(None),
+                "numeric" | "decimal" => T::Numeric(ExactNumberInfo::None),
+                "real" | "float4" => T::Real,
+                "float8" => T::DoublePrecision,
+                "bool" | "boolean" => T::Boolean,
+                "date" => T::Date,
+                "timestamp" => T::Timestamp(None, TimezoneInfo::None),
+                "timestamptz" => T::Timestamp(None, TimezoneInfo::Tz),
+                "interval" => T::Interval {
+                    fields: None,
+                    precision: None,
+                },
+                "json" => T::JSON,
+                "jsonb" => T::JSONB,
+                _ => return Err(refused()),
+            };
+            allowed_type(&builtin)?
+        }
+        _ => return Err(refused()),
+    })
+}
+
+fn allowed_operator(op: &BinaryOperator) -> Result<(), FilterRefusal> {
+    use BinaryOperator as B;
+    match op {
+        B::Eq
+        | B::NotEq
+        | B::Lt
+        | B::LtEq
+        | B::Gt
+        | B::GtEq
+        | B::Plus
+        | B::Minus
+        | B::Multiply
+        | B::Divide
+        | B::Modulo
+        | B::StringConcat
+        | B::And
+        | B::Or
+        | B::Arrow
+        | B::LongArrow => Ok(()),
+        other => Err(refusal(format!(
+            "operator {} is not allowed in a filter",
+            excerpt(other)
+        ))),
+    }
+}
+
+/// Forms that yield a boolean whatever their operands; a bare column (or a
+/// cast to boolean) may too, which PostgreSQL verifies with the real types.
+fn is_boolean_form(expr: &Expr) -> bool {
+    use BinaryOperator as B;
+    match expr {
+        Expr::BinaryOp { op, .. } => matches!(
+            op,
+            B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::And | B::Or
+        ),
+        Expr::UnaryOp { op, .. } => *op == UnaryOperator::Not,
+        Expr::Value(value) => matches!(value.value, Value::Boolean(_)),
+        Expr::Cast { data_type, .. } => *data_type == DataType::Boolean,
+        Expr::Identifier(_)
+        | Expr::InList { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..) => true,
+        _ => false,
+    }
+}
+
+/// Whether the rendering of `expr` starts with a sign, which right after a
+/// unary minus would form `--`, the start of a comment.
+fn starts_with_sign(mut expr: &Expr) -> bool {
+    loop {
+        expr = match expr {
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus | UnaryOperator::Plus,
+                ..
+            } => return true,
+            Expr::BinaryOp { left: first, .. }
+            | Expr::Cast {
+                kind: CastKind::DoubleColon,
+                expr: first,
+                ..
+            }
+            | Expr::IsNull(first)
+            | Expr::IsNotNull(first)
+            | Expr::IsTrue(first)
+            | Expr::IsNotTrue(first)
+            | Expr::IsFalse(first)
+            | Expr::IsNotFalse(first)
+            | Expr::IsUnknown(first)
+            | Expr::IsNotUnknown(first)
+            | Expr::IsDistinctFrom(first, _)
+            | Expr::IsNotDistinctFrom(first, _)
+            | Expr::InList { expr: first, .. }
+            | Expr::Between { expr: first, .. }
+            | Expr::Like { expr: first, .. }
+            | Expr::ILike { expr: first, .. } => first,
+            _ => return false,
+        }
+    }
+}
+
+struct Checker<'a> {
+    columns: &'a [&'a str],
+}
+
+impl Checker<'_> {
+    /// Refuses anything but the allowed forms and rewrites `expr` in place
+    /// into its safe rendering: columns quoted, literals requoted, functions
+    /// and types pinned to pg_catalog.
+    fn check(&self, expr: &mut Expr, depth: usize) -> Result<(), FilterRefusal> {
+        if depth > MAX_FILTER_DEPTH {
+            return Err(too_deep());
+        }
+        let inner_depth = depth + 1;
+        match expr {
+            Expr::Identifier(ident) => *ident = self.column(ident)?,
+            Expr::CompoundIdentifier(parts) => {
+                let written = excerpt(Expr::CompoundIdentifier(parts.clone()));
+                return Err(refusal(format!(
+                    "qualified column references ({written}) are not allowed in a filter; \
+                     write the bare column name"
+                )));
+            }
+            Expr::Value(value) => value.value = literal(&value.value)?,
+            Expr::TypedString(typed) => {
+                if typed.uses_odbc_syntax {
+                    return Err(refusal(format!(
+                        "ODBC literals ({}) are not allowed in a filter",
+                        excerpt(&*typed)
+                    )));
+                }
+                // A typed literal is a cast of the string to the type, and as
+                // a cast it can take a qualified type name, which sqlparser
+                // cannot read back in the `type 'string'` spelling.
+                let data_type = allowed_type(&typed.data_type)?;
+                let value = Value::Placeholder(string_literal(&typed.value.value)?);
+                *expr = Expr::Cast {
+                    kind: CastKind::DoubleColon,
+                    expr: Box::new(Expr::value(value)),
+                    data_type,
+                    format: None,
+                };
+            }
+            Expr::Interval(interval) => {
+                let plain = interval.leading_field.is_none()
+                    && interval.leading_precision.is_none()
+                    && interval.last_field.is_none()
+                    && interval.fractional_seconds_precision.is_none();
+                match &mut *interval.value {
+                    Expr::Value(value) if plain => {
+                        value.value = Value::Placeholder(string_literal(&value.value)?);
+                    }
+                    _ => {
+                        return Err(refusal(format!(
+                            "{} is not allowed in a filter; write intervals as \
+                             interval '1 day'",
+                            excerpt(&*interval)
+                        )));
+                    }
+                }
+            }
+            Expr::Nested(inner)
+            | Expr::IsNull(inner)
+            | Expr::IsNotNull(inner)
+            | Expr::IsTrue(inner)
+            | Expr::IsNotTrue(inner)
+            | Expr::IsFalse(inner)
+            | Expr::IsNotFalse(inner)
+            | Expr::IsUnknown(inner)
+            | Expr::IsNotUnknown(inner)
+            | Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                expr: inner,
+            } => self.check(inner, inner_depth)?,
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus | UnaryOperator::Plus,
+                expr: inner,
+            } => {
+                self.check(inner, inner_depth)?;
+                if starts_with_sign(inner) {
+                    let operand = std::mem::replace(&mut **inner, Expr::value(Value::Null));
+                    **inner = Expr::Nested(Box::new(operand));
+                }
+            }
+            Expr::UnaryOp { op, .. } => {
+                return Err(refusal(format!(
+                    "operator {} is not allowed in a filter",
+                    excerpt(*op)
+                )));
+            }
+            Expr::BinaryOp { .. } => self.check_chain(expr, inner_depth)?,
+            Expr::IsDistinctFrom(left, right) | Expr::IsNotDistinctFrom(left, right) => {
+                self.check(left, inner_depth)?;
+                self.check(right, inner_depth)?;
+            }
+            Expr::InList {
+                expr: inner,
+                list,
+                negated: _,
+            } => {
+                self.check(inner, inner_depth)?;
+                for item in list {
+                    self.check(item, inner_depth)?;
+                }
+            }
+            Expr::Between {
+                expr: inner,
+                negated: _,
+                low,
+                high,
+            } => {
+                self.check(inner, inner_depth)?;
+                self.check(low, inner_depth)?;
+                self.check(high, inner_depth)?;
+            }
+            Expr::Like { any: true, .. } | Expr::ILike { any: true, .. } => {
+                return Err(refusal(format!(
+                    "LIKE ANY is not allowed in a filter ({})",
+                    excerpt(&*expr)
+                )));
+            }
+            Expr::Like {
+                negated: _,
+                any: false,
+                expr: inner,
+                pattern,
+                escape_char,
+            }
+            | Expr::ILike {
+                negated: _,
+                any: false,
+                expr: inner,
+                pattern,
+                escape_char,
+            } => {
+                self.check(inner, inner_depth)?;
+                self.check(pattern, inner_depth)?;
+                if let Some(escape) = escape_char {
+                    self.check(escape, inner_depth)?;
+                }
+            }
+            Expr::Cast {
+                kind: CastKind::Cast | CastKind::DoubleColon,
+                expr: inner,
+                data_type,
+                format: None,
+            } => {
+                *data_type = allowed_type(data_type)?;
+                self.check(inner, inner_depth)?;
+            }
+            Expr::Function(f) => self.function(f, inner_depth)?,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                return Err(subquery_refused(&*expr));
+            }
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => {
+                if matches!(**right, Expr::Subquery(_)) {
+                    return Err(subquery_refused(&*expr));
+                }
+                return Err(refusal(format!(
+                    "ANY and ALL are not allowed in a filter ({}); use IN (...)",
+                    excerpt(&*expr)
+                )));
+            }
+            Expr::Collate { .. } => {
+                return Err(refusal(format!(
+                    "COLLATE is not allowed in a filter ({})",
+                    excerpt(&*expr)
+                )));
+            }
+            Expr::Array(_) | Expr::CompoundFieldAccess { .. } => {
+                return Err(refusal(format!(
+                    "arrays, subscripts and field access are not allowed in a filter ({})",
+                    excerpt(&*expr)
+                )));
+            }
+            Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => {
+                return Err(refusal("wildcards (*) are not allowed in a filter"));
+            }
+            other => {
+                return Err(refusal(format!(
+                    "the expression {} is not allowed in a filter",
+                    excerpt(&*other)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a run of binary operators such as `a OR b OR c`. It leans
+    /// left and can be as long as the filter, so its spine is walked in a loop
+    /// (recursing would use stack per operator) and counts as one level.
+    fn check_chain(&self, expr: &mut Expr, depth: usize) -> Result<(), FilterRefusal> {
+        let mut operands = Vec::new();
+        let mut current = expr;
+        while let Expr::BinaryOp { left, op, right } = current {
+            allowed_operator(op)?;
+            operands.push(right);
+            current = left;
+        }
+        self.check(current, depth)?;
+        for operand in operands.into_iter().rev() {
+            self.check(operand, depth)?;
+        }
+        Ok(())
+    }
+
+    /// The column `ident` names, as an identifier that renders quoted.
+    fn column(&self, ident: &Ident) -> Result<Ident, FilterRefusal> {
+        let name = fold(ident);
+        if ident.quote_style.is_none() && SQL_VALUE_KEYWORDS.contains(&name.as_str()) {
+            return Err(session_keyword(&name));
+        }
+        if self.columns.contains(&name.as_str()) {
+            // Unquoted, sqlparser renders the value verbatim, so the quoting
+            // is quote_ident's alone.
+            return Ok(Ident::new(quote_ident(&name)));
+        }
+        let mut message = format!(
+            "{} is not a column of the collection",
+            excerpt(quote_ident(&name))
+        );
+        if let Some(similar) = self
+            .columns
+            .iter()
+            .find(|column| column.to_lowercase() == name.to_lowercase())
+        {
+            message.push_str(&format!(
+                "; did you mean {}? (unquoted names are folded to lower case, quoted \
+                 names must match exactly)",
+                quote_ident(similar)
+            ));
+        }
+        Err(refusal(message))
+    }
+
+    fn function(&self, f: &mut Function, depth: usize) -> Result<(), FilterRefusal> {
+        let label = call_label(f);
+        if let FunctionArguments::Subquery(_) = f.args {
+            return Err(subquery_refused(&*f));
+        }
+        let name = match folded_parts(&f.name).as_deref() {
+            Some([name]) => name.clone(),
+            Some([schema, name]) if schema == "pg_catalog" => name.clone(),
+            _ => String::new(),
+        };
+        let Some(&(_, min_args, max_args)) = FUNCTIONS.iter().find(|(n, ..)| *n == name) else {
+            if matches!(f.args, FunctionArguments::None)
+                && SQL_VALUE_KEYWORDS.contains(&label.as_str())
+            {
+                return Err(session_keyword(&label));
+            }
+            return Err(refusal(format!(
+                "function {} is not allowed in a filter (allowed: {FUNCTIONS_HINT})",
+                excerpt(&label)
+            )));
+        };
+        let FunctionArguments::List(list) = &mut f.args else {
+            return Err(refusal(format!(
+                "{label} must be called with an argument list"
+            )));
+        };
+        if list.duplicate_treatment.is_some()
+            || !list.clauses.is_empty()
+            || f.filter.is_some()
+            || f.over.is_some()
+            || !f.within_group.is_empty()
+            || f.null_treatment.is_some()
+            || f.uses_odbc_syntax
+            || !matches!(f.parameters, FunctionArguments::None)
+        {
+            return Err(refusal(format!(
+                "{label} must be a plain call in a filter: DISTINCT, ORDER BY, FILTER, \
+                 WITHIN GROUP and OVER are not allowed"
+            )));
+        }
+        let count = list.args.len();
+        if count < min_args || max_args.is_some_and(|max| count > max) {
+            let expected = match max_args {
+                Some(max) if max == min_args => format!("{min_args}"),
+                Some(max) => format!("{min_args} to {max}"),
+                None => format!("at least {min_args}"),
+            };
+            return Err(refusal(format!(
+                "{label} takes {expected} argument(s), not {count}"
+            )));
+        }
+        for arg in &mut list.args {
+            match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)) => self.check(arg, depth)?,
+                FunctionArg::Unnamed(_) => {
+                    return Err(refusal(format!(
+                        "{label} cannot take * as an argument in a filter"
+                    )));
+                }
+                FunctionArg::Named { .. } | FunctionArg::ExprNamed { .. } => {
+                    return Err(refusal(format!(
+                        "named arguments are not allowed in a filter ({})",
+                        excerpt(&*arg)
+                    )));
+                }
+            }
+        }
+        // COALESCE is grammar, not a function in pg_catalog, and so cannot be
+        // redirected; everything else is pinned to the built-in function.
+        f.name = if name == "coalesce" {
+            ObjectName::from(vec![Ident::new("COALESCE")])
+        } else {
+            ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new(name)])
+        };
+        Ok(())
+    }
+}
+
+fn session_keyword(keyword: &str) -> FilterRefusal {
+    refusal(format!(
+        "{keyword} is not allowed in a filter: it reads the session, not the row; \
+         to refer to a column named {keyword}, double-quote it"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::tokenizer::{Tokenizer, Whitespace};
+
+    const COLUMNS: &[&str] = &[
+        "price",
+        "qty",
+        "name",
+        "flag",
+        "data",
+        "_id",
+        "_time",
+        "_user",
+        "Mixed Case",
+        "Price",
+        "note\"q",
+    ];
+
+    /// Accepts `filter` and checks what every accepted filter must satisfy:
+    /// the rendering reads back, through sqlparser and the checker, as itself.
+    fn ok(filter: &str) -> String {
+        let rendered = check_filter(filter, COLUMNS)
+            .unwrap_or_else(|e| panic!("{} was refused: {e}", excerpt(filter)));
+        assert_eq!(
+            render(&rendered, COLUMNS).as_ref(),
+            Ok(&rendered),
+            "{}",
+            excerpt(filter)
+        );
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, &rendered)
+            .tokenize()
+            .unwrap_or_else(|e| panic!("{rendered}: {e}"));
+        assert!(
+            !tokens.iter().any(|token| matches!(
+                token,
+                Token::Whitespace(
+                    Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)
+                )
+            )),
+            "{} rendered with a comment: {rendered}",
+            excerpt(filter)
+        );
+        rendered
+    }
+
+    fn renders(filter: &str, expected: &str) {
+        assert_eq!(ok(filter), expected, "{filter:?}");
+    }
+
+    fn refused(filter: &str, needles: &[&str]) {
+        let message = match check_filter(filter, COLUMNS) {
+            Ok(rendered) => panic!("{filter:?} was accepted as {rendered:?}"),
+            Err(FilterRefusal(message)) => message,
+        };
+        for needle in needles {
+            assert!(
+                message.contains(needle),
+                "refusal of {filter:?} should mention {needle:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn renders_comparisons_with_quoted_columns() {
+        renders("price = 1", "\"price\" = 1");
+        renders("price <> 1", "\"price\" <> 1");
+        renders("price != 1", "\"price\" <> 1");
+        renders("price < 1", "\"price\" < 1");
+        renders("price <= 1.5", "\"price\" <= 1.5");
+        renders("price > 1e5", "\"price\" > 1e5");
+        renders("price >= .5", "\"price\" >= .5");
+        renders("_id = _user", "\"_id\" = \"_user\"");
+    }
+
+    #[test]
+    fn renders_arithmetic_and_concatenation() {
+        renders(
+            "price * qty + 1 > 10 - qty / 2 % 3",
+            "\"price\" * \"qty\" + 1 > 10 - \"qty\" / 2 % 3",
+        );
+        renders("name || '!' = 'a!'", "\"name\" || '!' = 'a!'");
+        renders("-price < +qty", "-\"price\" < +\"qty\"");
+        renders("(price + 1) * 2 = 4", "(\"price\" + 1) * 2 = 4");
+    }
+
+    #[test]
+    fn renders_boolean_logic() {
+        renders(
+            "price > 1 AND (qty < 2 OR NOT flag)",
+            "\"price\" > 1 AND (\"qty\" < 2 OR NOT \"flag\")",
+        );
+        renders("flag", "\"flag\"");
+        renders("NOT flag", "NOT \"flag\"");
+        renders("true", "true");
+        renders("FALSE", "false");
+        renders(
+            "flag = true OR flag = false",
+            "\"flag\" = true OR \"flag\" = false",
+        );
+    }
+
+    #[test]
+    fn renders_in_between_and_like() {
+        renders("qty IN (1, 2, 3)", "\"qty\" IN (1, 2, 3)");
+        renders(
+            "name NOT IN ('a', lower(name))",
+            "\"name\" NOT IN ('a', pg_catalog.lower(\"name\"))",
+        );
+        renders("price BETWEEN 1 AND qty", "\"price\" BETWEEN 1 AND \"qty\"");
+        renders("price NOT BETWEEN 1 AND 2", "\"price\" NOT BETWEEN 1 AND 2");
+        renders("name LIKE 'a%'", "\"name\" LIKE 'a%'");
+        renders("name NOT LIKE 'a%'", "\"name\" NOT LIKE 'a%'");
+        renders("name ILIKE 'a%'", "\"name\" ILIKE 'a%'");
+        renders("name NOT ILIKE 'a%'", "\"name\" NOT ILIKE 'a%'");
+        renders(
+            "name LIKE 'a!%%' ESCAPE '!'",
+            "\"name\" LIKE 'a!%%' ESCAPE '!'",
+        );
+    }
+
+    #[test]
+    fn renders_is_forms() {
+        renders("name IS NULL", "\"name\" IS NULL");
+        renders("name IS NOT NULL", "\"name\" IS NOT NULL");
+        renders("flag IS TRUE", "\"flag\" IS TRUE");
+        renders("flag IS NOT TRUE", "\"flag\" IS NOT TRUE");
+        renders("flag IS FALSE", "\"flag\" IS FALSE");
+        renders("flag IS NOT FALSE", "\"flag\" IS NOT FALSE");
+        renders("flag IS UNKNOWN", "\"flag\" IS UNKNOWN");
+        renders("name IS DISTINCT FROM 'a'", "\"name\" IS DISTINCT FROM 'a'");
+        renders(
+            "name IS NOT DISTINCT FROM NULL",
+            "\"name\" IS NOT DISTINCT FROM NULL",
+        );
+    }
+
+    #[test]
+    fn renders_literals() {
+        renders("name = 'it''s'", "\"name\" = 'it''s'");
+        renders("name = ''", "\"name\" = ''");
+        renders("name = NULL", "\"name\" = NULL");
+        renders("qty = 1_000", "\"qty\" = 1000");
+        // Other spellings of a string become plain literals.
+        renders("e'\\x41' = name", "'A' = \"name\"");
+        renders("$$x$$ = name", "'x' = \"name\"");
+        renders("$tag$it's$tag$ = name", "'it''s' = \"name\"");
+        renders("U&'\\0041' = name", "'A' = \"name\"");
+    }
+
+    #[test]
+    fn renders_backslashes_so_they_survive_standard_conforming_strings_off() {
+        renders("name LIKE '100\\%'", "\"name\" LIKE E'100\\\\%'");
+        renders("name = E'a\\\\b''c'", "\"name\" = E'a\\\\b''c'");
+        // The classic escape: with standard_conforming_strings off, '\'' would
+        // end the string early. Rendered as E'...', it stays one literal.
+        renders(
+            "name = '\\'' OR pg_sleep(1) IS NULL --'",
+            "\"name\" = E'\\\\'' OR pg_sleep(1) IS NULL --'",
+        );
+    }
+
+    #[test]
+    fn renders_typed_literals_and_casts() {
+        renders(
+            "_time > timestamptz '2024-01-01'",
+            "\"_time\" > '2024-01-01'::TIMESTAMP WITH TIME ZONE",
+        );
+        renders(
+            "_time > timestamp '2024-01-01'",
+            "\"_time\" > '2024-01-01'::TIMESTAMP",
+        );
+        renders(
+            "_time > date '2024-01-01'",
+            "\"_time\" > '2024-01-01'::pg_catalog.date",
+        );
+        renders(
+            "_time > now_col - interval '1 day'"
+                .replace("now_col", "_time")
+                .as_str(),
+            "\"_time\" > \"_time\" - INTERVAL '1 day'",
+        );
+        renders(
+            "data = jsonb '{\"a\": 1}'",
+            "\"data\" = '{\"a\": 1}'::pg_catalog.jsonb",
+        );
+        renders("qty::text = '1'", "\"qty\"::pg_catalog.text = '1'");
+        renders("CAST(qty AS int) = 1", "CAST(\"qty\" AS INTEGER) = 1");
+        for (written, rendered) in [
+            ("text", "pg_catalog.text"),
+            ("varchar", "VARCHAR"),
+            ("varchar(10)", "VARCHAR(10)"),
+            ("character varying(3)", "VARCHAR(3)"),
+            ("int", "INTEGER"),
+            ("integer", "INTEGER"),
+            ("int4", "INTEGER"),
+            ("bigint", "BIGINT"),
+            ("int8", "BIGINT"),
+            ("smallint", "SMALLINT"),
+            ("int2", "SMALLINT"),
+            ("numeric", "NUMERIC"),
+            ("numeric(10,2)", "NUMERIC(10,2)"),
+            ("decimal(5)", "NUMERIC(5)"),
+            ("real", "REAL"),
+            ("float4", "REAL"),
+            ("double precision", "DOUBLE PRECISION"),
+            ("float8", "DOUBLE PRECISION"),
+            ("boolean", "BOOLEAN"),
+            ("bool", "BOOLEAN"),
+            ("date", "pg_catalog.date"),
+            ("timestamp", "TIMESTAMP"),
+            ("timestamp without time zone", "TIMESTAMP"),
+            ("timestamp(3)", "TIMESTAMP(3)"),
+            ("timestamptz", "TIMESTAMP WITH TIME ZONE"),
+            ("timestamp with time zone", "TIMESTAMP WITH TIME ZONE"),
+            ("interval", "INTERVAL"),
+            ("json", "pg_catalog.json"),
+            ("jsonb", "pg_catalog.jsonb"),
+            ("\"text\"", "pg_catalog.text"),
+            ("pg_catalog.int4", "INTEGER"),
+            ("pg_catalog.timestamptz", "TIMESTAMP WITH TIME ZONE"),
+        ] {
+            renders(
+                &format!("name::{written} IS NULL"),
+                &format!("\"name\"::{rendered} IS NULL"),
+            );
+        }
+        renders("name::boolean", "\"name\"::BOOLEAN");
+        renders("boolean 'true'", "'true'::BOOLEAN");
+    }
+
+    #[test]
+    fn renders_allowed_functions_pinned_to_pg_catalog() {
+        renders("lower(name) = 'a'", "pg_catalog.lower(\"name\") = 'a'");
+        renders("UPPER(name) = 'A'", "pg_catalog.upper(\"name\") = 'A'");
+        renders("length(name) > 3", "pg_catalog.length(\"name\") > 3");
+        renders("abs(price) < 1", "pg_catalog.abs(\"price\") < 1");
+        renders(
+            "coalesce(price, qty, 0) > 0",
+            "COALESCE(\"price\", \"qty\", 0) > 0",
+        );
+        renders(
+            "date_trunc('day', _time) = date_trunc('day', _time, 'UTC')",
+            "pg_catalog.date_trunc('day', \"_time\") = \
+             pg_catalog.date_trunc('day', \"_time\", 'UTC')",
+        );
+        renders(
+            "pg_catalog.lower(name) = 'a'",
+            "pg_catalog.lower(\"name\") = 'a'",
+        );
+        renders(
+            "\"pg_catalog\".\"upper\"(name) = 'A'",
+            "pg_catalog.upper(\"name\") = 'A'",
+        );
+        renders(
+            "PG_CATALOG.COALESCE(name, 'x') = 'x'",
+            "COALESCE(\"name\", 'x') = 'x'",
+        );
+        renders(
+            "lower(upper(lower(name))) = 'a'",
+            "pg_catalog.lower(pg_catalog.upper(pg_catalog.lower(\"name\"))) = 'a'",
+        );
+    }
+
+    #[test]
+    fn renders_jsonb_accessors() {
+        renders("data -> 'a' ->> 'b' = 'x'", "\"data\" -> 'a' ->> 'b' = 'x'");
+        renders("data ->> 0 = 'x'", "\"data\" ->> 0 = 'x'");
+        renders(
+            "(data -> 'n')::numeric > 1",
+            "(\"data\" -> 'n')::NUMERIC > 1",
+        );
+    }
+
+    #[test]
+    fn strips_outer_parentheses_only() {
+        renders("((price > 1))", "\"price\" > 1");
+        renders(
+            "(price > 1) AND (qty > 1)",
+            "(\"price\" > 1) AND (\"qty\" > 1)",
+        );
+    }
+
+    #[test]
+    fn folds_unquoted_names_and_keeps_quoted_ones() {
+        renders("Price > 1", "\"price\" > 1");
+        renders("PRICE > 1", "\"price\" > 1");
+        renders("\"Price\" > 1", "\"Price\" > 1");
+        renders("\"Mixed Case\" = 1", "\"Mixed Case\" = 1");
+        renders("\"note\"\"q\" = 'x'", "\"note\"\"q\" = 'x'");
+        refused(
+            "\"PRICE\" > 1",
+            &[
+                "\"PRICE\" is not a column of the collection",
+                "did you mean",
+            ],
+        );
+        refused(
+            "\"mixed case\" = 1",
+            &[
+                "\"mixed case\" is not a column",
+                "did you mean \"Mixed Case\"",
+            ],
+        );
+        refused(
+            "Mixed = 1",
+            &["\"mixed\" is not a column of the collection"],
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_columns() {
+        refused(
+            "pricee > 1",
+            &["\"pricee\" is not a column of the collection"],
+        );
+        refused(
+            "price > 1 AND secret = 'x'",
+            &["\"secret\" is not a column"],
+        );
+        refused("lower(nope) = 'a'", &["\"nope\" is not a column"]);
+        assert_eq!(
+            check_filter("price > 1", &["qty"]),
+            Err(FilterRefusal(
+                "\"price\" is not a column of the collection".to_string()
+            ))
+        );
+    }
+
+    #[test]
+    fn refuses_qualified_column_references() {
+        refused("t.price > 1", &["qualified column references", "t.price"]);
+        refused("public.t.price > 1", &["qualified", "public.t.price"]);
+        // sqlparser cannot read a qualified type before a string at all.
+        refused(
+            "pg_catalog.date '2024-01-01' IS NULL",
+            &["unexpected text after the filter: '2024-01-01' IS NULL"],
+        );
+    }
+
+    #[test]
+    fn refuses_trailing_statements() {
+        refused(
+            "1=1); DROP TABLE x; --",
+            &["unexpected text after the filter: ); DROP TABLE x; --"],
+        );
+        refused(
+            "price > 1; DROP TABLE x",
+            &["unexpected text after the filter: ; DROP TABLE x"],
+        );
+        refused("1=1; DROP TABLE x", &["unexpected text", "DROP TABLE x"]);
+        refused(
+            "price > 1\n  OR qty > 1 garbage",
+            &["unexpected text after the filter: garbage"],
+        );
+        refused("price > 1 )", &["unexpected text", ")"]);
+        refused("price ISNULL", &["unexpected text", "ISNULL"]);
+    }
+
+    #[test]
+    fn refuses_disallowed_functions() {
+        for (filter, label) in [
+            ("pg_sleep(10) IS NULL", "pg_sleep()"),
+            ("pg_catalog.pg_sleep(1) IS NULL", "pg_catalog.pg_sleep()"),
+            (
+                "\"pg_catalog\".\"pg_sleep\"(1) is null",
+                "pg_catalog.pg_sleep()",
+            ),
+            ("set_config('x','y',false) = 'y'", "set_config()"),
+            (
+                "current_setting('is_superuser') = 'on'",
+                "current_setting()",
+            ),
+            ("now() > _time", "now()"),
+            ("random() < 0.5", "random()"),
+            ("dblink('x', 'y') IS NULL", "dblink()"),
+            (
+                "query_to_xml('select 1', true, true, '') IS NULL",
+                "query_to_xml()",
+            ),
+            ("public.lower(name) = 'a'", "public.lower()"),
+            (
+                "other.pg_catalog.lower(name) = 'a'",
+                "other.pg_catalog.lower()",
+            ),
+            ("\"LOWER\"(name) = 'a'", "LOWER()"),
+            ("concat(name, 'x') = 'a'", "concat()"),
+            ("lower(pg_sleep(1)) = 'a'", "pg_sleep()"),
+        ] {
+            refused(
+                filter,
+                &[
+                    &format!("function {label} is not allowed in a filter"),
+                    "allowed: lower",
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_session_keywords() {
+        for (filter, keyword) in [
+            ("name = current_user", "current_user"),
+            ("name = USER", "user"),
+            ("_time < current_timestamp", "current_timestamp"),
+            ("name = session_user", "session_user"),
+            ("name = current_role", "current_role"),
+            ("name = current_schema", "current_schema"),
+        ] {
+            refused(
+                filter,
+                &[&format!("{keyword} is not allowed"), "double-quote"],
+            );
+        }
+        let rendered = check_filter("\"user\" = 'bob'", &["user"]);
+        assert_eq!(rendered, Ok("\"user\" = 'bob'".to_string()));
+    }
+
+    #[test]
+    fn refuses_function_call_forms_other_than_plain() {
+        refused("lower(DISTINCT name) = 'a'", &["plain call"]);
+        refused("lower(name ORDER BY name) = 'a'", &["plain call"]);
+        refused("lower(name) OVER () = 'a'", &["plain call"]);
+        refused("lower(name) FILTER (WHERE flag) = 'a'", &["plain call"]);
+        refused(
+            "date_trunc(field => 'day', source => _time) IS NULL",
+            &["named arguments"],
+        );
+        refused("coalesce(*) IS NULL", &["cannot take *"]);
+        refused(
+            "lower(name, name) = 'a'",
+            &["lower() takes 1 argument(s), not 2"],
+        );
+        refused("abs() = 1", &["abs() takes 1 argument(s), not 0"]);
+        refused("date_trunc('day') IS NULL", &["takes 2 to 3"]);
+        refused("coalesce() IS NULL", &["at least 1"]);
+    }
+
+    #[test]
+    fn refuses_subqueries() {
+        for filter in [
+            "(SELECT count(*) FROM pg_authid) > 0",
+            "EXISTS (SELECT 1)",
+            "NOT EXISTS (SELECT 1)",
+            "price IN (SELECT 1)",
+            "price = ANY(SELECT 1)",
+            "price > ALL(SELECT 1)",
+            "lower(name) = (SELECT 'a')",
+            "ARRAY(SELECT 1) IS NULL",
+        ] {
+            refused(
+                filter,
+                &["subqueries are not allowed in a filter", "SELECT"],
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_casts_outside_the_allow_list() {
+        for (filter, type_name) in [
+            ("'pg_authid'::regclass IS NOT NULL", "regclass"),
+            ("'pg_sleep'::regproc IS NOT NULL", "regproc"),
+            ("'int4'::regtype IS NOT NULL", "regtype"),
+            ("'x'::regnamespace IS NOT NULL", "regnamespace"),
+            ("price::oid = 1", "oid"),
+            ("CAST('pg_authid' AS regclass) IS NOT NULL", "regclass"),
+            (
+                "'pg_authid'::pg_catalog.regclass IS NOT NULL",
+                "pg_catalog.regclass",
+            ),
+            ("name::\"regclass\" IS NULL", "\"regclass\""),
+            ("name::public.text = 'a'", "public.text"),
+            ("name::text[] IS NULL", "text[]"),
+            ("name::char(3) = 'a'", "char(3)"),
+            ("name::uuid IS NULL", "uuid"),
+            ("regclass 'pg_authid' IS NOT NULL", "regclass"),
+            ("name::interval day IS NULL", "interval day"),
+        ] {
+            refused(
+                filter,
+                &[
+                    &format!("the type {type_name} is not allowed"),
+                    "allowed: text",
+                ],
+            );
+        }
+        refused("TRY_CAST(name AS text) = 'a'", &["TRY_CAST"]);
+    }
+
+    #[test]
+    fn refuses_other_expression_forms() {
+        refused("name COLLATE \"C\" = 'a'", &["COLLATE"]);
+        refused("ARRAY[1, 2] IS NULL", &["arrays"]);
+        refused("data[1] = 1", &["subscripts"]);
+        refused("(data).x = 1", &["field access"]);
+        refused("price = ANY(ARRAY[1, 2])", &["ANY and ALL", "use IN"]);
+        refused("name SIMILAR TO 'a%'", &["SIMILAR TO", "not allowed"]);
+        refused("name ~ 'a'", &["operator ~ is not allowed"]);
+        refused("qty & 1 = 1", &["operator & is not allowed"]);
+        refused("qty ^ 2 = 1", &["operator ^ is not allowed"]);
+        refused("|/ qty = 1", &["not allowed"]);
+        refused("name LIKE ANY ('a', 'b')", &["LIKE ANY"]);
+        refused("CASE WHEN flag THEN true END", &["CASE", "not allowed"]);
+        refused(
+            "EXTRACT(YEAR FROM _time) = 2024",
+            &["EXTRACT", "not allowed"],
+        );
+        refused(
+            "SUBSTRING(name FROM 1) = 'a'",
+            &["SUBSTRING", "not allowed"],
+        );
+        refused("CEIL(price) = 1", &["CEIL", "not allowed"]);
+        refused("_time AT TIME ZONE 'UTC' > '2024-01-01'", &["AT TIME ZONE"]);
+        refused(
+            "(price, qty) = (1, 2)",
+            &["the expression (price, qty) is not allowed"],
+        );
+        refused("interval '1' day IS NULL", &["intervals"]);
+        refused("name = N'x'", &["literal N'x' is not allowed"]);
+        refused("name = X'1F'", &["literal X'1F' is not allowed"]);
+        refused("U&'\\0000' = name", &["NUL"]);
+        refused("price = *", &["could not parse"]);
+    }
+
+    #[test]
+    fn refuses_parameters() {
+        refused("$1 = 1", &["parameters ($1) are not allowed"]);
+        refused("price = $2", &["parameters ($2)"]);
+    }
+
+    #[test]
+    fn refuses_non_boolean_top_level() {
+        for filter in [
+            "price + 1",
+            "'abc'",
+            "42",
+            "NULL",
+            "lower(name)",
+            "data -> 'a'",
+            "-price",
+            "name::text",
+            "(price * 2)",
+        ] {
+            refused(filter, &[BOOLEAN_REQUIRED]);
+        }
+    }
+
+    #[test]
+    fn refuses_empty_filters() {
+        for filter in ["", "   ", "\n\t", "-- just a comment", "/* nothing */"] {
+            refused(filter, &["the filter is empty"]);
+        }
+    }
+
+    #[test]
+    fn comments_are_dropped_from_the_rendering() {
+        renders(
+            "lower(name) = 'a' -- comment",
+            "pg_catalog.lower(\"name\") = 'a'",
+        );
+        renders("name = 'a' /* x */ OR true", "\"name\" = 'a' OR true");
+        renders(
+            "name = 'a' /* nested /* comment */ still */ OR flag",
+            "\"name\" = 'a' OR \"flag\"",
+        );
+        // Comment markers inside a string stay inside the string.
+        renders("name = '-- x /* y'", "\"name\" = '-- x /* y'");
+    }
+
+    #[test]
+    fn double_minus_never_renders_as_a_comment() {
+        renders("price = - -1", "\"price\" = -(-1)");
+        renders("- - price > 0", "-(-\"price\") > 0");
+        renders("price = - +1", "\"price\" = -(+1)");
+        renders("price - -1 > 0", "\"price\" - -1 > 0");
+        renders("price = -(-1)", "\"price\" = -(-1)");
+    }
+
+    #[test]
+    fn unicode_escape_identifiers_cannot_smuggle_names() {
+        // sqlparser reads U&"..." as `U & "..."`; either way nothing runs.
+        refused("U&\"pg_sleep\"(1) IS NULL", &["not allowed"]);
+        refused("U&\"price\" > 1", &["not allowed"]);
+    }
+
+    #[test]
+    fn refuses_long_filters() {
+        let long = format!("name = '{}'", "x".repeat(MAX_FILTER_BYTES));
+        refused(&long, &["the filter is too long", "8192"]);
+        let just_fits = format!("name = '{}'", "x".repeat(MAX_FILTER_BYTES - 9));
+        assert_eq!(just_fits.len(), MAX_FILTER_BYTES);
+        assert!(ok(&just_fits).starts_with("\"name\" = 'xxx"));
+    }
+
+    #[test]
+    fn refuses_deep_nesting_without_overflowing_the_stack() {
+        let deep = format!("{}price > 1{}", "(".repeat(10_000), ")".repeat(10_000));
+        refused(&deep, &["too long"]);
+        // Past the length check, sqlparser's recursion limit must hold.
+        assert_eq!(parse(&deep), Err(too_deep()));
+        let parens = format!("{}price > 1{}", "(".repeat(4000), ")".repeat(4000));
+        refused(&parens, &["nested too deeply"]);
+        refused(
+            &format!("{}price > 0", "- ".repeat(4000)),
+            &["nested too deeply"],
+        );
+        refused(
+            &format!("{}name{} = 'a'", "lower(".repeat(1000), ")".repeat(1000)),
+            &["nested too deeply"],
+        );
+        // Past its recursion limit sqlparser reads the innermost NOT as a name
+        // and stops there, leaving the rest as trailing text: refused anyway.
+        assert!(check_filter(&format!("{}flag", "NOT ".repeat(2000)), COLUMNS).is_err());
+        // Below the parser's limit, the checker's own limit applies.
+        refused(
+            &format!("{}flag", "NOT ".repeat(100)),
+            &["nested too deeply (at most 64 levels)"],
+        );
+        refused(
+            &format!("{}price > 0", "- ".repeat(100)),
+            &["nested too deeply"],
+        );
+        // Postfix forms nest without recursing in the parser at all.
+        refused(
+            &format!("name{} IS NULL", "::text".repeat(MAX_FILTER_DEPTH)),
+            &["nested too deeply (at most 64 levels)"],
+        );
+        renders(
+            &format!("name{} IS NULL", "::text".repeat(10)),
+            &format!("\"name\"{} IS NULL", "::pg_catalog.text".repeat(10)),
+        );
+        // Outer parentheses are dropped before the depth is counted.
+        renders(
+            &format!("{}price > 1{}", "(".repeat(100), ")".repeat(100)),
+            "\"price\" > 1",
+        );
+        let nested = |n: usize| format!("{}flag{}", "(NOT ".repeat(n), ")".repeat(n));
+        renders(
+            &nested(32),
+            &format!("NOT {}\"flag\"{}", "(NOT ".repeat(31), ")".repeat(31)),
+        );
+        refused(&nested(33), &["nested too deeply (at most 64 levels)"]);
+    }
+
+    #[test]
+    fn long_chains_are_not_nesting() {
+        let ors = vec!["qty = 1"; 500].join(" OR ");
+        assert_eq!(ok(&ors), vec!["\"qty\" = 1"; 500].join(" OR "));
+        // As long as the length limit allows.
+        let sum = format!("price = 1{}", "+1".repeat((MAX_FILTER_BYTES - 9) / 2));
+        assert!(ok(&sum).starts_with("\"price\" = 1 + 1 + 1"));
+    }
+
+    #[test]
+    fn refusal_is_an_error_with_the_message() {
+        let error = check_filter("pg_sleep(1) IS NULL", COLUMNS).unwrap_err();
+        assert_eq!(error.to_string(), error.0);
+        let boxed: Box<dyn std::error::Error> = Box::new(error);
+        assert!(boxed.to_string().contains("pg_sleep()"));
+    }
+
+    #[test]
+    fn long_offending_parts_are_shortened_in_messages() {
+        let filter = format!("x{} > 1", "y".repeat(500));
+        let message = check_filter(&filter, COLUMNS).unwrap_err().0;
+        assert!(message.contains("..."), "{message}");
+        assert!(message.len() < 200, "{message}");
+    }
+
+    #[test]
+    fn quote_string_reads_the_same_under_either_string_setting() {
+        assert_eq!(quote_string("plain"), "'plain'");
+        assert_eq!(quote_string("it's"), "'it''s'");
+        assert_eq!(quote_string("a\\b"), "E'a\\\\b'");
+        assert_eq!(quote_string("\\'"), "E'\\\\'''");
+    }
+}

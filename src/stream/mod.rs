@@ -1,0 +1,387 @@
+//! Event streams: `tide.subscribe` hands out a channel, and every committed event of the
+//! collection that matches the subscription's filter is NOTIFYed on it.
+//!
+//! One statement-level AFTER INSERT trigger per collection serves all its subscriptions:
+//! its PL/pgSQL function is regenerated from the catalog whenever a subscription comes or
+//! goes, and dropped with the last one, so a collection nobody listens to pays nothing.
+//! The function scans the statement's transition table once, with every filter OR-ed
+//! together, so subscriptions whose filters match nothing cost one expression each per
+//! row. NOTIFY is transactional: a rolled-back insert sends nothing, and a single
+//! writer's events arrive in commit order.
+
+mod filter;
+
+use crate::error::{report, TideError, TideResult};
+use crate::names::{column_for_property, quote_ident, quote_literal, validate_collection_name};
+use crate::project::require_project;
+use crate::security::{require_level, AsOwner, Level};
+use crate::spi::{exists, run};
+use pgrx::prelude::*;
+
+const TRIGGER: &str = "_tide_stream";
+/// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+const MAX_PAYLOAD_BYTES: usize = 8000;
+const MAX_FILTER_BYTES: usize = 8192;
+
+struct Subscription {
+    channel: String,
+    condition: Option<String>,
+}
+
+fn function_name(project: &str, collection: &str) -> String {
+    let name = column_for_property(&format!("_stream_{collection}"), |_| false);
+    format!("{}.{}", quote_ident(project), quote_ident(&name))
+}
+
+fn lock_collection(project: &str, collection: &str) -> TideResult<()> {
+    run(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
+        &[format!("tide.stream {project}.{collection}").into()],
+    )
+}
+
+/// The trigger function's body: one pass over the inserted rows (`tide_new`), one NOTIFY
+/// per matching (row, subscription) in `_id` order, and one counter row per channel.
+/// Filters name columns unqualified; the row itself is only ever named as `tide_row.*`,
+/// which no column name can shadow.
+fn trigger_body(collection: &str, subscriptions: &[Subscription]) -> String {
+    let name = quote_literal(collection);
+    let condition = |s: &Subscription| s.condition.clone().unwrap_or_else(|| "true".into());
+    let any_match = subscriptions
+        .iter()
+        .map(|s| format!("({})", condition(s)))
+        .collect::<Vec<_>>()
+        .join("\n                 OR ");
+    let channels = subscriptions
+        .iter()
+        .map(|s| {
+            format!(
+                "CASE WHEN ({}) THEN {} END",
+                condition(s),
+                quote_literal(&s.channel)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",\n                        ");
+    format!(
+        "#variable_conflict use_column
+BEGIN
+  WITH matched AS (
+         SELECT tide_row._id,
+                pg_catalog.json_build_object('collection', {name},
+                    'event', pg_catalog.jsonb_strip_nulls(pg_catalog.to_jsonb(tide_row.*)))::text AS payload,
+                ARRAY[{channels}]::text[] AS channels
+           FROM tide_new AS tide_row
+          WHERE {any_match}
+          ORDER BY tide_row._id),
+       sent AS MATERIALIZED (
+         SELECT c.channel,
+                pg_catalog.pg_notify(c.channel,
+                    CASE WHEN pg_catalog.octet_length(m.payload) < {MAX_PAYLOAD_BYTES} THEN m.payload
+                         ELSE pg_catalog.json_build_object('collection', {name}, '_id', m._id,
+                                                           'truncated', true)::text END)
+           FROM matched m
+          CROSS JOIN LATERAL pg_catalog.unnest(m.channels) AS c (channel)
+          WHERE c.channel IS NOT NULL)
+  INSERT INTO tide.subscription_sent (channel, sent)
+  SELECT channel, count(*) FROM sent GROUP BY channel;
+  RETURN NULL;
+END"
+    )
+}
+
+/// (Re)creates the collection's stream trigger and function from the catalog, or removes
+/// them when it has no subscription left. Runs as the owner, under the collection's lock.
+fn install(project: &str, collection: &str) -> TideResult<()> {
+    let table = format!("{}.{}", quote_ident(project), quote_ident(collection));
+    let function = function_name(project, collection);
+    let subscriptions: Vec<Subscription> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT channel, condition FROM tide.subscription
+                  WHERE project = $1 AND collection = $2 ORDER BY created_at, channel",
+                None,
+                &[project.into(), collection.into()],
+            )?
+            .map(|row| {
+                Ok(Subscription {
+                    channel: row.get::<String>(1)?.unwrap_or_default(),
+                    condition: row.get::<String>(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })?;
+    let table_exists = exists(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[table.as_str().into()],
+    )?;
+    if subscriptions.is_empty() || !table_exists {
+        if table_exists {
+            run(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON {table}"), &[])?;
+        }
+        return run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[]);
+    }
+    let body = trigger_body(collection, &subscriptions);
+    let mut tag = "$tide$".to_string();
+    while body.contains(&tag) {
+        tag.insert(tag.len() - 1, '_');
+    }
+    run(
+        &format!(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
+             SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {tag}\n{body}\n{tag}"
+        ),
+        &[],
+    )?;
+    if !exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2)",
+        &[table.as_str().into(), TRIGGER.into()],
+    )? {
+        run(
+            &format!(
+                "CREATE TRIGGER {TRIGGER} AFTER INSERT ON {table} REFERENCING NEW TABLE AS tide_new \
+                 FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            ),
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+fn columns_of(project: &str, collection: &str) -> TideResult<Vec<String>> {
+    let table = format!("{}.{}", quote_ident(project), quote_ident(collection));
+    Ok(Spi::connect(|client| {
+        client
+            .select(
+                "SELECT attname::text FROM pg_catalog.pg_attribute
+                  WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+                None,
+                &[table.as_str().into()],
+            )?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })?)
+}
+
+/// Checks the filter as text first, then lets PostgreSQL type-check the rewritten
+/// condition against the table, so that a filter that is accepted also runs.
+fn checked_condition(project: &str, collection: &str, filter: &str) -> TideResult<String> {
+    if filter.len() > MAX_FILTER_BYTES {
+        return Err(TideError::InvalidArgument(format!(
+            "invalid filter: longer than {MAX_FILTER_BYTES} bytes"
+        )));
+    }
+    let columns = columns_of(project, collection)?;
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let condition = filter::check_filter(filter, &columns)
+        .map_err(|refusal| TideError::InvalidArgument(format!("invalid filter: {refusal}")))?;
+    run(
+        &format!(
+            "SELECT 1 FROM {}.{} AS tide_row WHERE ({condition}) LIMIT 0",
+            quote_ident(project),
+            quote_ident(collection)
+        ),
+        &[],
+    )?;
+    Ok(condition)
+}
+
+fn subscribe_to(
+    project: &str,
+    collection: &str,
+    filter: Option<&str>,
+    temporary: bool,
+) -> TideResult<String> {
+    validate_collection_name(collection).map_err(|e| TideError::InvalidName(e.to_string()))?;
+    require_level(project, Level::Read)?;
+    let owner_role = Spi::get_one::<String>("SELECT current_user::text")?.unwrap_or_default();
+    let _owner = AsOwner::enter()?;
+    require_project(project)?;
+    if !crate::collect::schema::collection_exists(project, collection)? {
+        return Err(TideError::UnknownCollection(
+            project.to_string(),
+            collection.to_string(),
+        ));
+    }
+    lock_collection(project, collection)?;
+    let filter = filter.filter(|f| !f.trim().is_empty());
+    let condition = filter
+        .map(|f| checked_condition(project, collection, f))
+        .transpose()?;
+    let channel = crate::spi::returning_one::<String>(
+        "INSERT INTO tide.subscription
+                (channel, project, collection, filter, condition, temporary, owner_role,
+                 owner_pid, owner_started)
+         SELECT 'tide_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''),
+                $1, $2, $3, $4, $5, $6, a.pid, a.backend_start
+           FROM (SELECT NULL) AS one
+           LEFT JOIN pg_catalog.pg_stat_activity a ON $5 AND a.pid = pg_catalog.pg_backend_pid()
+         RETURNING channel",
+        &[
+            project.into(),
+            collection.into(),
+            filter.into(),
+            condition.into(),
+            temporary.into(),
+            owner_role.into(),
+        ],
+    )?
+    .ok_or_else(|| TideError::InvalidArgument("the subscription was not stored".into()))?;
+    install(project, collection)?;
+    Ok(channel)
+}
+
+fn unsubscribe_from(channel: &str) -> TideResult<()> {
+    let caller = Spi::get_one::<String>("SELECT current_user::text")?.unwrap_or_default();
+    // the catalog is not readable by callers: look it up as the owner, decide as the caller
+    let found = {
+        let _owner = AsOwner::enter()?;
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT s.project, s.collection,
+                            EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                                     WHERE r.rolname = s.owner_role
+                                       AND pg_catalog.pg_has_role($2::name, r.oid, 'MEMBER'))
+                       FROM tide.subscription s WHERE s.channel = $1",
+                    None,
+                    &[channel.into(), caller.as_str().into()],
+                )?
+                .map(|row| {
+                    Ok::<_, pgrx::spi::Error>((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<bool>(3)?.unwrap_or(false),
+                    ))
+                })
+                .next()
+                .transpose()
+        })
+    };
+    let (project, collection, made_it) = found?.ok_or_else(|| {
+        TideError::UnknownObject(format!("no subscription with channel \"{channel}\""))
+    })?;
+    if !made_it {
+        require_level(&project, Level::Admin).map_err(|_| {
+            TideError::PermissionDenied(format!(
+                "permission denied to end subscription \"{channel}\": only the role that made it \
+                 or an admin of project \"{project}\" may"
+            ))
+        })?;
+    }
+    let _owner = AsOwner::enter()?;
+    lock_collection(&project, &collection)?;
+    run(
+        "DELETE FROM tide.subscription WHERE channel = $1",
+        &[channel.into()],
+    )?;
+    install(&project, &collection)
+}
+
+/// Ends temporary subscriptions whose session is gone and folds sent-event counts into
+/// the catalog; returns how many subscriptions ended.
+fn housekeeping() -> TideResult<i64> {
+    let _owner = AsOwner::enter()?;
+    // a NULL backend_start means the caller may not see that session: count it as alive
+    let ended: Vec<(String, String)> = Spi::connect_mut(|client| {
+        client
+            .update(
+                "DELETE FROM tide.subscription s
+                  WHERE s.temporary
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                                     WHERE a.pid = s.owner_pid
+                                       AND (a.backend_start IS NULL OR a.backend_start = s.owner_started))
+                 RETURNING s.project, s.collection",
+                None,
+                &[],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })?;
+    let mut collections = ended.clone();
+    collections.sort();
+    collections.dedup();
+    for (project, collection) in &collections {
+        lock_collection(project, collection)?;
+        install(project, collection)?;
+    }
+    run(
+        "WITH folded AS (DELETE FROM tide.subscription_sent RETURNING channel, sent)
+         UPDATE tide.subscription s SET events_sent = s.events_sent + f.sent
+           FROM (SELECT channel, sum(sent)::bigint AS sent FROM folded GROUP BY channel) f
+          WHERE s.channel = f.channel",
+        &[],
+    )?;
+    Ok(ended.len() as i64)
+}
+
+/// Subscribes to the events of `collection` that match `filter` (a SQL boolean expression
+/// over its columns; NULL for all events) and returns the channel to LISTEN on. Each
+/// committed event arrives as `{"collection": ..., "event": {...}}`, or as
+/// `{"collection", "_id", "truncated": true}` when it exceeds NOTIFY's 8000-byte limit.
+/// A temporary subscription ends with the session that made it. Requires read access.
+#[pg_extern]
+fn subscribe(
+    project: &str,
+    collection: &str,
+    filter: default!(Option<&str>, "NULL"),
+    temporary: default!(bool, true),
+) -> String {
+    report(subscribe_to(project, collection, filter, temporary))
+}
+
+/// Ends the subscription on `channel`. Allowed to the role that made it and to admins of
+/// the project.
+#[pg_extern]
+fn unsubscribe(channel: &str) {
+    report(unsubscribe_from(channel))
+}
+
+/// Run by the scheduler every few seconds: ends temporary subscriptions of sessions that
+/// are gone and updates events_sent. Returns how many subscriptions ended.
+#[pg_extern]
+fn _stream_housekeeping() -> i64 {
+    report(housekeeping())
+}
+
+extension_sql_file!(
+    "../../sql/stream.sql",
+    name = "stream_catalog",
+    requires = ["bootstrap"]
+);
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn trigger_body_scans_once_and_names_every_channel() {
+        let body = trigger_body(
+            "page'view",
+            &[
+                Subscription {
+                    channel: "tide_a".into(),
+                    condition: Some("\"price\" > 10".into()),
+                },
+                Subscription {
+                    channel: "tide_b".into(),
+                    condition: None,
+                },
+            ],
+        );
+        assert_eq!(body.matches("FROM tide_new").count(), 1);
+        assert!(body.contains("WHERE (\"price\" > 10)\n                 OR (true)"));
+        assert!(body.contains("CASE WHEN (\"price\" > 10) THEN 'tide_a' END"));
+        assert!(body.contains("CASE WHEN (true) THEN 'tide_b' END"));
+        assert!(body.contains("'page''view'"), "collection name quoted");
+        assert!(body.contains("< 8000"));
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;

@@ -1,0 +1,153 @@
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use crate::testing::{count, exec, one, sqlstate_of};
+    use pgrx::prelude::*;
+
+    fn setup() {
+        exec("SELECT tide.create_project('shop')");
+        exec(
+            r#"SELECT tide.collect('shop', 'pageview', '{"url": "/", "price": 1.5, "country": "NZ"}')"#,
+        );
+    }
+
+    fn subscribe(filter: &str) -> String {
+        one::<String>(&format!(
+            "SELECT tide.subscribe('shop', 'pageview', {filter})"
+        ))
+        .expect("channel")
+    }
+
+    fn triggers() -> i64 {
+        count("SELECT 1 FROM pg_trigger WHERE tgrelid = 'shop.pageview'::regclass AND tgname = '_tide_stream'")
+    }
+
+    fn sent(channel: &str) -> i64 {
+        one::<i64>(&format!(
+            "SELECT events_sent FROM tide.subscriptions WHERE channel = '{channel}'"
+        ))
+        .expect("subscription listed")
+    }
+
+    #[pg_test]
+    fn one_trigger_serves_every_subscription_and_goes_with_the_last() {
+        setup();
+        assert_eq!(triggers(), 0, "no subscription, no trigger");
+        let channels: Vec<String> = (0..100)
+            .map(|i| subscribe(&format!("'price > {i}'")))
+            .collect();
+        assert_eq!(triggers(), 1);
+        let mut unique = channels.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 100, "channels are distinct");
+        assert!(channels
+            .iter()
+            .all(|c| c.len() <= 63 && c.starts_with("tide_")));
+        for channel in &channels {
+            exec(&format!("SELECT tide.unsubscribe('{channel}')"));
+        }
+        assert_eq!(triggers(), 0);
+        assert_eq!(
+            count("SELECT 1 FROM pg_proc WHERE proname = '_stream_pageview'"),
+            0
+        );
+    }
+
+    #[pg_test]
+    fn matching_events_are_counted_per_subscription() {
+        setup();
+        let cheap = subscribe("'price < 10 AND country IN (''NZ'', ''AU'')'");
+        let all = subscribe("NULL");
+        let none = subscribe("'url LIKE ''/never%'''");
+        exec(
+            r#"SELECT tide.collect_batch('shop', '[
+            {"collection": "pageview", "properties": {"url": "/a", "price": 5, "country": "NZ"}},
+            {"collection": "pageview", "properties": {"url": "/b", "price": 50, "country": "NZ"}},
+            {"collection": "pageview", "properties": {"url": "/c", "price": 1, "country": "US"}},
+            {"collection": "pageview", "properties": {"url": "/d", "country": "AU"}}]')"#,
+        );
+        assert_eq!(sent(&cheap), 1);
+        assert_eq!(sent(&all), 4);
+        assert_eq!(sent(&none), 0);
+        // the worker's fold keeps the totals
+        assert_eq!(one::<i64>("SELECT tide._stream_housekeeping()"), Some(0));
+        assert_eq!(count("SELECT 1 FROM tide.subscription_sent"), 0);
+        assert_eq!(sent(&all), 4);
+    }
+
+    #[pg_test]
+    fn filters_are_checked_before_they_are_accepted() {
+        setup();
+        let refused = [
+            ("'1=1); DROP TABLE shop.pageview; --'", "22023"),
+            ("'price > 1; DROP TABLE shop.pageview'", "22023"),
+            ("'pg_sleep(10) IS NULL'", "22023"),
+            ("'(SELECT count(*) FROM pg_authid) > 0'", "22023"),
+            ("'nosuchcolumn = 1'", "22023"),
+            ("'price + 1'", "22023"),
+            ("'''pg_authid''::regclass IS NOT NULL'", "22023"),
+            // PostgreSQL's own type check of an accepted shape
+            ("'url > 5'", "42883"),
+        ];
+        for (filter, state) in refused {
+            assert_eq!(
+                sqlstate_of(&format!(
+                    "SELECT tide.subscribe('shop', 'pageview', {filter})"
+                ))
+                .as_deref(),
+                Some(state),
+                "{filter}"
+            );
+        }
+        assert_eq!(
+            sqlstate_of("SELECT tide.subscribe('shop', 'nosuch')").as_deref(),
+            Some("42P01")
+        );
+        assert_eq!(
+            sqlstate_of("SELECT tide.subscribe('nope', 'pageview')").as_deref(),
+            Some("3F000")
+        );
+        assert_eq!(
+            sqlstate_of("SELECT tide.unsubscribe('tide_nosuch')").as_deref(),
+            Some("42704")
+        );
+        assert_eq!(
+            count("SELECT 1 FROM tide.subscription"),
+            0,
+            "nothing half-created"
+        );
+        assert_eq!(triggers(), 0);
+        assert_eq!(
+            one::<bool>("SELECT to_regclass('shop.pageview') IS NOT NULL"),
+            Some(true)
+        );
+    }
+
+    #[pg_test]
+    fn subscriptions_view_shows_the_session_of_temporary_ones() {
+        setup();
+        let temporary = subscribe("'price > 1'");
+        let lasting =
+            one::<String>("SELECT tide.subscribe('shop', 'pageview', NULL, false)").unwrap();
+        assert_eq!(
+            one::<bool>(&format!("SELECT owner_session = pg_backend_pid() AND temporary FROM tide.subscriptions WHERE channel = '{temporary}'")),
+            Some(true)
+        );
+        assert_eq!(
+            one::<bool>(&format!("SELECT owner_session IS NULL AND NOT temporary FROM tide.subscriptions WHERE channel = '{lasting}'")),
+            Some(true)
+        );
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT filter FROM tide.subscriptions WHERE channel = '{temporary}'"
+            ))
+            .as_deref(),
+            Some("price > 1")
+        );
+        // this session is alive: housekeeping keeps both
+        assert_eq!(one::<i64>("SELECT tide._stream_housekeeping()"), Some(0));
+        assert_eq!(count("SELECT 1 FROM tide.subscriptions"), 2);
+    }
+}
