@@ -42,3 +42,26 @@ SELECT tide.collect_batch('shop', '[{"collection": "pageview", "properties": {"u
 \echo '-- /cart now counts the two new events, read straight from the view:'
 SELECT url, views, round(revenue::numeric, 2) AS revenue FROM shop.views_per_url ORDER BY url = '/cart' DESC, views DESC, url LIMIT 4;
 SELECT name, mode, rows_applied, pending_deltas FROM tide.continuous_queries;
+
+\echo '-- an event stream: subscribe with a filter, LISTEN, and matching events arrive after commit:'
+SELECT tide.subscribe('shop', 'pageview', 'price > 50') AS channel \gset
+LISTEN :channel;
+SELECT tide.collect('shop', 'pageview', '{"url": "/checkout", "price": 120}') AS matching,
+       tide.collect('shop', 'pageview', '{"url": "/home", "price": 1}') AS not_matching;
+
+\echo '-- customer profiles, linked to events through _user:'
+SELECT tide.set_user('shop', 'u1', '{"plan": "pro", "country": "NZ"}');
+SELECT tide.increment_user('shop', 'u1', 'logins') AS logins;
+SELECT u.id, u.plan, u.logins, count(e._id) AS events
+  FROM shop._users u JOIN shop.pageview e ON e._user = u.id GROUP BY 1, 2, 3;
+
+\echo '-- the mailbox:'
+SELECT tide.send_message('shop', 'support', 'u1', 'Welcome to the shop!') AS message_id;
+SELECT id, from_user, content, seen FROM tide.mailbox('shop', 'u1');
+
+\echo '-- tide.query: analysis SQL from an untrusted caller, confined to the project:'
+SELECT * FROM tide.query('shop', 'SELECT url, count(*) AS views FROM pageview GROUP BY url ORDER BY views DESC LIMIT 3');
+\echo '-- (and what it refuses):'
+\set ON_ERROR_STOP off
+SELECT * FROM tide.query('shop', 'SELECT * FROM pg_catalog.pg_authid');
+\set ON_ERROR_STOP on

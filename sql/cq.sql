@@ -21,6 +21,11 @@ REVOKE ALL ON tide.continuous_query FROM PUBLIC;
 CREATE FUNCTION tide._backlog(project text, name text, OUT pending bigint, OUT oldest timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- callable by everyone (a view's function calls run as the reader), so it answers only
+    -- for projects the logged-in role may use: current_user is the definer here
+    IF NOT has_schema_privilege(session_user, project, 'USAGE') THEN
+        RETURN;
+    END IF;
     -- immediate queries have no delta table
     IF to_regclass(format('%I.%I', project, '_cq_' || name || '_delta')) IS NULL THEN
         pending := 0;
@@ -29,7 +34,7 @@ BEGIN
     EXECUTE format('SELECT count(*), min(_at) FROM %I.%I', project, '_cq_' || name || '_delta')
        INTO pending, oldest;
 END $$;
-REVOKE ALL ON FUNCTION tide._backlog(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tide._backlog(text, text) TO PUBLIC;
 
 CREATE VIEW tide.continuous_queries AS
 SELECT q.project, q.name, q.mode, q.source, q.time_zone, q.rows_applied,

@@ -94,6 +94,19 @@ fn extension_installed() -> bool {
     .unwrap_or(false)
 }
 
+/// A database may hold the SQL objects of an older pg_tide than the loaded library; calling
+/// a function that is missing would raise an ERROR and kill the scheduler at every tick,
+/// so each task is skipped unless its function exists.
+fn function_present(signature: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
+        &[signature.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
@@ -123,7 +136,7 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
         }
         let still_installed = BackgroundWorker::transaction(|| {
             let installed = extension_installed();
-            if installed {
+            if installed && function_present("tide.compact(text,text)") {
                 if let Err(e) = Spi::run("SELECT tide.compact()") {
                     log!("pg_tide scheduler: compaction failed: {e}");
                 }
@@ -134,6 +147,9 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
             break;
         }
         BackgroundWorker::transaction(|| {
+            if !function_present("tide._stream_housekeeping()") {
+                return;
+            }
             if let Err(e) = Spi::run("SELECT tide._stream_housekeeping()") {
                 log!("pg_tide scheduler: subscription clean-up failed: {e}");
             }
@@ -147,6 +163,11 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
 /// failure (recorded in the catalog by the SQL function) rolls back only its own view.
 fn refresh_due_materialized_views() {
     let due: Vec<(String, String)> = BackgroundWorker::transaction(|| {
+        if !function_present("tide._due_materialized_views()")
+            || !function_present("tide._refresh_materialized_view(text,text,boolean,boolean)")
+        {
+            return Vec::new();
+        }
         Spi::connect(|client| {
             client
                 .select(

@@ -86,7 +86,21 @@ fn unique_key(project: &str, name: &str, query: &str) -> TideResult<Option<Vec<S
           WHERE attrelid = $1::regclass AND attname = ANY ($2) AND attnum > 0 AND NOT attisdropped",
         &[view(project, name).as_str().into(), columns.clone().into()],
     )?;
-    Ok((found == Some(columns.len() as i64)).then_some(columns))
+    if found != Some(columns.len() as i64) {
+        return Ok(None);
+    }
+    // the parser cannot see the table's columns, and PostgreSQL resolves a bare GROUP BY
+    // name to a table column before an output alias: only trust a key the data agrees with
+    let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let unique = exists(
+        &format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM {} GROUP BY {} HAVING count(*) > 1)",
+            view(project, name),
+            quoted.join(", ")
+        ),
+        &[],
+    )?;
+    Ok(unique.then_some(columns))
 }
 
 fn enter_view(project: &str, name: &str, level: Level) -> TideResult<AsOwner> {
