@@ -14,8 +14,8 @@
 use crate::guc;
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 const LAUNCHER_RESCAN: Duration = Duration::from_secs(5);
 pub const SCHEDULER_TYPE: &str = "pg_tide scheduler";
@@ -55,10 +55,33 @@ pub extern "C-unwind" fn tide_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
     let mut started: HashMap<String, DynamicBackgroundWorker> = HashMap::new();
+    // Databases whose scheduler was found gone at the last scan. A scheduler is restarted
+    // one rescan after it was found gone, never at once: DROP DATABASE stops the scheduler
+    // and then needs the database to stay free of sessions for a moment.
+    let mut found_gone: HashSet<String> = HashSet::new();
+    let mut next_scan = Instant::now();
     loop {
+        // the latch is also set when a scheduler starts or stops; only rescan on schedule
+        let now = Instant::now();
+        if now < next_scan {
+            if !BackgroundWorker::wait_latch(Some(next_scan - now)) {
+                break;
+            }
+            if BackgroundWorker::sighup_received() {
+                unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            }
+            continue;
+        }
+        next_scan = now + LAUNCHER_RESCAN;
+        let mut gone_now = HashSet::new();
         for db in databases() {
-            if started.get(&db).is_some_and(|worker| worker.pid().is_ok()) {
-                continue;
+            match started.get(&db) {
+                Some(worker) if worker.pid().is_ok() => continue,
+                Some(_) if !found_gone.contains(&db) => {
+                    gone_now.insert(db);
+                    continue;
+                }
+                _ => {}
             }
             match BackgroundWorkerBuilder::new(&format!("{SCHEDULER_TYPE} {db}"))
                 .set_type(SCHEDULER_TYPE)
@@ -76,12 +99,7 @@ pub extern "C-unwind" fn tide_launcher_main(_arg: pg_sys::Datum) {
                 Err(_) => log!("pg_tide launcher: no background worker slot for database {db}"),
             }
         }
-        if !BackgroundWorker::wait_latch(Some(LAUNCHER_RESCAN)) {
-            break;
-        }
-        if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-        }
+        found_gone = gone_now;
     }
 }
 
@@ -270,9 +288,19 @@ fn stop_scheduler(database: &str) {
             .map(|rows| rows.filter_map(|row| row.get::<i32>(1).ok().flatten()).collect())
             .unwrap_or_default()
     });
-    for pid in pids {
+    for &pid in &pids {
         // the scheduler runs as the same OS user as every backend, so no SQL-level
         // privilege is involved in asking it to stop
         unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    // Wait for them to be gone before DROP DATABASE looks: the launcher may start a new
+    // scheduler at its next rescan, and the sooner DROP DATABASE checks for other sessions
+    // after the old one left, the smaller that window is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&pid| unsafe { libc::kill(pid, 0) } == 0)
+        && std::time::Instant::now() < deadline
+    {
+        pgrx::check_for_interrupts!();
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -218,9 +218,19 @@ fn drop_database_with_a_running_scheduler() {
     eventually("a scheduler for dropme", || {
         !schedulers(&mut admin, "dropme").is_empty()
     });
-    admin
-        .batch_execute("DROP DATABASE dropme")
-        .expect("DROP DATABASE without FORCE while the scheduler runs");
+    if let Err(e) = admin.batch_execute("DROP DATABASE dropme") {
+        let sessions: Vec<String> = admin
+            .query(
+                "SELECT format('%s %s %s %s', pid, backend_type, backend_start, state)
+                   FROM pg_stat_activity WHERE datname = 'dropme'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        panic!("DROP DATABASE without FORCE while the scheduler runs: {e}; sessions: {sessions:?}");
+    }
     let left: i64 = admin
         .query_one(
             "SELECT count(*) FROM pg_database WHERE datname = 'dropme'",
