@@ -348,7 +348,8 @@ fn concurrent_increments_add_up_exactly() {
                         .unwrap();
                     c.execute(
                         "SELECT tide.increment_user('shop', 'u1', 'spent', $1)",
-                        &[&(0.25 * f64::from(w + 1))],
+                        // always fractional: the first increment decides the column type
+                        &[&(0.25 * f64::from(2 * w + 1))],
                     )
                     .unwrap();
                     // a new user appearing concurrently, with a new property
@@ -368,7 +369,7 @@ fn concurrent_increments_add_up_exactly() {
         .query_one("SELECT visits, spent FROM shop._users WHERE id = 'u1'", &[])
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 600);
-    assert_eq!(row.get::<_, f64>(1), 150.0 * (0.25 + 0.5 + 0.75 + 1.0));
+    assert_eq!(row.get::<_, f64>(1), 150.0 * (0.25 + 0.75 + 1.25 + 1.75));
     let logins: i64 = client
         .query_one(
             "SELECT sum(logins)::bigint FROM shop._users WHERE id LIKE 'new%'",
