@@ -17,6 +17,7 @@ mod project;
 mod query;
 mod security;
 mod spi;
+mod sqlident;
 mod stream;
 #[cfg(any(test, feature = "pg_test"))]
 mod testing;

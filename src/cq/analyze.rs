@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::sqlident::{fold, folded_parts, unparenthesized};
 use sqlparser::ast::{
     BinaryOperator, CastKind, CeilFloorKind, DateTimeField, Distinct, DuplicateTreatment, Expr,
     Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, LimitClause,
@@ -229,39 +230,12 @@ const DATETIME_COERCING_FUNCTIONS: &[&str] = &[
 const SUPPORTED_AGGREGATES_HINT: &str =
     "count, sum, avg, min, max, stddev, variance, bool_and, bool_or, approx_count_distinct";
 
-/// The identifier as PostgreSQL resolves it: unquoted names are folded to
-/// lower case (ASCII only, as PostgreSQL does in multibyte encodings), quoted
-/// names are kept verbatim.
-fn fold(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
-}
-
 /// Folding before rendering makes `Country` and `country` render (and so
 /// compare as keys) identically, as they are the same column to PostgreSQL.
 fn folded(ident: &Ident) -> Ident {
     Ident {
         value: fold(ident),
         ..ident.clone()
-    }
-}
-
-fn folded_parts(name: &ObjectName) -> Option<Vec<String>> {
-    name.0
-        .iter()
-        .map(|part| part.as_ident().map(fold))
-        .collect()
-}
-
-/// Parentheses around a whole expression carry no meaning (PostgreSQL does
-/// not even keep them), so they must not make `(x)` a different key than `x`.
-fn unparenthesized(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Nested(inner) => unparenthesized(inner),
-        other => other,
     }
 }
 

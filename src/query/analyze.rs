@@ -26,6 +26,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::sqlident::{fold, unparenthesized};
 use sqlparser::ast::{
     AccessExpr, Array, BinaryOperator, CaseWhen, CastKind, CeilFloorKind, Cte, DataType,
     DateTimeField, Distinct, DollarQuotedString, ExactNumberInfo, Expr, ExtractSyntax, Fetch,
@@ -310,17 +311,6 @@ const SESSION_KEYWORDS: &[&str] = &[
 const ALLOWED_TYPES_HINT: &str = "int, integer, smallint, bigint, int2, int4, int8, numeric, \
      decimal, real, double precision, float4, float8, text, varchar, char, boolean, date, time, \
      timestamp, timestamptz, interval, json, jsonb, uuid and arrays of these";
-
-/// The identifier as PostgreSQL resolves it: unquoted names are folded to
-/// lower case (ASCII only, as PostgreSQL does in multibyte encodings), quoted
-/// names are kept verbatim.
-fn fold(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
-}
 
 fn quoted(value: &str) -> Ident {
     Ident::with_quote('"', value)
@@ -2290,13 +2280,6 @@ impl<'q> Output<'q> {
             name: alias.clone().or_else(|| default_name(expr)),
             alias,
         })
-    }
-}
-
-fn unparenthesized(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Nested(inner) => unparenthesized(inner),
-        other => other,
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use crate::sqlident::{fold, folded_parts};
 use sqlparser::ast::{
     BinaryOperator, CastKind, CharacterLength, DataType, ExactNumberInfo, Expr, Function,
     FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, TimezoneInfo,
@@ -201,23 +202,6 @@ fn excerpt(text: impl fmt::Display) -> String {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text,
     }
-}
-
-/// The identifier as PostgreSQL resolves it: unquoted names are folded to
-/// lower case (ASCII only, as PostgreSQL does), quoted names kept verbatim.
-fn fold(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
-}
-
-fn folded_parts(name: &ObjectName) -> Option<Vec<String>> {
-    name.0
-        .iter()
-        .map(|part| part.as_ident().map(fold))
-        .collect()
 }
 
 /// How a call is named in refusals: `pg_sleep()`, but `current_user`, which
