@@ -104,6 +104,16 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// `body` as a dollar-quoted literal whose tag does not occur in it, so that nothing in
+/// the body (a string literal from a user's query, say) can close the quotes.
+pub fn dollar_quote(body: &str) -> String {
+    let mut tag = "$tide$".to_string();
+    while body.contains(&tag) {
+        tag.insert(tag.len() - 1, '_');
+    }
+    format!("{tag}\n{body}\n{tag}")
+}
+
 /// Maps a JSON property name to a column name, to be used quoted.
 ///
 /// Must be stable across processes and releases, since the same property has
@@ -153,6 +163,19 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollar_quote_picks_a_tag_the_body_does_not_contain() {
+        assert_eq!(dollar_quote("SELECT 1"), "$tide$\nSELECT 1\n$tide$");
+        assert_eq!(
+            dollar_quote("SELECT '$tide$'"),
+            "$tide_$\nSELECT '$tide$'\n$tide_$"
+        );
+        assert_eq!(
+            dollar_quote("$tide$ $tide_$"),
+            "$tide__$\n$tide$ $tide_$\n$tide__$"
+        );
+    }
 
     fn free(_: &str) -> bool {
         false

@@ -26,3 +26,19 @@ pub fn returning_one<T: FromDatum + IntoDatum>(
         client.update(sql, None, args)?.first().get_one::<T>()
     })?)
 }
+
+/// The first two columns of every row, as text: (project, name)-style lists. Runs as a
+/// possibly data-modifying statement (`DELETE … RETURNING` included).
+pub fn text_pairs(sql: &str, args: &[DatumWithOid]) -> TideResult<Vec<(String, String)>> {
+    Ok(Spi::connect_mut(|client| {
+        client
+            .update(sql, None, args)?
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })?)
+}

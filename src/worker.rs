@@ -186,21 +186,10 @@ fn refresh_due_materialized_views() {
         {
             return Vec::new();
         }
-        Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT project, name FROM tide._due_materialized_views()",
-                    None,
-                    &[],
-                )?
-                .map(|row| {
-                    Ok((
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<String>(2)?.unwrap_or_default(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        })
+        crate::spi::text_pairs(
+            "SELECT project, name FROM tide._due_materialized_views()",
+            &[],
+        )
         .unwrap_or_else(|e| {
             log!("pg_tide scheduler: listing due materialized views failed: {e}");
             Vec::new()

@@ -449,6 +449,18 @@ fn only_an_admin_defines_queries_and_views_and_only_within_the_project() {
 #[test]
 fn an_outsider_sees_and_reaches_nothing() {
     let _turn = turn();
+    // one of everything the monitoring views list, so that seeing none of it means something
+    let mut admin = connect("postgres");
+    let channel: String = admin
+        .query_one("SELECT tide.subscribe('alpha', 'events', NULL, false)", &[])
+        .unwrap()
+        .get(0);
+    admin
+        .batch_execute(
+            "SELECT tide.create_continuous_query('alpha', 'seen_cq', 'SELECT count(*) AS n FROM events');
+             SELECT tide.create_materialized_view('alpha', 'seen_mv', 'SELECT count(*) AS n FROM events');",
+        )
+        .unwrap();
     let before = fingerprint();
     for sql in [
         "SELECT * FROM tide.query('alpha', 'SELECT 1')",
@@ -473,6 +485,15 @@ fn an_outsider_sees_and_reaches_nothing() {
         assert_eq!(n, 0, "{view}");
     }
     assert_eq!(fingerprint(), before);
+    admin
+        .execute("SELECT tide.unsubscribe($1)", &[&channel])
+        .unwrap();
+    admin
+        .batch_execute(
+            "SELECT tide.drop_continuous_query('alpha', 'seen_cq');
+             SELECT tide.drop_materialized_view('alpha', 'seen_mv');",
+        )
+        .unwrap();
 }
 
 #[test]

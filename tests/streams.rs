@@ -308,12 +308,13 @@ fn only_readers_may_subscribe_or_end_others_subscriptions() {
         .query_one("SELECT tide.subscribe('shop', 'pageview')", &[])
         .unwrap_err();
     assert_eq!(refused.code().map(|c| c.code()), Some("42501"));
+    let mut reader = server().connect_as("stream_roles", "stream_reader");
+    let channel = subscribe(&mut reader, Some("price > 1"), false);
+    // counted once the subscription exists: the writer must not see its channel
     let hidden: i64 = writer
         .query_one("SELECT count(*) FROM tide.subscriptions", &[])
         .unwrap()
         .get(0);
-    let mut reader = server().connect_as("stream_roles", "stream_reader");
-    let channel = subscribe(&mut reader, Some("price > 1"), false);
     let visible: i64 = reader
         .query_one("SELECT count(*) FROM tide.subscriptions", &[])
         .unwrap()

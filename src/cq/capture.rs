@@ -12,7 +12,7 @@
 use super::plan::{Mode, Rows};
 use super::plan_of;
 use crate::error::TideResult;
-use crate::names::{column_for_property, quote_ident, quote_literal};
+use crate::names::{column_for_property, dollar_quote, quote_ident, quote_literal};
 use crate::spi::{exists, run};
 use pgrx::prelude::*;
 
@@ -111,16 +111,12 @@ pub fn install(project: &str, source: &str) -> TideResult<()> {
         "BEGIN\n  IF TG_OP = 'INSERT' THEN\n{inserted}  ELSIF TG_OP = 'UPDATE' THEN\n{updated}  \
          ELSIF TG_OP = 'DELETE' THEN\n{deleted}  ELSE\n{truncated}  END IF;\n  RETURN NULL;\nEND"
     );
-    // a string literal in a query must not be able to close the function body's quotes
-    let mut tag = "$tide$".to_string();
-    while body.contains(&tag) {
-        tag.insert(tag.len() - 1, '_');
-    }
     run(
         &format!(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
              SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' \
-             AS {tag}\n{body}\n{tag}"
+             AS {}",
+            dollar_quote(&body)
         ),
         &[],
     )?;

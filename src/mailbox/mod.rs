@@ -102,6 +102,7 @@ fn send(
                                 CASE WHEN $2::text IS NOT NULL THEN tide._mailbox_channel($1, $2) END,
                                 tide._mailbox_channel($1, NULL)]) AS channel
                              WHERE channel IS NOT NULL) c)
+             -- a CTE nobody reads does not run: reading sent is what sends
              SELECT p.id FROM p WHERE (SELECT count(*) FROM sent) >= 0",
             table(project)
         ),

@@ -12,16 +12,17 @@
 mod filter;
 
 use crate::error::{report, TideError, TideResult};
-use crate::names::{column_for_property, quote_ident, quote_literal, validate_collection_name};
+use crate::names::{
+    column_for_property, dollar_quote, quote_ident, quote_literal, validate_collection_name,
+};
 use crate::project::require_project;
 use crate::security::{require_level, AsOwner, Level};
-use crate::spi::{exists, run};
+use crate::spi::{exists, run, text_pairs};
 use pgrx::prelude::*;
 
 const TRIGGER: &str = "_tide_stream";
 /// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 const MAX_PAYLOAD_BYTES: usize = 8000;
-const MAX_FILTER_BYTES: usize = 8192;
 
 struct Subscription {
     channel: String,
@@ -122,14 +123,11 @@ fn install(project: &str, collection: &str) -> TideResult<()> {
         return run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[]);
     }
     let body = trigger_body(collection, &subscriptions);
-    let mut tag = "$tide$".to_string();
-    while body.contains(&tag) {
-        tag.insert(tag.len() - 1, '_');
-    }
     run(
         &format!(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
-             SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {tag}\n{body}\n{tag}"
+             SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}",
+            dollar_quote(&body)
         ),
         &[],
     )?;
@@ -166,11 +164,6 @@ fn columns_of(project: &str, collection: &str) -> TideResult<Vec<String>> {
 /// Checks the filter as text first, then lets PostgreSQL type-check the rewritten
 /// condition against the table, so that a filter that is accepted also runs.
 fn checked_condition(project: &str, collection: &str, filter: &str) -> TideResult<String> {
-    if filter.len() > MAX_FILTER_BYTES {
-        return Err(TideError::InvalidArgument(format!(
-            "invalid filter: longer than {MAX_FILTER_BYTES} bytes"
-        )));
-    }
     let columns = columns_of(project, collection)?;
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let condition = filter::check_filter(filter, &columns)
@@ -283,26 +276,15 @@ fn unsubscribe_from(channel: &str) -> TideResult<()> {
 fn housekeeping() -> TideResult<i64> {
     let _owner = AsOwner::enter()?;
     // a NULL backend_start means the caller may not see that session: count it as alive
-    let ended: Vec<(String, String)> = Spi::connect_mut(|client| {
-        client
-            .update(
-                "DELETE FROM tide.subscription s
-                  WHERE s.temporary
-                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-                                     WHERE a.pid = s.owner_pid
-                                       AND (a.backend_start IS NULL OR a.backend_start = s.owner_started))
-                 RETURNING s.project, s.collection",
-                None,
-                &[],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                ))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    })?;
+    let ended = text_pairs(
+        "DELETE FROM tide.subscription s
+          WHERE s.temporary
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                             WHERE a.pid = s.owner_pid
+                               AND (a.backend_start IS NULL OR a.backend_start = s.owner_started))
+         RETURNING s.project, s.collection",
+        &[],
+    )?;
     let mut collections = ended.clone();
     collections.sort();
     collections.dedup();
