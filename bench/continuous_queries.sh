@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Continuous-query benchmark: the reference runner (../shared/bench/ivm-workload/run.sh)
-# on pg_tide in async and immediate mode, and on the bare table, all in one run on one
+# on pg_beacon in async and immediate mode, and on the bare table, all in one run on one
 # server, so the ratios compare one to one with the peers' published results there.
-# Also samples the async lag from tide.continuous_queries during the OLTP test.
+# Also samples the async lag from beacon.continuous_queries during the OLTP test.
 #   bench/continuous_queries.sh          (REPS, W1_STMTS, W2_SECS, R_ROWS pass through)
 source "$(dirname "$0")/../scripts/lib.sh"
 
 RUNNER="$REPO/../shared/bench/ivm-workload/run.sh"
-OUT=${TIDE_BENCH_OUT:-$REPO/bench/results}
+OUT=${BEACON_BENCH_OUT:-$REPO/bench/results}
 mkdir -p "$OUT"
 ensure_prereqs
 install_extension release
@@ -18,13 +18,13 @@ export PGHOST=127.0.0.1 PGPORT=$BENCH_PORT PGUSER=postgres PGBIN=$PG_BIN BENCH_D
 # so the setup moves it into project "ivm" and points the database's search_path there.
 # Roles are cluster-wide and the runner drops the database between measurements: the
 # project's roles from the previous database are reused by create_project.
-export SETUP_SQL="CREATE EXTENSION pg_tide; SELECT tide.create_project('ivm');
+export SETUP_SQL="CREATE EXTENSION pg_beacon; SELECT beacon.create_project('ivm');
   ALTER TABLE public.events SET SCHEMA ivm; ALTER DATABASE ivmbench SET search_path = ivm, public"
 
 run() {   # system mode
     local system=$1 mode=$2
     say "runner: $system"
-    VIEW_TEMPLATE="SELECT tide.create_continuous_query('ivm', '@NAME@', \$q\$@QUERY@\$q\$, '$mode')" \
+    VIEW_TEMPLATE="SELECT beacon.create_continuous_query('ivm', '@NAME@', \$q\$@QUERY@\$q\$, '$mode')" \
     REFRESH_TEMPLATE="SELECT 1" \
         "$RUNNER" "$system" | tee "$OUT/$system.txt"
 }
@@ -33,20 +33,20 @@ say "runner: bare"
 "$RUNNER" bare | tee "$OUT/bare.txt"
 say "runner: matview (R only: reading a refreshed materialized view)"
 TESTS=R "$RUNNER" matview | tee "$OUT/matview.txt"
-run pg_tide_immediate immediate
-run pg_tide_async async
+run pg_beacon_immediate immediate
+run pg_beacon_async async
 
 # freshness: the async lag sampled during an OLTP run of its own (3 queries, 4 clients)
 say "async lag under OLTP load"
-lag_log="$OUT/pg_tide_async.lag"
+lag_log="$OUT/pg_beacon_async.lag"
 : >"$lag_log"
 ( while sleep 0.5; do
       "$PG_BIN/psql" -X -qAt -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d ivmbench \
-          -c "SELECT extract(epoch FROM max(lag)) FROM tide.continuous_queries" 2>/dev/null >>"$lag_log" || true
+          -c "SELECT extract(epoch FROM max(lag)) FROM beacon.continuous_queries" 2>/dev/null >>"$lag_log" || true
   done ) &
 sampler=$!
-VIEW_TEMPLATE="SELECT tide.create_continuous_query('ivm', '@NAME@', \$q\$@QUERY@\$q\$, 'async')" \
-    TESTS=W2 REPS=1 "$RUNNER" pg_tide_async_lag >/dev/null
+VIEW_TEMPLATE="SELECT beacon.create_continuous_query('ivm', '@NAME@', \$q\$@QUERY@\$q\$, 'async')" \
+    TESTS=W2 REPS=1 "$RUNNER" pg_beacon_async_lag >/dev/null
 kill $sampler 2>/dev/null || true
 
 # this machine's speed drifts over a run: bare is measured again last, and the ratios use

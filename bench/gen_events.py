@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the same N events two ways: as tide.collect_batch calls (batches of B) and as
+"""Writes the same N events two ways: as beacon.collect_batch calls (batches of B) and as
 CSV rows of the equivalent typed columns for COPY. Deterministic, so runs compare."""
 import csv, json, random, sys
 
@@ -27,7 +27,7 @@ events = [event(i) for i in range(n)]
 with open(out + ".sql", "w") as sql:
     for start in range(0, n, batch):
         payload = [{"collection": "pageview", "properties": e} for e in events[start:start + batch]]
-        sql.write("SELECT tide.collect_batch('bench', $j$%s$j$);\n" % json.dumps(payload, separators=(",", ":")))
+        sql.write("SELECT beacon.collect_batch('bench', $j$%s$j$);\n" % json.dumps(payload, separators=(",", ":")))
 with open(out + ".csv", "w", newline="") as f:
     w = csv.writer(f)
     for e in events:

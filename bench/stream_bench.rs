@@ -2,7 +2,7 @@
 //!
 //! 1. Stream latency with 1 and with 50 subscriptions on the collection: one writer sends
 //!    RATE events/s for DURATION_S seconds (fewer if it cannot keep up: the phase is as long
-//!    as DURATION_S either way) with `tide.collect` in autocommit, one listener
+//!    as DURATION_S either way) with `beacon.collect` in autocommit, one listener
 //!    records when each event's notification arrives. Latency is measured from the moment
 //!    the writer's call returned (its commit was acknowledged), and, as an upper bound that
 //!    includes executing the insert, from the moment the call started.
@@ -10,7 +10,7 @@
 //!    subscriptions that match nothing, against a bare table of the same shape, median of
 //!    ROUNDS rounds.
 //!
-//! Settings come from the environment: TIDE_BENCH_DSN, DURATION_S, RATE, ROUNDS, ROWS, and
+//! Settings come from the environment: BEACON_BENCH_DSN, DURATION_S, RATE, ROUNDS, ROWS, and
 //! WRITER_SYNCHRONOUS_COMMIT (the latency writer's synchronous_commit; the server's setting
 //! when unset). One writer making one call at a time cannot outrun its calls: with
 //! synchronous commit each waits for the WAL flush, and on a disk whose fdatasync takes
@@ -66,8 +66,8 @@ impl Settings {
     fn from_env() -> Res<Settings> {
         let settings = Settings {
             dsn: env_or(
-                "TIDE_BENCH_DSN",
-                "host=127.0.0.1 port=55433 user=postgres dbname=tide_stream_bench".to_string(),
+                "BEACON_BENCH_DSN",
+                "host=127.0.0.1 port=55433 user=postgres dbname=beacon_stream_bench".to_string(),
             )?,
             duration_s: env_or("DURATION_S", 20.0)?,
             rate: env_or("RATE", 1_000.0)?,
@@ -92,9 +92,9 @@ impl Settings {
 
 fn setup(admin: &mut Client) -> Res<()> {
     admin.batch_execute(&format!(
-        r#"SELECT tide.drop_project('{PROJECT}') FROM tide.projects WHERE name = '{PROJECT}';
-           SELECT tide.create_project('{PROJECT}');
-           SELECT tide.define_collection('{PROJECT}', 'pageview',
+        r#"SELECT beacon.drop_project('{PROJECT}') FROM beacon.projects WHERE name = '{PROJECT}';
+           SELECT beacon.create_project('{PROJECT}');
+           SELECT beacon.define_collection('{PROJECT}', 'pageview',
                '{{"url": "text", "price": "double precision", "n": "bigint"}}');
            DROP TABLE IF EXISTS {BARE};
            CREATE TABLE {BARE} (
@@ -116,7 +116,7 @@ impl Subscriptions {
     fn add(&mut self, admin: &mut Client, filter: Option<&str>) -> Res<String> {
         let channel: String = admin
             .query_one(
-                &format!("SELECT tide.subscribe('{PROJECT}', 'pageview', $1, true)"),
+                &format!("SELECT beacon.subscribe('{PROJECT}', 'pageview', $1, true)"),
                 &[&filter],
             )?
             .get(0);
@@ -135,7 +135,7 @@ impl Subscriptions {
 
     fn remove_all(&mut self, admin: &mut Client) -> Res<()> {
         for channel in self.channels.drain(..) {
-            admin.execute("SELECT tide.unsubscribe($1)", &[&channel])?;
+            admin.execute("SELECT beacon.unsubscribe($1)", &[&channel])?;
         }
         Ok(())
     }
@@ -177,7 +177,7 @@ fn write_events(
     }
     let synchronous_commit: String = client.query_one("SHOW synchronous_commit", &[])?.get(0);
     let collect = client.prepare(&format!(
-        "SELECT tide.collect('{PROJECT}', 'pageview', $1::jsonb)"
+        "SELECT beacon.collect('{PROJECT}', 'pageview', $1::jsonb)"
     ))?;
     for w in 0..WARMUP_EVENTS {
         let event = json!({"url": "/warmup", "price": 1.5, "n": -1_000_000 - w});
@@ -618,7 +618,7 @@ fn main() -> Res<()> {
     let version: String = admin.query_one("SHOW server_version", &[])?.get(0);
     let cpus = thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "pg_tide event streams: PostgreSQL {version}, {cpus} CPUs; DURATION_S={} RATE={} ROUNDS={} ROWS={}{}",
+        "pg_beacon event streams: PostgreSQL {version}, {cpus} CPUs; DURATION_S={} RATE={} ROUNDS={} ROWS={}{}",
         settings.duration_s,
         settings.rate,
         settings.rounds,
@@ -639,7 +639,7 @@ fn main() -> Res<()> {
         .collect::<Res<Vec<_>>>()?;
     let medians = write_cost(&settings, &mut admin, &mut subscriptions)?;
     admin.batch_execute(&format!(
-        "SELECT tide.drop_project('{PROJECT}'); DROP TABLE {BARE}"
+        "SELECT beacon.drop_project('{PROJECT}'); DROP TABLE {BARE}"
     ))?;
 
     println!("\n== summary");

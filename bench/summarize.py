@@ -19,7 +19,7 @@ def mean(system, test):
 def ratio(a, b):
     return "n/a" if a is None or b is None or b == 0 else "%.2f" % (a / b)
 
-systems = sorted({s for s, _ in values if s.startswith("pg_tide")})
+systems = sorted({s for s, _ in values if s.startswith("pg_beacon")})
 bare_w1, bare_w2 = mean("bare", "W1_bulk_0views"), mean("bare", "W2_oltp_0views_tps")
 spread = lambda test: "%d..%d" % (min(values[("bare", test)]), max(values[("bare", test)])) if values.get(("bare", test)) else "n/a"
 print("bare: bulk %s rows/s (runs: %s), OLTP %s tx/s (runs: %s)"

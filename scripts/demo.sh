@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds pg_tide, starts a local PostgreSQL with pg_tide
+# Installs what is missing, builds pg_beacon, starts a local PostgreSQL with pg_beacon
 # preloaded and runs a short demo. Safe to run again.
 source "$(dirname "$0")/lib.sh"
 
-PORT=${TIDE_PORT:-5499}
-DATA=${TIDE_PGDATA:-/var/lib/postgresql/pg_tide-demo}
-DB=tide_demo
+PORT=${BEACON_PORT:-5499}
+DATA=${BEACON_PGDATA:-/var/lib/postgresql/pg_beacon-demo}
+DB=beacon_demo
 
 ensure_prereqs
 install_extension release
@@ -13,7 +13,7 @@ say "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$PORT (data: $DATA)"
 start_server "$DATA" "$PORT"
 
 psql_demo() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
-# a fresh database every run, so the demo always shows the pg_tide just built (its project
+# a fresh database every run, so the demo always shows the pg_beacon just built (its project
 # roles, left behind by the dropped database, are reused by create_project)
 psql_demo -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 say "demo"
@@ -21,7 +21,7 @@ psql_demo -d "$DB" -v ON_ERROR_STOP=1 -f "$REPO/scripts/demo.sql"
 
 cat <<TXT
 
-pg_tide is running. Connect with:
+pg_beacon is running. Connect with:
 
     psql -h 127.0.0.1 -p $PORT -U postgres $DB
 

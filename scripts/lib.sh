@@ -33,11 +33,11 @@ ensure_prereqs() {
 # A server process keeps the old library mapped; unlinking first means the install
 # writes a new file instead of overwriting pages under a running postmaster.
 unlink_installed_library() {
-    rm -f "$("$PG_CONFIG" --pkglibdir)/pg_tide.so"
+    rm -f "$("$PG_CONFIG" --pkglibdir)/pg_beacon.so"
 }
 
 install_extension() {
-    say "building and installing pg_tide ($1)"
+    say "building and installing pg_beacon ($1)"
     unlink_installed_library
     (cd "$REPO" && cargo pgrx install --pg-config "$PG_CONFIG" ${1:+--$1} >/dev/null)
 }
@@ -45,7 +45,7 @@ install_extension() {
 as_postgres() { runuser -u postgres -- "$@"; }
 
 # start_server DATADIR PORT: a loopback-only cluster owned by the postgres OS user, with
-# pg_tide preloaded so that its background worker runs.
+# pg_beacon preloaded so that its background worker runs.
 start_server() {
     local data=$1 port=$2
     if [ ! -s "$data/PG_VERSION" ]; then
@@ -57,7 +57,7 @@ start_server() {
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '/tmp'
-shared_preload_libraries = 'pg_tide'
+shared_preload_libraries = 'pg_beacon'
 CONF
     fi
     if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
@@ -72,9 +72,9 @@ stop_server() {
 }
 
 # The benchmark server: the reference runner's settings (../shared/bench/ivm-workload),
-# pg_tide preloaded, port $TIDE_BENCH_PORT.
-BENCH_PORT=${TIDE_BENCH_PORT:-55433}
-BENCH_DATA=${TIDE_BENCH_PGDATA:-/var/lib/postgresql/pg_tide-bench}
+# pg_beacon preloaded, port $BEACON_BENCH_PORT.
+BENCH_PORT=${BEACON_BENCH_PORT:-55433}
+BENCH_DATA=${BEACON_BENCH_PGDATA:-/var/lib/postgresql/pg_beacon-bench}
 start_bench_server() {
     if [ ! -s "$BENCH_DATA/PG_VERSION" ]; then
         start_server "$BENCH_DATA" "$BENCH_PORT"

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 
 ensure_prereqs
-PGRX_DATA=${TIDE_TEST_PGDATA:-/var/lib/postgresql/pg_tide-pgrx-test}
+PGRX_DATA=${BEACON_TEST_PGDATA:-/var/lib/postgresql/pg_beacon-pgrx-test}
 rm -rf "$PGRX_DATA"
 mkdir -p "$(dirname "$PGRX_DATA")"
 unlink_installed_library

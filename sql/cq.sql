@@ -1,7 +1,7 @@
 -- Continuous queries: catalog, compaction entry point and monitoring view.
 
-CREATE TABLE tide.continuous_query (
-    project         text NOT NULL REFERENCES tide.project (name) ON DELETE CASCADE,
+CREATE TABLE beacon.continuous_query (
+    project         text NOT NULL REFERENCES beacon.project (name) ON DELETE CASCADE,
     name            text NOT NULL,
     query           text NOT NULL,
     source          text NOT NULL,
@@ -14,11 +14,11 @@ CREATE TABLE tide.continuous_query (
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (project, name)
 );
-SELECT pg_catalog.pg_extension_config_dump('tide.continuous_query', '');
-REVOKE ALL ON tide.continuous_query FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('beacon.continuous_query', '');
+REVOKE ALL ON beacon.continuous_query FROM PUBLIC;
 
 -- Pending deltas of one async query: how many, and the oldest one's time.
-CREATE FUNCTION tide._backlog(project text, name text, OUT pending bigint, OUT oldest timestamptz)
+CREATE FUNCTION beacon._backlog(project text, name text, OUT pending bigint, OUT oldest timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- callable by everyone (a view's function calls run as the reader), so it answers only
@@ -34,48 +34,48 @@ BEGIN
     EXECUTE format('SELECT count(*), min(_at) FROM %I.%I', project, '_cq_' || name || '_delta')
        INTO pending, oldest;
 END $$;
-GRANT EXECUTE ON FUNCTION tide._backlog(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION beacon._backlog(text, text) TO PUBLIC;
 
-CREATE VIEW tide.continuous_queries AS
+CREATE VIEW beacon.continuous_queries AS
 SELECT q.project, q.name, q.mode, q.source, q.time_zone, q.rows_applied,
        coalesce(b.pending, 0) AS pending_deltas,
        coalesce(now() - b.oldest, interval '0') AS lag,
        q.last_compaction, q.last_error, q.query, q.created_at
-  FROM tide.continuous_query q
-  CROSS JOIN LATERAL tide._backlog(q.project, q.name) b
+  FROM beacon.continuous_query q
+  CROSS JOIN LATERAL beacon._backlog(q.project, q.name) b
  WHERE has_schema_privilege(q.project, 'USAGE');
-GRANT SELECT ON tide.continuous_queries TO PUBLIC;
-COMMENT ON VIEW tide.continuous_queries IS
+GRANT SELECT ON beacon.continuous_queries TO PUBLIC;
+COMMENT ON VIEW beacon.continuous_queries IS
   'Continuous queries visible to the current role: mode, rows applied, pending deltas, lag, last error.';
 
 -- Compacts every async query (or one project's, or one), each in its own subtransaction
 -- so that one failing query is recorded in last_error and does not stop the others.
-CREATE FUNCTION tide.compact(project text DEFAULT NULL, name text DEFAULT NULL) RETURNS bigint
+CREATE FUNCTION beacon.compact(project text DEFAULT NULL, name text DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     q record;
     applied bigint := 0;
 BEGIN
-    FOR q IN SELECT c.project, c.name FROM tide.continuous_queries c
+    FOR q IN SELECT c.project, c.name FROM beacon.continuous_queries c
               WHERE c.mode = 'async'
                 AND (compact.project IS NULL OR c.project = compact.project)
                 AND (compact.name IS NULL OR c.name = compact.name)
               ORDER BY 1, 2
     LOOP
         BEGIN
-            applied := applied + tide._compact_one(q.project, q.name);
+            applied := applied + beacon._compact_one(q.project, q.name);
         EXCEPTION WHEN OTHERS THEN
-            PERFORM tide._record_error(q.project, q.name, SQLERRM);
+            PERFORM beacon._record_error(q.project, q.name, SQLERRM);
         END;
     END LOOP;
     RETURN applied;
 END $$;
-COMMENT ON FUNCTION tide.compact(text, text) IS
+COMMENT ON FUNCTION beacon.compact(text, text) IS
   'Applies pending deltas of async continuous queries now; returns how many were applied.';
 
-CREATE FUNCTION tide._record_error(project text, name text, message text) RETURNS void
+CREATE FUNCTION beacon._record_error(project text, name text, message text) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    UPDATE tide.continuous_query SET last_error = message
+    UPDATE beacon.continuous_query SET last_error = message
      WHERE continuous_query.project = _record_error.project AND continuous_query.name = _record_error.name
 $$;
-REVOKE ALL ON FUNCTION tide._record_error(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION beacon._record_error(text, text, text) FROM PUBLIC;

@@ -1,7 +1,7 @@
 -- Scheduled materialized views: catalog, the refresh of one view, and the monitoring view.
 
-CREATE TABLE tide.materialized_view (
-    project       text NOT NULL REFERENCES tide.project (name) ON DELETE CASCADE,
+CREATE TABLE beacon.materialized_view (
+    project       text NOT NULL REFERENCES beacon.project (name) ON DELETE CASCADE,
     name          text NOT NULL,
     query         text NOT NULL,
     refresh_every interval NOT NULL CHECK (refresh_every >= interval '1 second'),
@@ -14,28 +14,28 @@ CREATE TABLE tide.materialized_view (
     created_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (project, name)
 );
-SELECT pg_catalog.pg_extension_config_dump('tide.materialized_view', '');
-REVOKE ALL ON tide.materialized_view FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('beacon.materialized_view', '');
+REVOKE ALL ON beacon.materialized_view FROM PUBLIC;
 
-CREATE VIEW tide.materialized_views AS
+CREATE VIEW beacon.materialized_views AS
 SELECT m.project, m.name, m.refresh_every, m.unique_key IS NOT NULL AS concurrent,
        m.last_refresh, m.last_duration, m.next_refresh, m.last_error, m.query, m.created_at
-  FROM tide.materialized_view m
+  FROM beacon.materialized_view m
  WHERE has_schema_privilege(m.project, 'USAGE');
-GRANT SELECT ON tide.materialized_views TO PUBLIC;
-COMMENT ON VIEW tide.materialized_views IS
+GRANT SELECT ON beacon.materialized_views TO PUBLIC;
+COMMENT ON VIEW beacon.materialized_views IS
   'Materialized views visible to the current role: schedule, last refresh time and duration, last error.';
 
 -- Refreshes one view. A transaction advisory lock per view means two refreshes of one view
 -- never run at once: a caller waits for it, the scheduler (wait = false) skips the view.
 -- With record_errors a failure is stored in last_error instead of raised, so one failing
 -- view does not stop the scheduler's other views. Returns false when skipped.
-CREATE FUNCTION tide._refresh_materialized_view(project text, name text, wait boolean, record_errors boolean)
+CREATE FUNCTION beacon._refresh_materialized_view(project text, name text, wait boolean, record_errors boolean)
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v tide.materialized_view;
-    lock_key bigint := hashtextextended(format('tide.mv %s.%s', project, name), 0);
+    v beacon.materialized_view;
+    lock_key bigint := hashtextextended(format('beacon.mv %s.%s', project, name), 0);
     started timestamptz;
 BEGIN
     IF wait THEN
@@ -43,7 +43,7 @@ BEGIN
     ELSIF NOT pg_try_advisory_xact_lock(lock_key) THEN
         RETURN false;
     END IF;
-    SELECT * INTO v FROM tide.materialized_view m
+    SELECT * INTO v FROM beacon.materialized_view m
      WHERE m.project = _refresh_materialized_view.project AND m.name = _refresh_materialized_view.name;
     IF NOT FOUND THEN
         RETURN false;
@@ -53,7 +53,7 @@ BEGIN
         EXECUTE format('REFRESH MATERIALIZED VIEW %s %I.%I',
                        CASE WHEN v.unique_key IS NOT NULL THEN 'CONCURRENTLY' ELSE '' END,
                        v.project, v.name);
-        UPDATE tide.materialized_view m
+        UPDATE beacon.materialized_view m
            SET last_refresh = started, last_duration = clock_timestamp() - started,
                next_refresh = started + m.refresh_every, last_error = NULL
          WHERE m.project = v.project AND m.name = v.name;
@@ -61,19 +61,19 @@ BEGIN
         IF NOT record_errors THEN
             RAISE;
         END IF;
-        UPDATE tide.materialized_view m
+        UPDATE beacon.materialized_view m
            SET last_error = SQLERRM, next_refresh = started + m.refresh_every
          WHERE m.project = v.project AND m.name = v.name;
     END;
     RETURN true;
 END $$;
-REVOKE ALL ON FUNCTION tide._refresh_materialized_view(text, text, boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION beacon._refresh_materialized_view(text, text, boolean, boolean) FROM PUBLIC;
 
 -- The views whose refresh is due, oldest first: the scheduler refreshes each in its own
 -- transaction.
-CREATE FUNCTION tide._due_materialized_views(OUT project text, OUT name text) RETURNS SETOF record
+CREATE FUNCTION beacon._due_materialized_views(OUT project text, OUT name text) RETURNS SETOF record
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT m.project, m.name FROM tide.materialized_view m
+    SELECT m.project, m.name FROM beacon.materialized_view m
      WHERE m.next_refresh <= now() ORDER BY m.next_refresh
 $$;
-REVOKE ALL ON FUNCTION tide._due_materialized_views() FROM PUBLIC;
+REVOKE ALL ON FUNCTION beacon._due_materialized_views() FROM PUBLIC;

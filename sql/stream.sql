@@ -1,7 +1,7 @@
 -- Event stream subscriptions. A channel name is random: PostgreSQL lets any role LISTEN
 -- on any channel, so an unguessable name is what keeps a stream to those who were given it.
 
-CREATE TABLE tide.subscription (
+CREATE TABLE beacon.subscription (
     channel       text PRIMARY KEY,
     project       text NOT NULL,
     collection    text NOT NULL,
@@ -15,30 +15,30 @@ CREATE TABLE tide.subscription (
     owner_started timestamptz,
     events_sent   bigint NOT NULL DEFAULT 0,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    FOREIGN KEY (project, collection) REFERENCES tide.collection (project, name) ON DELETE CASCADE
+    FOREIGN KEY (project, collection) REFERENCES beacon.collection (project, name) ON DELETE CASCADE
 );
-CREATE INDEX ON tide.subscription (project, collection);
+CREATE INDEX ON beacon.subscription (project, collection);
 -- a temporary subscription does not outlive its session, so it is not dumped
-SELECT pg_catalog.pg_extension_config_dump('tide.subscription', 'WHERE NOT temporary');
-REVOKE ALL ON tide.subscription FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('beacon.subscription', 'WHERE NOT temporary');
+REVOKE ALL ON beacon.subscription FROM PUBLIC;
 
 -- Counts of sent events, appended by the stream triggers: concurrent writers would
 -- queue on a counter row, but never on inserts. The worker folds them into events_sent.
-CREATE UNLOGGED TABLE tide.subscription_sent (
+CREATE UNLOGGED TABLE beacon.subscription_sent (
     channel text NOT NULL,
     sent    bigint NOT NULL
 );
-REVOKE ALL ON tide.subscription_sent FROM PUBLIC;
+REVOKE ALL ON beacon.subscription_sent FROM PUBLIC;
 
-CREATE VIEW tide.subscriptions AS
+CREATE VIEW beacon.subscriptions AS
 SELECT s.project, s.collection, s.filter, s.channel, s.temporary,
        s.owner_role, s.owner_pid AS owner_session,
-       s.events_sent + coalesce((SELECT sum(x.sent) FROM tide.subscription_sent x
+       s.events_sent + coalesce((SELECT sum(x.sent) FROM beacon.subscription_sent x
                             WHERE x.channel = s.channel), 0)::bigint AS events_sent,
        s.created_at
-  FROM tide.subscription s
+  FROM beacon.subscription s
  -- channel names are the secret that guards a stream: only readers see them
- WHERE pg_catalog.pg_has_role(format('tide_%s_read', s.project), 'USAGE');
-GRANT SELECT ON tide.subscriptions TO PUBLIC;
-COMMENT ON VIEW tide.subscriptions IS
+ WHERE pg_catalog.pg_has_role(format('beacon_%s_read', s.project), 'USAGE');
+GRANT SELECT ON beacon.subscriptions TO PUBLIC;
+COMMENT ON VIEW beacon.subscriptions IS
   'Event stream subscriptions of the projects the current role may read: filter, channel, owning session, events sent.';

@@ -1,11 +1,11 @@
-//! One error type for everything pg_tide raises, each variant tied to a SQLSTATE so that
+//! One error type for everything pg_beacon raises, each variant tied to a SQLSTATE so that
 //! clients can branch on the code instead of parsing messages.
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TideError {
+pub enum BeaconError {
     #[error("{0}")]
     InvalidName(String),
     #[error("{0}")]
@@ -32,41 +32,41 @@ pub enum TideError {
     Spi(#[from] pgrx::spi::Error),
 }
 
-impl TideError {
+impl BeaconError {
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
-            TideError::InvalidName(_) => ERRCODE_INVALID_NAME,
-            TideError::ReservedName(_) => ERRCODE_RESERVED_NAME,
-            TideError::UnknownProject(_) => ERRCODE_INVALID_SCHEMA_NAME,
-            TideError::UnknownCollection(..) => ERRCODE_UNDEFINED_TABLE,
-            TideError::AlreadyExists(_) => ERRCODE_DUPLICATE_OBJECT,
-            TideError::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
-            TideError::TypeMismatch(_) => ERRCODE_DATATYPE_MISMATCH,
-            TideError::PermissionDenied(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
-            TideError::LimitExceeded(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            TideError::Unsupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
-            TideError::UnknownObject(_) => ERRCODE_UNDEFINED_OBJECT,
-            TideError::Spi(_) => ERRCODE_INTERNAL_ERROR,
+            BeaconError::InvalidName(_) => ERRCODE_INVALID_NAME,
+            BeaconError::ReservedName(_) => ERRCODE_RESERVED_NAME,
+            BeaconError::UnknownProject(_) => ERRCODE_INVALID_SCHEMA_NAME,
+            BeaconError::UnknownCollection(..) => ERRCODE_UNDEFINED_TABLE,
+            BeaconError::AlreadyExists(_) => ERRCODE_DUPLICATE_OBJECT,
+            BeaconError::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            BeaconError::TypeMismatch(_) => ERRCODE_DATATYPE_MISMATCH,
+            BeaconError::PermissionDenied(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            BeaconError::LimitExceeded(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            BeaconError::Unsupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
+            BeaconError::UnknownObject(_) => ERRCODE_UNDEFINED_OBJECT,
+            BeaconError::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
 
     fn hint(&self) -> Option<&'static str> {
         match self {
-            TideError::InvalidName(_) => Some(
+            BeaconError::InvalidName(_) => Some(
                 "Names start with a lowercase letter and use only lowercase letters, digits and underscores.",
             ),
-            TideError::UnknownProject(_) => Some("Create it first with tide.create_project(name)."),
+            BeaconError::UnknownProject(_) => Some("Create it first with beacon.create_project(name)."),
             _ => None,
         }
     }
 }
 
-impl From<TideError> for ErrorReport {
+impl From<BeaconError> for ErrorReport {
     #[track_caller]
-    fn from(err: TideError) -> Self {
+    fn from(err: BeaconError) -> Self {
         let hint = err.hint();
-        let report = ErrorReport::new(err.sqlstate(), err.to_string(), "pg_tide");
+        let report = ErrorReport::new(err.sqlstate(), err.to_string(), "pg_beacon");
         match hint {
             Some(h) => report.set_hint(h),
             None => report,
@@ -74,12 +74,12 @@ impl From<TideError> for ErrorReport {
     }
 }
 
-pub type TideResult<T> = Result<T, TideError>;
+pub type BeaconResult<T> = Result<T, BeaconError>;
 
 /// Unwraps, or raises the error as a PostgreSQL ERROR with its SQLSTATE: the one exit of
 /// every SQL entry point.
 #[track_caller]
-pub fn report<T>(result: TideResult<T>) -> T {
+pub fn report<T>(result: BeaconResult<T>) -> T {
     match result {
         Ok(value) => value,
         Err(err) => {

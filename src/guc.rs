@@ -1,4 +1,4 @@
-//! Every `tide.*` setting lives here so the README's table has one source.
+//! Every `beacon.*` setting lives here so the README's table has one source.
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
@@ -10,13 +10,13 @@ pub static MAX_FIELDS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// How often the scheduler applies async continuous queries' pending deltas.
 pub static COMPACT_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
-/// Statement timeout of `tide.query`. Superuser-only, because the callers it protects
+/// Statement timeout of `beacon.query`. Superuser-only, because the callers it protects
 /// against are the ones who would raise it.
 pub static QUERY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
 pub fn init() {
     GucRegistry::define_int_guc(
-        c"tide.max_fields",
+        c"beacon.max_fields",
         c"Maximum number of property columns per collection.",
         c"Events that would add a column beyond this limit are stored in <project>._rejected.",
         &MAX_FIELDS,
@@ -26,7 +26,7 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"tide.compact_interval",
+        c"beacon.compact_interval",
         c"How often the background worker compacts async continuous queries.",
         c"Pending deltas are merged into each query's state this often; reads are exact either way.",
         &COMPACT_INTERVAL_MS,
@@ -36,9 +36,9 @@ pub fn init() {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
-        c"tide.query_timeout",
-        c"Statement timeout of tide.query.",
-        c"A tide.query call running longer is cancelled with SQLSTATE 57014.",
+        c"beacon.query_timeout",
+        c"Statement timeout of beacon.query.",
+        c"A beacon.query call running longer is cancelled with SQLSTATE 57014.",
         &QUERY_TIMEOUT_MS,
         1,
         i32::MAX,

@@ -1,4 +1,4 @@
-//! pg_tide: a real-time product-analytics backend that lives inside PostgreSQL.
+//! pg_beacon: a real-time product-analytics backend that lives inside PostgreSQL.
 //! See DESIGN.md (shared) for the SQL surface and README.md for usage.
 
 use pgrx::prelude::*;
@@ -43,6 +43,6 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'pg_tide'"]
+        vec!["shared_preload_libraries = 'pg_beacon'"]
     }
 }

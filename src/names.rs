@@ -1,14 +1,14 @@
-//! Validation and quoting of the names pg_tide turns into SQL identifiers.
+//! Validation and quoting of the names pg_beacon turns into SQL identifiers.
 
 use std::fmt;
 
 /// PostgreSQL's NAMEDATALEN - 1: longer identifiers are silently truncated by
 /// the server, which would make distinct names collide.
 pub const MAX_IDENT_BYTES: usize = 63;
-/// Leaves room for the longest derived identifier, `tide_<project>_admin`.
-pub const MAX_PROJECT_BYTES: usize = 52;
+/// Leaves room for the longest derived identifier, `beacon_<project>_admin`.
+pub const MAX_PROJECT_BYTES: usize = MAX_IDENT_BYTES - "beacon_".len() - "_admin".len();
 
-/// Columns every table has (PostgreSQL's) or every collection has (pg_tide's);
+/// Columns every table has (PostgreSQL's) or every collection has (pg_beacon's);
 /// a property mapped onto one of them would shadow or clash with it.
 const RESERVED_COLUMNS: [&str; 9] = [
     "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid", "_id", "_time", "_user",
@@ -23,7 +23,7 @@ pub struct NameError {
     pub kind: &'static str,
     pub name: String,
     pub reason: String,
-    /// The name is well-formed but belongs to PostgreSQL or pg_tide.
+    /// The name is well-formed but belongs to PostgreSQL or pg_beacon.
     pub reserved: bool,
 }
 
@@ -47,7 +47,7 @@ pub fn validate_project_name(name: &str) -> Result<(), NameError> {
     // or with PostgreSQL's reserved `pg_` prefix.
     let reason = if name.starts_with("pg_") {
         "names starting with pg_ are reserved for PostgreSQL"
-    } else if matches!(name, "public" | "tide" | "information_schema") {
+    } else if matches!(name, "public" | "beacon" | "information_schema") {
         "the schema already exists in every database"
     } else {
         return Ok(());
@@ -61,7 +61,7 @@ pub fn validate_collection_name(name: &str) -> Result<(), NameError> {
         // `_users` looks fine but is refused.
         if name.starts_with('_') {
             e.reason.push_str(
-                "; names starting with an underscore are reserved for pg_tide's own tables",
+                "; names starting with an underscore are reserved for pg_beacon's own tables",
             );
         }
         e
@@ -107,7 +107,7 @@ pub fn quote_literal(s: &str) -> String {
 /// `body` as a dollar-quoted literal whose tag does not occur in it, so that nothing in
 /// the body (a string literal from a user's query, say) can close the quotes.
 pub fn dollar_quote(body: &str) -> String {
-    let mut tag = "$tide$".to_string();
+    let mut tag = "$beacon$".to_string();
     while body.contains(&tag) {
         tag.insert(tag.len() - 1, '_');
     }
@@ -166,14 +166,14 @@ mod tests {
 
     #[test]
     fn dollar_quote_picks_a_tag_the_body_does_not_contain() {
-        assert_eq!(dollar_quote("SELECT 1"), "$tide$\nSELECT 1\n$tide$");
+        assert_eq!(dollar_quote("SELECT 1"), "$beacon$\nSELECT 1\n$beacon$");
         assert_eq!(
-            dollar_quote("SELECT '$tide$'"),
-            "$tide_$\nSELECT '$tide$'\n$tide_$"
+            dollar_quote("SELECT '$beacon$'"),
+            "$beacon_$\nSELECT '$beacon$'\n$beacon_$"
         );
         assert_eq!(
-            dollar_quote("$tide$ $tide_$"),
-            "$tide__$\n$tide$ $tide_$\n$tide__$"
+            dollar_quote("$beacon$ $beacon_$"),
+            "$beacon__$\n$beacon$ $beacon_$\n$beacon__$"
         );
     }
 
@@ -182,13 +182,20 @@ mod tests {
     }
 
     #[test]
+    fn longest_project_name_leaves_room_for_its_roles() {
+        assert_eq!(MAX_PROJECT_BYTES, 50);
+        let longest_role = format!("beacon_{}_admin", "a".repeat(MAX_PROJECT_BYTES));
+        assert_eq!(longest_role.len(), MAX_IDENT_BYTES);
+    }
+
+    #[test]
     fn project_names() {
-        for ok in ["shop", "a", "shop_2", "a_b_c9", &"a".repeat(52)] {
+        for ok in ["shop", "a", "shop_2", "a_b_c9", &"a".repeat(50)] {
             assert_eq!(validate_project_name(ok), Ok(()), "{ok}");
         }
-        let e = validate_project_name(&"a".repeat(53)).unwrap_err();
+        let e = validate_project_name(&"a".repeat(51)).unwrap_err();
         assert!(!e.reserved);
-        assert!(e.reason.contains("52"), "{}", e.reason);
+        assert!(e.reason.contains("50"), "{}", e.reason);
 
         let e = validate_project_name("Shop").unwrap_err();
         assert_eq!(
@@ -218,7 +225,7 @@ mod tests {
             .reason
             .contains("empty"));
 
-        for reserved in ["public", "tide", "information_schema", "pg_foo", "pg_"] {
+        for reserved in ["public", "beacon", "information_schema", "pg_foo", "pg_"] {
             let e = validate_project_name(reserved).unwrap_err();
             assert!(e.reserved, "{reserved}");
         }
@@ -227,7 +234,7 @@ mod tests {
             "project name \"public\" is reserved"
         );
         // Only the exact names and the pg_ prefix are reserved.
-        for ok in ["publics", "tides", "pg", "pgfoo", "my_pg_x"] {
+        for ok in ["publics", "beacons", "pg", "pgfoo", "my_pg_x"] {
             assert_eq!(validate_project_name(ok), Ok(()), "{ok}");
         }
     }

@@ -1,13 +1,13 @@
 //! Who may call what, and running DDL as the extension owner.
 //!
 //! Project schemas, tables and roles are owned by the extension owner, never by the
-//! caller: a project's roles only ever get the privileges pg_tide grants them. Each
+//! caller: a project's roles only ever get the privileges pg_beacon grants them. Each
 //! entry point first checks the *caller's* role membership, then switches to the owner
 //! for the work (the same mechanism PostgreSQL uses for SECURITY DEFINER functions,
 //! scoped to a Rust guard). A raised ERROR also restores the user: transaction and
 //! subtransaction abort reset it.
 
-use crate::error::{TideError, TideResult};
+use crate::error::{BeaconError, BeaconResult};
 use pgrx::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,12 +18,12 @@ pub enum Level {
 }
 
 impl Level {
-    pub fn parse(level: &str) -> TideResult<Level> {
+    pub fn parse(level: &str) -> BeaconResult<Level> {
         match level {
             "read" => Ok(Level::Read),
             "write" => Ok(Level::Write),
             "admin" => Ok(Level::Admin),
-            other => Err(TideError::InvalidArgument(format!(
+            other => Err(BeaconError::InvalidArgument(format!(
                 "invalid level \"{other}\": expected read, write or admin"
             ))),
         }
@@ -39,20 +39,20 @@ impl Level {
 }
 
 pub fn role_name(project: &str, level: Level) -> String {
-    format!("tide_{project}_{}", level.as_str())
+    format!("beacon_{project}_{}", level.as_str())
 }
 
 /// Fails unless the calling role has the privileges of the project's `level` role.
 /// Superusers always pass. Called before elevation, so `current_user` is the caller.
-pub fn require_level(project: &str, level: Level) -> TideResult<()> {
+pub fn require_level(project: &str, level: Level) -> BeaconResult<()> {
     let allowed = Spi::get_one_with_args::<bool>(
         "SELECT (SELECT pg_catalog.pg_has_role(current_user, r.oid, 'USAGE') \
                    FROM pg_catalog.pg_roles r WHERE r.rolname = $1)",
         &[role_name(project, level).into()],
     )?;
     match allowed {
-        None => Err(TideError::UnknownProject(project.to_string())),
-        Some(false) => Err(TideError::PermissionDenied(format!(
+        None => Err(BeaconError::UnknownProject(project.to_string())),
+        Some(false) => Err(BeaconError::PermissionDenied(format!(
             "permission denied for project \"{project}\": requires {} access (role {})",
             level.as_str(),
             role_name(project, level)
@@ -63,16 +63,16 @@ pub fn require_level(project: &str, level: Level) -> TideResult<()> {
 
 /// Creating and dropping projects creates and drops cluster roles, so it is reserved to
 /// the extension owner (and superusers, and members of the owner role).
-pub fn require_owner(action: &str) -> TideResult<()> {
+pub fn require_owner(action: &str) -> BeaconResult<()> {
     let allowed = Spi::get_one::<bool>(
         "SELECT (SELECT pg_catalog.pg_has_role(current_user, e.extowner, 'USAGE') \
-                   FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_tide')",
+                   FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_beacon')",
     )?;
     if allowed == Some(true) {
         Ok(())
     } else {
-        Err(TideError::PermissionDenied(format!(
-            "permission denied to {action}: only the owner of extension pg_tide or a superuser may"
+        Err(BeaconError::PermissionDenied(format!(
+            "permission denied to {action}: only the owner of extension pg_beacon or a superuser may"
         )))
     }
 }
@@ -84,11 +84,13 @@ pub struct AsOwner {
 }
 
 impl AsOwner {
-    pub fn enter() -> TideResult<AsOwner> {
+    pub fn enter() -> BeaconResult<AsOwner> {
         let owner = Spi::get_one::<pg_sys::Oid>(
-            "SELECT (SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_tide')",
+            "SELECT (SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_beacon')",
         )?
-        .ok_or_else(|| TideError::InvalidArgument("extension pg_tide is not installed".into()))?;
+        .ok_or_else(|| {
+            BeaconError::InvalidArgument("extension pg_beacon is not installed".into())
+        })?;
         let mut previous_user = pg_sys::InvalidOid;
         let mut previous_context = 0;
         unsafe {

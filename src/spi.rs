@@ -1,16 +1,16 @@
 //! Thin helpers so that every SPI call site propagates errors the same way.
 
-use crate::error::TideResult;
+use crate::error::BeaconResult;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
 /// Runs a statement whose result is not needed (DDL, INSERT without RETURNING).
-pub fn run(sql: &str, args: &[DatumWithOid]) -> TideResult<()> {
+pub fn run(sql: &str, args: &[DatumWithOid]) -> BeaconResult<()> {
     Spi::run_with_args(sql, args)?;
     Ok(())
 }
 
-pub fn exists(sql: &str, args: &[DatumWithOid]) -> TideResult<bool> {
+pub fn exists(sql: &str, args: &[DatumWithOid]) -> BeaconResult<bool> {
     Ok(Spi::get_one_with_args::<bool>(sql, args)?.unwrap_or(false))
 }
 
@@ -21,7 +21,7 @@ pub fn exists(sql: &str, args: &[DatumWithOid]) -> TideResult<bool> {
 pub fn returning_one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid],
-) -> TideResult<Option<T>> {
+) -> BeaconResult<Option<T>> {
     Ok(Spi::connect_mut(|client| {
         client.update(sql, None, args)?.first().get_one::<T>()
     })?)
@@ -29,7 +29,7 @@ pub fn returning_one<T: FromDatum + IntoDatum>(
 
 /// The first two columns of every row, as text: (project, name)-style lists. Runs as a
 /// possibly data-modifying statement (`DELETE … RETURNING` included).
-pub fn text_pairs(sql: &str, args: &[DatumWithOid]) -> TideResult<Vec<(String, String)>> {
+pub fn text_pairs(sql: &str, args: &[DatumWithOid]) -> BeaconResult<Vec<(String, String)>> {
     Ok(Spi::connect_mut(|client| {
         client
             .update(sql, None, args)?

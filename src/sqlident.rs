@@ -1,5 +1,5 @@
 //! How PostgreSQL reads names in parsed SQL, shared by the three checkers of user SQL
-//! (continuous queries, stream filters, `tide.query`), so that they agree on what a name
+//! (continuous queries, stream filters, `beacon.query`), so that they agree on what a name
 //! refers to.
 
 use sqlparser::ast::{Expr, Ident, ObjectName};

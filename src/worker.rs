@@ -1,11 +1,11 @@
 //! The background worker: a launcher, registered at start-up, that starts one scheduler
 //! per database; each scheduler compacts that database's async continuous queries every
-//! `tide.compact_interval`.
+//! `beacon.compact_interval`.
 //!
 //! The launcher cannot read other databases' catalogs, so it starts a scheduler for every
 //! database that accepts connections and restarts any that stopped, rescanning every
 //! `LAUNCHER_RESCAN` (new databases are found by themselves). A scheduler in a database
-//! without pg_tide exits at once: a connection and one catalog lookup per rescan, the
+//! without pg_beacon exits at once: a connection and one catalog lookup per rescan, the
 //! price of not needing any registration step. A session-level advisory lock makes a
 //! second scheduler for the same database exit: there is never more than one.
 //! Each unit of work runs in its own transaction, so a crash loses nothing and applies
@@ -18,13 +18,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 const LAUNCHER_RESCAN: Duration = Duration::from_secs(5);
-pub const SCHEDULER_TYPE: &str = "pg_tide scheduler";
+pub const SCHEDULER_TYPE: &str = "pg_beacon scheduler";
 
 pub fn register_launcher() {
-    BackgroundWorkerBuilder::new("pg_tide launcher")
-        .set_type("pg_tide launcher")
-        .set_function("tide_launcher_main")
-        .set_library("pg_tide")
+    BackgroundWorkerBuilder::new("pg_beacon launcher")
+        .set_type("pg_beacon launcher")
+        .set_function("beacon_launcher_main")
+        .set_library("pg_beacon")
         .enable_spi_access()
         .set_restart_time(Some(Duration::from_secs(5)))
         .load();
@@ -51,7 +51,7 @@ fn databases() -> Vec<String> {
 
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn tide_launcher_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn beacon_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
     let mut started: HashMap<String, DynamicBackgroundWorker> = HashMap::new();
@@ -85,8 +85,8 @@ pub extern "C-unwind" fn tide_launcher_main(_arg: pg_sys::Datum) {
             }
             match BackgroundWorkerBuilder::new(&format!("{SCHEDULER_TYPE} {db}"))
                 .set_type(SCHEDULER_TYPE)
-                .set_function("tide_scheduler_main")
-                .set_library("pg_tide")
+                .set_function("beacon_scheduler_main")
+                .set_library("pg_beacon")
                 .set_extra(&db)
                 .enable_spi_access()
                 .set_restart_time(None)
@@ -96,7 +96,7 @@ pub extern "C-unwind" fn tide_launcher_main(_arg: pg_sys::Datum) {
                 Ok(worker) => {
                     started.insert(db, worker);
                 }
-                Err(_) => log!("pg_tide launcher: no background worker slot for database {db}"),
+                Err(_) => log!("pg_beacon launcher: no background worker slot for database {db}"),
             }
         }
         found_gone = gone_now;
@@ -105,14 +105,14 @@ pub extern "C-unwind" fn tide_launcher_main(_arg: pg_sys::Datum) {
 
 fn extension_installed() -> bool {
     Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_tide')",
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_beacon')",
     )
     .ok()
     .flatten()
     .unwrap_or(false)
 }
 
-/// A database may hold the SQL objects of an older pg_tide than the loaded library; calling
+/// A database may hold the SQL objects of an older pg_beacon than the loaded library; calling
 /// a function that is missing would raise an ERROR and kill the scheduler at every tick,
 /// so each task is skipped unless its function exists.
 fn function_present(signature: &str) -> bool {
@@ -127,14 +127,14 @@ fn function_present(signature: &str) -> bool {
 
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let db = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     let owns_database = BackgroundWorker::transaction(|| {
         extension_installed()
             && Spi::get_one::<bool>(
-                "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_tide scheduler'))",
+                "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_beacon scheduler'))",
             )
             .ok()
             .flatten()
@@ -143,7 +143,7 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
     if !owns_database {
         return;
     }
-    log!("pg_tide scheduler started for database {db}");
+    log!("pg_beacon scheduler started for database {db}");
     loop {
         let interval = Duration::from_millis(guc::COMPACT_INTERVAL_MS.get().max(10) as u64);
         if !BackgroundWorker::wait_latch(Some(interval)) {
@@ -154,9 +154,9 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
         }
         let still_installed = BackgroundWorker::transaction(|| {
             let installed = extension_installed();
-            if installed && function_present("tide.compact(text,text)") {
-                if let Err(e) = Spi::run("SELECT tide.compact()") {
-                    log!("pg_tide scheduler: compaction failed: {e}");
+            if installed && function_present("beacon.compact(text,text)") {
+                if let Err(e) = Spi::run("SELECT beacon.compact()") {
+                    log!("pg_beacon scheduler: compaction failed: {e}");
                 }
             }
             installed
@@ -165,33 +165,33 @@ pub extern "C-unwind" fn tide_scheduler_main(_arg: pg_sys::Datum) {
             break;
         }
         BackgroundWorker::transaction(|| {
-            if !function_present("tide._stream_housekeeping()") {
+            if !function_present("beacon._stream_housekeeping()") {
                 return;
             }
-            if let Err(e) = Spi::run("SELECT tide._stream_housekeeping()") {
-                log!("pg_tide scheduler: subscription clean-up failed: {e}");
+            if let Err(e) = Spi::run("SELECT beacon._stream_housekeeping()") {
+                log!("pg_beacon scheduler: subscription clean-up failed: {e}");
             }
         });
         refresh_due_materialized_views();
     }
-    log!("pg_tide scheduler for database {db} exiting");
+    log!("pg_beacon scheduler for database {db} exiting");
 }
 
 /// Each view in its own transaction, so a long refresh holds nothing of the others and a
 /// failure (recorded in the catalog by the SQL function) rolls back only its own view.
 fn refresh_due_materialized_views() {
     let due: Vec<(String, String)> = BackgroundWorker::transaction(|| {
-        if !function_present("tide._due_materialized_views()")
-            || !function_present("tide._refresh_materialized_view(text,text,boolean,boolean)")
+        if !function_present("beacon._due_materialized_views()")
+            || !function_present("beacon._refresh_materialized_view(text,text,boolean,boolean)")
         {
             return Vec::new();
         }
         crate::spi::text_pairs(
-            "SELECT project, name FROM tide._due_materialized_views()",
+            "SELECT project, name FROM beacon._due_materialized_views()",
             &[],
         )
         .unwrap_or_else(|e| {
-            log!("pg_tide scheduler: listing due materialized views failed: {e}");
+            log!("pg_beacon scheduler: listing due materialized views failed: {e}");
             Vec::new()
         })
     });
@@ -201,10 +201,10 @@ fn refresh_due_materialized_views() {
         }
         BackgroundWorker::transaction(|| {
             if let Err(e) = Spi::run_with_args(
-                "SELECT tide._refresh_materialized_view($1, $2, false, true)",
+                "SELECT beacon._refresh_materialized_view($1, $2, false, true)",
                 &[project.as_str().into(), name.as_str().into()],
             ) {
-                log!("pg_tide scheduler: refreshing {project}.{name} failed: {e}");
+                log!("pg_beacon scheduler: refreshing {project}.{name} failed: {e}");
             }
         });
     }
@@ -215,17 +215,17 @@ static mut PREVIOUS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
 /// DROP DATABASE refuses to run while any other session is connected, and PostgreSQL 15
 /// only clears autovacuum workers out of the way. This hook stops the database's
 /// scheduler first (it exits at its next latch wake-up; DROP DATABASE waits up to five
-/// seconds for sessions to leave), so dropping a database with pg_tide just works.
+/// seconds for sessions to leave), so dropping a database with pg_beacon just works.
 pub fn install_drop_database_hook() {
     unsafe {
         PREVIOUS_UTILITY_HOOK = pg_sys::ProcessUtility_hook;
-        pg_sys::ProcessUtility_hook = Some(tide_process_utility);
+        pg_sys::ProcessUtility_hook = Some(beacon_process_utility);
     }
 }
 
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
-unsafe extern "C-unwind" fn tide_process_utility(
+unsafe extern "C-unwind" fn beacon_process_utility(
     statement: *mut pg_sys::PlannedStmt,
     query: *const std::ffi::c_char,
     read_only_tree: bool,

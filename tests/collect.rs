@@ -28,7 +28,7 @@ fn concurrent_schema_evolution_loses_nothing() {
     let db = "evolve";
     let mut admin = server().fresh_db(db);
     admin
-        .batch_execute("SELECT tide.create_project('race')")
+        .batch_execute("SELECT beacon.create_project('race')")
         .unwrap();
 
     let start = Arc::new(Barrier::new(CLIENTS as usize));
@@ -64,7 +64,7 @@ fn concurrent_schema_evolution_loses_nothing() {
                         let e = &events[0];
                         let id: Option<i64> = client
                             .query_one(
-                                "SELECT tide.collect('race', $1, $2)",
+                                "SELECT beacon.collect('race', $1, $2)",
                                 &[&e["collection"].as_str().unwrap(), &e["properties"]],
                             )
                             .unwrap()
@@ -73,7 +73,7 @@ fn concurrent_schema_evolution_loses_nothing() {
                     } else {
                         let stored: i64 = client
                             .query_one(
-                                "SELECT tide.collect_batch('race', $1)",
+                                "SELECT beacon.collect_batch('race', $1)",
                                 &[&serde_json::Value::Array(events)],
                             )
                             .unwrap()
@@ -115,19 +115,19 @@ fn concurrent_schema_evolution_loses_nothing() {
     // one column per property, never two, in every collection that saw it
     let duplicated = i64_of(
         &mut admin,
-        "SELECT count(*) FROM (SELECT collection, column_name FROM tide.field WHERE project = 'race'
+        "SELECT count(*) FROM (SELECT collection, column_name FROM beacon.field WHERE project = 'race'
                                 GROUP BY 1, 2 HAVING count(*) > 1) d",
     );
     assert_eq!(duplicated, 0);
     let typed_wrong = i64_of(
         &mut admin,
-        "SELECT count(*) FROM tide.field WHERE project = 'race' AND property LIKE 'p%' AND type <>
+        "SELECT count(*) FROM beacon.field WHERE project = 'race' AND property LIKE 'p%' AND type <>
            CASE substr(property, 2)::int % 3 WHEN 0 THEN 'bigint' WHEN 1 THEN 'text' ELSE 'boolean' END",
     );
     assert_eq!(typed_wrong, 0);
     let distinct_props = i64_of(
         &mut admin,
-        "SELECT count(DISTINCT property) FROM tide.field WHERE project = 'race' AND property LIKE 'p%'",
+        "SELECT count(DISTINCT property) FROM beacon.field WHERE project = 'race' AND property LIKE 'p%'",
     );
     assert_eq!(distinct_props as usize, properties.len());
 }
@@ -150,10 +150,10 @@ fn same_new_property_and_collection_from_two_open_transactions() {
     let db = "samenew";
     let mut admin = server().fresh_db(db);
     admin
-        .batch_execute("SELECT tide.create_project('dup')")
+        .batch_execute("SELECT beacon.create_project('dup')")
         .unwrap();
     admin
-        .batch_execute("SELECT tide.collect('dup', 'seen', '{\"a\": 1}')")
+        .batch_execute("SELECT beacon.collect('dup', 'seen', '{\"a\": 1}')")
         .unwrap();
 
     for (collection, first, second, total) in [
@@ -164,7 +164,7 @@ fn same_new_property_and_collection_from_two_open_transactions() {
         first_session.batch_execute("BEGIN").unwrap();
         first_session
             .execute(
-                "SELECT tide.collect('dup', $1, $2::text::jsonb)",
+                "SELECT beacon.collect('dup', $1, $2::text::jsonb)",
                 &[&collection, &first],
             )
             .unwrap();
@@ -180,7 +180,7 @@ fn same_new_property_and_collection_from_two_open_transactions() {
             *pid_slot.lock().unwrap() = pid;
             let id: Option<i64> = client
                 .query_one(
-                    "SELECT tide.collect('dup', $1, $2::text::jsonb)",
+                    "SELECT beacon.collect('dup', $1, $2::text::jsonb)",
                     &[&collection_owned, &second_owned],
                 )
                 .unwrap()
@@ -206,7 +206,7 @@ fn same_new_property_and_collection_from_two_open_transactions() {
     assert_eq!(
         i64_of(
             &mut admin,
-            "SELECT count(*) FROM tide.field WHERE project = 'dup' AND property = 'late'"
+            "SELECT count(*) FROM beacon.field WHERE project = 'dup' AND property = 'late'"
         ),
         1
     );
@@ -225,11 +225,11 @@ fn type_conflicts_land_in_rejected_with_reason() {
     let db = "conflict";
     let mut client = server().fresh_db(db);
     client
-        .batch_execute("SELECT tide.create_project('shop')")
+        .batch_execute("SELECT beacon.create_project('shop')")
         .unwrap();
     let first: Option<i64> = client
         .query_one(
-            "SELECT tide.collect('shop', 'buy', '{\"price\": 1.5, \"sku\": \"a\"}')",
+            "SELECT beacon.collect('shop', 'buy', '{\"price\": 1.5, \"sku\": \"a\"}')",
             &[],
         )
         .unwrap()
@@ -237,7 +237,7 @@ fn type_conflicts_land_in_rejected_with_reason() {
     assert!(first.is_some());
     let rejected: Option<i64> = client
         .query_one(
-            "SELECT tide.collect('shop', 'buy', '{\"price\": \"cheap\", \"sku\": \"b\"}')",
+            "SELECT beacon.collect('shop', 'buy', '{\"price\": \"cheap\", \"sku\": \"b\"}')",
             &[],
         )
         .unwrap()
@@ -245,7 +245,7 @@ fn type_conflicts_land_in_rejected_with_reason() {
     assert_eq!(rejected, None);
     let stored: i64 = client
         .query_one(
-            r#"SELECT tide.collect_batch('shop', '[
+            r#"SELECT beacon.collect_batch('shop', '[
                  {"collection": "buy", "properties": {"price": 2}},
                  {"collection": "buy", "properties": {"price": true}},
                  {"collection": "buy", "properties": {"price": [1]}},

@@ -66,7 +66,7 @@ fn retryable(e: &postgres::Error) -> bool {
 fn create_cq(client: &mut impl GenericClient, project: &str, name: &str, query: &str, mode: &str) {
     client
         .execute(
-            "SELECT tide.create_continuous_query($1, $2, $3, $4)",
+            "SELECT beacon.create_continuous_query($1, $2, $3, $4)",
             &[&project, &name, &query, &mode],
         )
         .unwrap_or_else(|e| {
@@ -80,7 +80,7 @@ fn create_cq(client: &mut impl GenericClient, project: &str, name: &str, query: 
 fn pending_deltas(client: &mut impl GenericClient, project: &str) -> i64 {
     client
         .query_one(
-            "SELECT coalesce(sum(pending_deltas), 0)::bigint FROM tide.continuous_queries WHERE project = $1",
+            "SELECT coalesce(sum(pending_deltas), 0)::bigint FROM beacon.continuous_queries WHERE project = $1",
             &[&project],
         )
         .unwrap()
@@ -89,10 +89,10 @@ fn pending_deltas(client: &mut impl GenericClient, project: &str) -> i64 {
 
 fn compact(client: &mut impl GenericClient) -> i64 {
     let applied: i64 = client
-        .query_one("SELECT tide.compact()", &[])
-        .unwrap_or_else(|e| panic!("tide.compact(): {}", describe(&e)))
+        .query_one("SELECT beacon.compact()", &[])
+        .unwrap_or_else(|e| panic!("beacon.compact(): {}", describe(&e)))
         .get(0);
-    assert!(applied >= 0, "tide.compact() returned {applied}");
+    assert!(applied >= 0, "beacon.compact() returned {applied}");
     applied
 }
 
@@ -123,7 +123,7 @@ fn objects(client: &mut impl GenericClient) -> Vec<String> {
                 UNION ALL
                 SELECT 'event trigger', evtname FROM pg_event_trigger
                 UNION ALL
-                SELECT 'continuous query', format('%s.%s', project, name) FROM tide.continuous_queries
+                SELECT 'continuous query', format('%s.%s', project, name) FROM beacon.continuous_queries
               ) o ORDER BY 1",
             &[],
         )
@@ -634,7 +634,7 @@ const SHAPES: &[Shape] = &[
     Shape {
         name: "distincts",
         sql: "SELECT product % 10 AS bucket, count(DISTINCT country) AS countries, count(DISTINCT qty) AS qtys, \
-              tide.approx_count_distinct(product) AS products, min(amount) AS min_amount, \
+              beacon.approx_count_distinct(product) AS products, min(amount) AS min_amount, \
               max(amount) AS max_amount FROM src GROUP BY product % 10",
         early: true,
     },
@@ -659,7 +659,7 @@ const SHAPES: &[Shape] = &[
     Shape {
         name: "global_distinct",
         sql: "SELECT count(DISTINCT product) AS products, count(DISTINCT country) AS countries, \
-              tide.approx_count_distinct(country) AS approx_countries, count(flag) AS flagged, \
+              beacon.approx_count_distinct(country) AS approx_countries, count(flag) AS flagged, \
               max(price) AS max_price FROM src",
         early: false,
     },
@@ -672,8 +672,8 @@ const SHAPES: &[Shape] = &[
     },
     Shape {
         name: "approx_ids",
-        sql: "SELECT country, tide.approx_count_distinct(id) AS ids, \
-              tide.approx_count_distinct(amount) AS amounts, count(*) AS n FROM src GROUP BY country",
+        sql: "SELECT country, beacon.approx_count_distinct(id) AS ids, \
+              beacon.approx_count_distinct(amount) AS amounts, count(*) AS n FROM src GROUP BY country",
         early: false,
     },
     Shape {
@@ -712,7 +712,7 @@ fn oracle_under_concurrent_workload(
     let mut admin = server().fresh_db(db);
     admin
         .batch_execute(&format!(
-            "SET TimeZone TO 'UTC'; SELECT tide.create_project('{project}')"
+            "SET TimeZone TO 'UTC'; SELECT beacon.create_project('{project}')"
         ))
         .unwrap();
     create_source(&mut admin, project);
@@ -836,18 +836,18 @@ fn oracle_under_concurrent_workload(
     assert_eq!(own, 0, "the rolled back insert left no group behind");
 
     compact(&mut admin);
-    assert_views_match(&mut admin, project, &all, "after tide.compact()");
+    assert_views_match(&mut admin, project, &all, "after beacon.compact()");
     if mode == "async" {
         assert_eq!(
             pending_deltas(&mut admin, project),
             0,
-            "no pending deltas after tide.compact()"
+            "no pending deltas after beacon.compact()"
         );
     }
 
     let catalog = admin
         .query(
-            "SELECT name::text, mode::text, time_zone::text, last_error::text FROM tide.continuous_queries \
+            "SELECT name::text, mode::text, time_zone::text, last_error::text FROM beacon.continuous_queries \
              WHERE project = $1 ORDER BY name",
             &[&project],
         )
@@ -857,7 +857,7 @@ fn oracle_under_concurrent_workload(
     let names: Vec<String> = catalog.iter().map(|r| r.get(0)).collect();
     assert_eq!(
         names, expected_names,
-        "every query is in tide.continuous_queries"
+        "every query is in beacon.continuous_queries"
     );
     for row in &catalog {
         let name: String = row.get(0);
@@ -895,7 +895,7 @@ fn time_zone_is_fixed_at_creation() {
     let mut creator = server().fresh_db(db);
     creator
         .batch_execute(&format!(
-            "SET TimeZone TO '{CREATOR_TZ}'; SELECT tide.create_project('{project}');
+            "SET TimeZone TO '{CREATOR_TZ}'; SELECT beacon.create_project('{project}');
              CREATE TABLE {project}.src (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, qty bigint)"
         ))
         .unwrap();
@@ -982,7 +982,7 @@ fn time_zone_is_fixed_at_creation() {
     }
     let zones = reader
         .query(
-            "SELECT name::text, time_zone::text FROM tide.continuous_queries WHERE project = $1 ORDER BY name",
+            "SELECT name::text, time_zone::text FROM beacon.continuous_queries WHERE project = $1 ORDER BY name",
             &[&project],
         )
         .unwrap();
@@ -1005,7 +1005,7 @@ fn refusals_leave_nothing_behind() {
     let mut client = server().fresh_db(db);
     client
         .batch_execute(&format!(
-            "SET TimeZone TO 'UTC'; SELECT tide.create_project('{project}'); SELECT tide.create_project('refuse_other');
+            "SET TimeZone TO 'UTC'; SELECT beacon.create_project('{project}'); SELECT beacon.create_project('refuse_other');
              CREATE TABLE refuse_other.src {SOURCE_COLUMNS};
              CREATE SCHEMA elsewhere; CREATE TABLE elsewhere.t (a int)"
         ))
@@ -1145,7 +1145,7 @@ fn refusals_leave_nothing_behind() {
         &str,
     )| {
         let result = client.execute(
-            "SELECT tide.create_continuous_query($1, $2, $3, $4)",
+            "SELECT beacon.create_continuous_query($1, $2, $3, $4)",
             &[&project, name, query, mode],
         );
         let error = match result {
@@ -1190,7 +1190,7 @@ fn refusals_leave_nothing_behind() {
         check_refused(&mut client, &baseline[..], attempt);
     }
     let listed: i64 = client
-        .query_one("SELECT count(*) FROM tide.continuous_queries", &[])
+        .query_one("SELECT count(*) FROM beacon.continuous_queries", &[])
         .unwrap()
         .get(0);
     assert_eq!(listed, 0);
@@ -1199,7 +1199,7 @@ fn refusals_leave_nothing_behind() {
     create_cq(&mut client, project, "accepted", &valid, "async");
     let accepted: i64 = client
         .query_one(
-            "SELECT count(*) FROM tide.continuous_queries WHERE project = $1 AND name = 'accepted'",
+            "SELECT count(*) FROM beacon.continuous_queries WHERE project = $1 AND name = 'accepted'",
             &[&project],
         )
         .unwrap()
@@ -1233,7 +1233,7 @@ fn drop_source_column_is_refused_or_clean() {
     let mut client = server().fresh_db(db);
     client
         .batch_execute(&format!(
-            "SET TimeZone TO 'UTC'; SELECT tide.create_project('{project}')"
+            "SET TimeZone TO 'UTC'; SELECT beacon.create_project('{project}')"
         ))
         .unwrap();
     let baseline = objects(&mut client);
@@ -1273,7 +1273,7 @@ fn drop_source_column_is_refused_or_clean() {
     for (name, _) in &views {
         client
             .execute(
-                "SELECT tide.drop_continuous_query($1, $2)",
+                "SELECT beacon.drop_continuous_query($1, $2)",
                 &[&project, name],
             )
             .unwrap_or_else(|e| panic!("drop {name}: {}", describe(&e)));
@@ -1294,7 +1294,7 @@ fn drop_source_column_is_refused_or_clean() {
     );
     let listed: i64 = client
         .query_one(
-            "SELECT count(*) FROM tide.continuous_queries WHERE project = $1",
+            "SELECT count(*) FROM beacon.continuous_queries WHERE project = $1",
             &[&project],
         )
         .unwrap()
@@ -1326,7 +1326,7 @@ fn crash_during_workload_keeps_views_exact() {
     let mut admin = server().fresh_db(db);
     admin
         .batch_execute(&format!(
-            "SET TimeZone TO 'UTC'; SELECT tide.create_project('{project}')"
+            "SET TimeZone TO 'UTC'; SELECT beacon.create_project('{project}')"
         ))
         .unwrap();
     create_source(&mut admin, project);
@@ -1352,7 +1352,7 @@ fn crash_during_workload_keeps_views_exact() {
         (
             "by_bucket".into(),
             "SELECT product % 10 AS bucket, count(*) AS n, sum(qty) AS qty, min(amount) AS min_amount, \
-             bool_or(flag) AS any_flag, tide.approx_count_distinct(id) AS ids FROM src GROUP BY product % 10"
+             bool_or(flag) AS any_flag, beacon.approx_count_distinct(id) AS ids FROM src GROUP BY product % 10"
                 .into(),
             "immediate",
         ),
@@ -1420,7 +1420,7 @@ fn crash_during_workload_keeps_views_exact() {
         &mut client,
         project,
         &views,
-        "after crash recovery and tide.compact()",
+        "after crash recovery and beacon.compact()",
     );
     assert_eq!(pending_deltas(&mut client, project), 0);
 
@@ -1453,7 +1453,7 @@ fn crash_during_workload_keeps_views_exact() {
     );
     let errors: i64 = client
         .query_one(
-            "SELECT count(*) FROM tide.continuous_queries WHERE project = $1 AND last_error IS NOT NULL",
+            "SELECT count(*) FROM beacon.continuous_queries WHERE project = $1 AND last_error IS NOT NULL",
             &[&project],
         )
         .unwrap()
@@ -1472,7 +1472,7 @@ fn backfill_misses_no_concurrent_rows() {
     let mut client = server().fresh_db(db);
     client
         .batch_execute(&format!(
-            "SET TimeZone TO 'UTC'; SELECT tide.create_project('{project}')"
+            "SET TimeZone TO 'UTC'; SELECT beacon.create_project('{project}')"
         ))
         .unwrap();
     create_source(&mut client, project);

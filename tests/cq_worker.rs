@@ -1,4 +1,4 @@
-//! The background scheduler of continuous queries: one per database with pg_tide, started
+//! The background scheduler of continuous queries: one per database with pg_beacon, started
 //! by the launcher (also for databases created later), restarted after SIGTERM, compacting
 //! by itself.
 
@@ -18,7 +18,7 @@ fn schedulers(admin: &mut Client, db: &str) -> Vec<(i32, String)> {
     admin
         .query(
             "SELECT pid, backend_start::text FROM pg_stat_activity \
-             WHERE backend_type = 'pg_tide scheduler' AND datname = $1",
+             WHERE backend_type = 'pg_beacon scheduler' AND datname = $1",
             &[&db],
         )
         .unwrap()
@@ -30,12 +30,12 @@ fn schedulers(admin: &mut Client, db: &str) -> Vec<(i32, String)> {
 fn create_async_query(client: &mut Client, project: &str) {
     client
         .batch_execute(&format!(
-            "SET TimeZone TO 'UTC'; SELECT tide.create_project('{project}'); CREATE TABLE {project}.src {SOURCE}"
+            "SET TimeZone TO 'UTC'; SELECT beacon.create_project('{project}'); CREATE TABLE {project}.src {SOURCE}"
         ))
         .unwrap();
     client
         .execute(
-            "SELECT tide.create_continuous_query($1, 'by_country', $2, 'async')",
+            "SELECT beacon.create_continuous_query($1, 'by_country', $2, 'async')",
             &[&project, &QUERY],
         )
         .unwrap();
@@ -68,7 +68,7 @@ fn progress(client: &mut Client, project: &str) -> (i64, i64) {
     let row = client
         .query_one(
             "SELECT coalesce(sum(pending_deltas), 0)::bigint, coalesce(sum(rows_applied), 0)::bigint \
-             FROM tide.continuous_queries WHERE project = $1",
+             FROM beacon.continuous_queries WHERE project = $1",
             &[&project],
         )
         .unwrap();
@@ -96,7 +96,7 @@ fn differences_from_oracle(client: &mut Client, project: &str) -> i64 {
     differences
 }
 
-/// Waits for the scheduler to apply every delta on its own: nobody calls tide.compact().
+/// Waits for the scheduler to apply every delta on its own: nobody calls beacon.compact().
 fn wait_for_compaction(client: &mut Client, project: &str) {
     eventually(&format!("the scheduler to compact {project}"), || {
         let (pending, applied) = progress(client, project);
@@ -198,14 +198,14 @@ fn database_without_extension_gets_no_lasting_scheduler() {
     let mut noext = server().connect("noext");
     let installed: i64 = noext
         .query_one(
-            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_tide'",
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_beacon'",
             &[],
         )
         .unwrap()
         .get(0);
     assert_eq!(
         installed, 0,
-        "the launcher does not install pg_tide anywhere"
+        "the launcher does not install pg_beacon anywhere"
     );
 }
 
@@ -253,7 +253,7 @@ fn sighup_reloads_settings_without_a_restart() {
     });
     let before = schedulers(&mut admin, "hup_db");
     admin
-        .batch_execute("ALTER SYSTEM SET tide.compact_interval = '200ms'")
+        .batch_execute("ALTER SYSTEM SET beacon.compact_interval = '200ms'")
         .unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     write_batch(&mut client, "hup", 3);
@@ -264,7 +264,7 @@ fn sighup_reloads_settings_without_a_restart() {
         "SIGHUP does not restart the scheduler"
     );
     admin
-        .batch_execute("ALTER SYSTEM RESET tide.compact_interval")
+        .batch_execute("ALTER SYSTEM RESET beacon.compact_interval")
         .unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").unwrap();
 }

@@ -11,9 +11,9 @@ fn dump_and_restore_keeps_collecting() {
     let mut origin = server().fresh_db("origin");
     origin
         .batch_execute(
-            r#"SELECT tide.create_project('keep');
-               SELECT tide.define_collection('keep', 'order', '{"total": "numeric"}');
-               SELECT tide.collect_batch('keep', '[
+            r#"SELECT beacon.create_project('keep');
+               SELECT beacon.define_collection('keep', 'order', '{"total": "numeric"}');
+               SELECT beacon.collect_batch('keep', '[
                  {"collection": "pageview", "properties": {"url": "/a", "price": 1.5, "at": "2024-01-01T00:00:00Z", "tags": ["x"]}},
                  {"collection": "pageview", "properties": {"url": "/b", "price": 2, "_user": "u1"}},
                  {"collection": "pageview", "properties": {"price": "bad"}},
@@ -69,13 +69,13 @@ fn dump_and_restore_keeps_collecting() {
     );
 
     let mut restored = server().connect("restored");
-    let catalog = "SELECT string_agg(format('%s.%s.%s:%s:%s', project, collection, property, column_name, type), ',' ORDER BY 1) FROM tide.fields";
+    let catalog = "SELECT string_agg(format('%s.%s.%s:%s:%s', project, collection, property, column_name, type), ',' ORDER BY 1) FROM beacon.fields";
     let before: String = origin.query_one(catalog, &[]).unwrap().get(0);
     let after: String = restored.query_one(catalog, &[]).unwrap().get(0);
     assert_eq!(before, after, "catalog restored");
     let projects: i64 = restored
         .query_one(
-            "SELECT count(*) FROM tide.projects WHERE name = 'keep'",
+            "SELECT count(*) FROM beacon.projects WHERE name = 'keep'",
             &[],
         )
         .unwrap()
@@ -90,14 +90,14 @@ fn dump_and_restore_keeps_collecting() {
     // existing property, a new one, and a new collection, into the restored tables
     let new_id: Option<i64> = restored
         .query_one(
-            r#"SELECT tide.collect('keep', 'pageview', '{"url": "/c", "price": 3.5, "referrer": "ad"}')"#,
+            r#"SELECT beacon.collect('keep', 'pageview', '{"url": "/c", "price": 3.5, "referrer": "ad"}')"#,
             &[],
         )
         .unwrap()
         .get(0);
     assert!(new_id.unwrap() > max_id, "identity continues after restore");
     restored
-        .batch_execute(r#"SELECT tide.collect('keep', 'signup', '{"plan": "pro"}')"#)
+        .batch_execute(r#"SELECT beacon.collect('keep', 'signup', '{"plan": "pro"}')"#)
         .unwrap();
     let row = restored
         .query_one(
@@ -116,7 +116,7 @@ fn dump_and_restore_keeps_collecting() {
     // the restored project's grants still work
     let readable: bool = restored
         .query_one(
-            "SELECT has_table_privilege('tide_keep_read', 'keep.signup', 'SELECT')",
+            "SELECT has_table_privilege('beacon_keep_read', 'keep.signup', 'SELECT')",
             &[],
         )
         .unwrap()

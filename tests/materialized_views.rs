@@ -11,8 +11,8 @@ fn setup(db: &str, project: &str) -> Client {
     let mut client = server().fresh_db(db);
     client
         .batch_execute(&format!(
-            r#"SELECT tide.create_project('{project}');
-               SELECT tide.collect_batch('{project}', '[
+            r#"SELECT beacon.create_project('{project}');
+               SELECT beacon.collect_batch('{project}', '[
                  {{"collection": "pageview", "properties": {{"url": "/a"}}}},
                  {{"collection": "pageview", "properties": {{"url": "/b"}}}}]');"#
         ))
@@ -30,7 +30,7 @@ fn rows(client: &mut Client, view: &str) -> i64 {
 fn last_error(client: &mut Client, name: &str) -> Option<String> {
     client
         .query_one(
-            "SELECT last_error FROM tide.materialized_views WHERE name = $1",
+            "SELECT last_error FROM beacon.materialized_views WHERE name = $1",
             &[&name],
         )
         .unwrap()
@@ -42,18 +42,18 @@ fn the_worker_refreshes_due_views_and_a_failing_one_stops_no_other() {
     let mut client = setup("mv_schedule", "mvs");
     client
         .batch_execute(
-            "SELECT tide.create_materialized_view('mvs', 'by_url',
+            "SELECT beacon.create_materialized_view('mvs', 'by_url',
                  'SELECT url, count(*) AS n FROM pageview GROUP BY url', '1 second');
-             SELECT tide.create_materialized_view('mvs', 'fragile',
+             SELECT beacon.create_materialized_view('mvs', 'fragile',
                  'SELECT url, 10 / (3 - count(*)) AS r FROM pageview GROUP BY url', '1 second');
-             SELECT tide.create_materialized_view('mvs', 'hourly',
+             SELECT beacon.create_materialized_view('mvs', 'hourly',
                  'SELECT count(*) AS n FROM pageview', '1 hour');",
         )
         .unwrap();
     // /a three times: fragile now divides by zero at every refresh
     client
         .batch_execute(
-            r#"SELECT tide.collect_batch('mvs', '[
+            r#"SELECT beacon.collect_batch('mvs', '[
                  {"collection": "pageview", "properties": {"url": "/a"}},
                  {"collection": "pageview", "properties": {"url": "/a"}},
                  {"collection": "pageview", "properties": {"url": "/c"}}]');"#,
@@ -67,7 +67,7 @@ fn the_worker_refreshes_due_views_and_a_failing_one_stops_no_other() {
     });
     // later data still reaches the good view: the failing one did not stop the schedule
     client
-        .batch_execute(r#"SELECT tide.collect('mvs', 'pageview', '{"url": "/d"}')"#)
+        .batch_execute(r#"SELECT beacon.collect('mvs', 'pageview', '{"url": "/d"}')"#)
         .unwrap();
     eventually("by_url keeps being refreshed", || {
         rows(&mut client, "mvs.by_url") == 4
@@ -86,7 +86,7 @@ fn the_worker_refreshes_due_views_and_a_failing_one_stops_no_other() {
         let row = client
             .query_one(
                 "SELECT concurrent, last_refresh > created_at AND last_duration IS NOT NULL
-                   FROM tide.materialized_views WHERE name = 'by_url'",
+                   FROM beacon.materialized_views WHERE name = 'by_url'",
                 &[],
             )
             .unwrap();
@@ -107,7 +107,7 @@ fn a_view_being_refreshed_is_skipped_not_refreshed_twice() {
     let mut client = setup("mv_lock", "mvl");
     client
         .batch_execute(
-            "SELECT tide.create_materialized_view('mvl', 'by_url',
+            "SELECT beacon.create_materialized_view('mvl', 'by_url',
                  'SELECT url, count(*) AS n FROM pageview GROUP BY url', '1 second');",
         )
         .unwrap();
@@ -115,16 +115,16 @@ fn a_view_being_refreshed_is_skipped_not_refreshed_twice() {
     let mut holder = server().connect("mv_lock");
     holder
         .batch_execute(
-            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('tide.mv mvl.by_url', 0));",
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('beacon.mv mvl.by_url', 0));",
         )
         .unwrap();
     client
-        .batch_execute(r#"SELECT tide.collect('mvl', 'pageview', '{"url": "/new"}')"#)
+        .batch_execute(r#"SELECT beacon.collect('mvl', 'pageview', '{"url": "/new"}')"#)
         .unwrap();
     let refreshed_at = |client: &mut Client| -> String {
         client
             .query_one(
-                "SELECT last_refresh::text FROM tide.materialized_views WHERE name = 'by_url'",
+                "SELECT last_refresh::text FROM beacon.materialized_views WHERE name = 'by_url'",
                 &[],
             )
             .unwrap()
@@ -135,7 +135,7 @@ fn a_view_being_refreshed_is_skipped_not_refreshed_twice() {
     eventually("the view is overdue", || {
         client
             .query_one(
-                "SELECT next_refresh < now() - interval '3 seconds' FROM tide.materialized_views WHERE name = 'by_url'",
+                "SELECT next_refresh < now() - interval '3 seconds' FROM beacon.materialized_views WHERE name = 'by_url'",
                 &[],
             )
             .unwrap()

@@ -22,15 +22,15 @@ fn read_write_and_cross_project_access() {
     let mut admin = server().fresh_db(db);
     admin
         .batch_execute(
-            r#"SELECT tide.create_project('alpha');
-               SELECT tide.create_project('beta');
-               SELECT tide.collect('alpha', 'ev', '{"v": 1}');
-               SELECT tide.collect('beta', 'ev', '{"secret": "b"}');
+            r#"SELECT beacon.create_project('alpha');
+               SELECT beacon.create_project('beta');
+               SELECT beacon.collect('alpha', 'ev', '{"v": 1}');
+               SELECT beacon.collect('beta', 'ev', '{"secret": "b"}');
                DROP ROLE IF EXISTS reader_a, writer_a, admin_a;
                CREATE ROLE reader_a LOGIN; CREATE ROLE writer_a LOGIN; CREATE ROLE admin_a LOGIN;
-               SELECT tide.grant('alpha', 'reader_a', 'read');
-               SELECT tide.grant('alpha', 'writer_a', 'write');
-               SELECT tide.grant('alpha', 'admin_a', 'admin');"#,
+               SELECT beacon.grant('alpha', 'reader_a', 'read');
+               SELECT beacon.grant('alpha', 'writer_a', 'write');
+               SELECT beacon.grant('alpha', 'admin_a', 'admin');"#,
         )
         .unwrap();
 
@@ -43,7 +43,7 @@ fn read_write_and_cross_project_access() {
     assert_eq!(
         sqlstate(
             &mut reader,
-            r#"SELECT tide.collect('alpha', 'ev', '{"v": 2}')"#
+            r#"SELECT beacon.collect('alpha', 'ev', '{"v": 2}')"#
         )
         .as_deref(),
         Some("42501")
@@ -58,7 +58,7 @@ fn read_write_and_cross_project_access() {
         "A cannot read B"
     );
     assert_eq!(
-        sqlstate(&mut reader, r#"SELECT tide.collect('beta', 'ev', '{}')"#).as_deref(),
+        sqlstate(&mut reader, r#"SELECT beacon.collect('beta', 'ev', '{}')"#).as_deref(),
         Some("42501")
     );
     assert_eq!(
@@ -70,24 +70,24 @@ fn read_write_and_cross_project_access() {
         Some("42501")
     );
     assert_eq!(
-        sqlstate(&mut reader, "SELECT tide.drop_project('alpha')").as_deref(),
+        sqlstate(&mut reader, "SELECT beacon.drop_project('alpha')").as_deref(),
         Some("42501")
     );
     assert_eq!(
         sqlstate(
             &mut reader,
-            "SELECT tide.grant('alpha', 'reader_a', 'admin')"
+            "SELECT beacon.grant('alpha', 'reader_a', 'admin')"
         )
         .as_deref(),
         Some("42501")
     );
     assert_eq!(
-        sqlstate(&mut reader, "SELECT * FROM tide.field").as_deref(),
+        sqlstate(&mut reader, "SELECT * FROM beacon.field").as_deref(),
         Some("42501"),
         "raw catalog is private"
     );
     let visible: Vec<String> = reader
-        .query("SELECT DISTINCT project FROM tide.fields ORDER BY 1", &[])
+        .query("SELECT DISTINCT project FROM beacon.fields ORDER BY 1", &[])
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -95,12 +95,12 @@ fn read_write_and_cross_project_access() {
     assert_eq!(
         visible,
         vec!["alpha".to_string()],
-        "tide.fields hides other projects"
+        "beacon.fields hides other projects"
     );
 
     let mut writer = server().connect_as(db, "writer_a");
     writer
-        .batch_execute(r#"SELECT tide.collect('alpha', 'ev', '{"v": 2, "new_prop": true}')"#)
+        .batch_execute(r#"SELECT beacon.collect('alpha', 'ev', '{"v": 2, "new_prop": true}')"#)
         .unwrap();
     assert_eq!(
         sqlstate(&mut writer, "SELECT * FROM alpha.ev").as_deref(),
@@ -108,7 +108,7 @@ fn read_write_and_cross_project_access() {
         "write alone cannot read"
     );
     assert_eq!(
-        sqlstate(&mut writer, r#"SELECT tide.collect('beta', 'ev', '{}')"#).as_deref(),
+        sqlstate(&mut writer, r#"SELECT beacon.collect('beta', 'ev', '{}')"#).as_deref(),
         Some("42501")
     );
 
@@ -119,12 +119,12 @@ fn read_write_and_cross_project_access() {
         .get(0);
     assert_eq!(n, 2, "admin reads, and sees the writer's event");
     project_admin
-        .batch_execute("SELECT tide.revoke('alpha', 'writer_a', 'write')")
+        .batch_execute("SELECT beacon.revoke('alpha', 'writer_a', 'write')")
         .unwrap();
     assert_eq!(
         sqlstate(
             &mut writer,
-            r#"SELECT tide.collect('alpha', 'ev', '{"v": 3}')"#
+            r#"SELECT beacon.collect('alpha', 'ev', '{"v": 3}')"#
         )
         .as_deref(),
         Some("42501")

@@ -1,5 +1,5 @@
-//! The security suite: attempts an attacker would make through `tide.query`, through the
-//! roles pg_tide hands out, and through names, each asserting that the attempt fails and
+//! The security suite: attempts an attacker would make through `beacon.query`, through the
+//! roles pg_beacon hands out, and through names, each asserting that the attempt fails and
 //! that nothing changed (a fingerprint of everything an attack could touch, taken before
 //! and after).
 
@@ -23,11 +23,11 @@ SELECT concat_ws(' | ',
       AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'),
   (SELECT string_agg(rolname || rolsuper::text || rolcanlogin::text, ',' ORDER BY rolname) FROM pg_roles),
   (SELECT string_agg(roleid::regrole::text || '>' || member::regrole::text, ',' ORDER BY 1) FROM pg_auth_members),
-  (SELECT string_agg(name, ',' ORDER BY name) FROM tide.project),
-  (SELECT count(*) FROM tide.field),
-  (SELECT count(*) FROM tide.subscription),
-  (SELECT count(*) FROM tide.continuous_query),
-  (SELECT count(*) FROM tide.materialized_view),
+  (SELECT string_agg(name, ',' ORDER BY name) FROM beacon.project),
+  (SELECT count(*) FROM beacon.field),
+  (SELECT count(*) FROM beacon.subscription),
+  (SELECT count(*) FROM beacon.continuous_query),
+  (SELECT count(*) FROM beacon.materialized_view),
   (SELECT count(*) FROM pg_largeobject_metadata),
   (SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)))";
 
@@ -40,13 +40,13 @@ fn setup() -> &'static () {
                 r#"
                 CREATE ROLE reader LOGIN; CREATE ROLE writer LOGIN; CREATE ROLE boss LOGIN;
                 CREATE ROLE outsider LOGIN;
-                SELECT tide.create_project('alpha'); SELECT tide.create_project('beta');
-                SELECT tide.grant('alpha', 'reader', 'read');
-                SELECT tide.grant('alpha', 'writer', 'write');
-                SELECT tide.grant('alpha', 'boss', 'admin');
-                SELECT tide.collect('alpha', 'events', '{{"url": "/a", "price": 3}}');
-                SELECT tide.collect('beta', 'secret', '{{"note": "{SECRET}"}}');
-                SELECT tide.set_user('beta', 'vip', '{{"card": "4111"}}');
+                SELECT beacon.create_project('alpha'); SELECT beacon.create_project('beta');
+                SELECT beacon.grant('alpha', 'reader', 'read');
+                SELECT beacon.grant('alpha', 'writer', 'write');
+                SELECT beacon.grant('alpha', 'boss', 'admin');
+                SELECT beacon.collect('alpha', 'events', '{{"url": "/a", "price": 3}}');
+                SELECT beacon.collect('beta', 'secret', '{{"note": "{SECRET}"}}');
+                SELECT beacon.set_user('beta', 'vip', '{{"card": "4111"}}');
                 "#
             ))
             .unwrap();
@@ -98,7 +98,7 @@ fn hostile_queries() -> Vec<String> {
         "SELECT * FROM information_schema.tables",
         "SELECT * FROM beta.secret",
         "SELECT * FROM beta._users",
-        "SELECT * FROM tide.project",
+        "SELECT * FROM beacon.project",
         "SELECT * FROM public.anything",
         "SELECT * FROM security.beta.secret",
         "SELECT * FROM \"beta\".\"secret\"",
@@ -126,12 +126,12 @@ fn hostile_queries() -> Vec<String> {
         "SELECT * FROM pg_ls_dir('.')",
         "SELECT pg_stat_file('postgresql.conf')",
         "SELECT lo_import('/etc/passwd')",
-        "SELECT lo_export(1, '/tmp/tide_pwned')",
-        "COPY (SELECT 1) TO '/tmp/tide_pwned'",
+        "SELECT lo_export(1, '/tmp/beacon_pwned')",
+        "COPY (SELECT 1) TO '/tmp/beacon_pwned'",
         "SELECT pg_sleep(30)",
         "SELECT pg_catalog.pg_sleep_for('30 seconds')",
         "SELECT U&\"pg_sleep\"(30)",
-        "SELECT set_config('tide.query_timeout', '0', false)",
+        "SELECT set_config('beacon.query_timeout', '0', false)",
         "SELECT current_setting('data_directory')",
         "SELECT pg_advisory_lock(42)",
         "SELECT pg_notify('x', 'y')",
@@ -167,8 +167,8 @@ fn hostile_queries() -> Vec<String> {
         "DO $$ BEGIN DROP TABLE beta.secret; END $$",
         "CALL beta.p()",
         "PREPARE p AS SELECT 1",
-        "LISTEN tide_x",
-        "NOTIFY tide_x",
+        "LISTEN beacon_x",
+        "NOTIFY beacon_x",
         "SELECT * FROM events WHERE url = $1",
         "SELECT 1 OPERATOR(pg_catalog.+) 1",
         "",
@@ -203,14 +203,14 @@ fn hostile_queries_are_refused_and_change_nothing() {
     for sql in &queries {
         let message = refused(
             "reader",
-            &format!("SELECT * FROM tide.query('alpha', {})", quoted(sql)),
+            &format!("SELECT * FROM beacon.query('alpha', {})", quoted(sql)),
             "42501",
         );
         assert!(message.starts_with("query refused"), "{sql}: {message}");
         assert!(!message.contains(SECRET));
     }
     assert_eq!(fingerprint(), before);
-    assert!(!std::path::Path::new("/tmp/tide_pwned").exists());
+    assert!(!std::path::Path::new("/tmp/beacon_pwned").exists());
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn accepted_queries_see_only_the_project() {
     let mut reader = connect("reader");
     let rows = reader
         .query(
-            "SELECT r::text FROM tide.query('alpha', $1) r",
+            "SELECT r::text FROM beacon.query('alpha', $1) r",
             &[&"SELECT url, price FROM events WHERE url = '/a'"],
         )
         .unwrap();
@@ -228,13 +228,13 @@ fn accepted_queries_see_only_the_project() {
     // an unqualified name is the project's table, never another schema's
     let missing = refused(
         "reader",
-        "SELECT * FROM tide.query('alpha', 'SELECT * FROM secret')",
+        "SELECT * FROM beacon.query('alpha', 'SELECT * FROM secret')",
         "42P01",
     );
     assert!(missing.contains("alpha"), "{missing}");
     let missing = refused(
         "reader",
-        "SELECT * FROM tide.query('alpha', 'SELECT * FROM pg_authid')",
+        "SELECT * FROM beacon.query('alpha', 'SELECT * FROM pg_authid')",
         "42P01",
     );
     assert!(!missing.contains("rolpassword"));
@@ -256,30 +256,30 @@ fn execution_is_confined_even_when_the_parser_accepts() {
                                              current_setting('transaction_read_only') AS ro;
              CREATE VIEW alpha.writes AS SELECT public.plant_write() AS x;
              CREATE VIEW alpha.sleeps AS SELECT public.plant_sleep() AS x;
-             GRANT SELECT ON alpha.who, alpha.writes, alpha.sleeps TO tide_alpha_read;
-             ALTER ROLE reader SET tide.query_timeout = '500ms';",
+             GRANT SELECT ON alpha.who, alpha.writes, alpha.sleeps TO beacon_alpha_read;
+             ALTER ROLE reader SET beacon.query_timeout = '500ms';",
         )
         .unwrap();
     let before = fingerprint();
     let mut reader = connect("reader");
     let seen: String = reader
         .query_one(
-            "SELECT r::text FROM tide.query('alpha', 'SELECT * FROM who') r",
+            "SELECT r::text FROM beacon.query('alpha', 'SELECT * FROM who') r",
             &[],
         )
         .unwrap()
         .get(0);
     assert_eq!(
         seen,
-        r#"{"ro": "on", "who": "tide_alpha_read", "path": "\"alpha\""}"#
+        r#"{"ro": "on", "who": "beacon_alpha_read", "path": "\"alpha\""}"#
     );
     refused(
         "reader",
-        "SELECT * FROM tide.query('alpha', 'SELECT * FROM writes')",
+        "SELECT * FROM beacon.query('alpha', 'SELECT * FROM writes')",
         "25006",
     );
     let timed_out = reader
-        .batch_execute("SELECT * FROM tide.query('alpha', 'SELECT * FROM sleeps')")
+        .batch_execute("SELECT * FROM beacon.query('alpha', 'SELECT * FROM sleeps')")
         .unwrap_err();
     assert_eq!(timed_out.code().map(|c| c.code()), Some("57014"));
     // the timeout is the query's own: the session goes on, writable, as itself
@@ -294,13 +294,13 @@ fn execution_is_confined_even_when_the_parser_accepts() {
     };
     assert_eq!(after, ("reader".to_string(), "off".to_string()));
     // and a caller cannot lift the timeout: it is a superuser setting
-    refused("reader", "SET tide.query_timeout = '1h'", "42501");
+    refused("reader", "SET beacon.query_timeout = '1h'", "42501");
     assert_eq!(fingerprint(), before);
     admin
         .batch_execute(
             "DROP VIEW alpha.who, alpha.writes, alpha.sleeps;
              DROP FUNCTION public.plant_write(), public.plant_sleep();
-             ALTER ROLE reader RESET tide.query_timeout;",
+             ALTER ROLE reader RESET beacon.query_timeout;",
         )
         .unwrap();
 }
@@ -310,49 +310,49 @@ fn a_reader_cannot_write_reach_other_projects_or_change_objects() {
     let _turn = turn();
     let before = fingerprint();
     let attempts = [
-        r#"SELECT tide.collect('alpha', 'events', '{"url": "/x"}')"#,
-        r#"SELECT tide.collect_batch('alpha', '[{"collection": "events", "properties": {}}]')"#,
+        r#"SELECT beacon.collect('alpha', 'events', '{"url": "/x"}')"#,
+        r#"SELECT beacon.collect_batch('alpha', '[{"collection": "events", "properties": {}}]')"#,
         "INSERT INTO alpha.events (url) VALUES ('x')",
         "UPDATE alpha.events SET url = 'x'",
         "DELETE FROM alpha.events",
         "SELECT * FROM beta.secret",
         "SELECT * FROM beta._users",
-        "SELECT * FROM tide.query('beta', 'SELECT * FROM secret')",
-        "SELECT tide.subscribe('beta', 'secret')",
-        "SELECT tide.mailbox_channel('beta', 'vip')",
-        "SELECT * FROM tide.mailbox('beta', 'vip')",
+        "SELECT * FROM beacon.query('beta', 'SELECT * FROM secret')",
+        "SELECT beacon.subscribe('beta', 'secret')",
+        "SELECT beacon.mailbox_channel('beta', 'vip')",
+        "SELECT * FROM beacon.mailbox('beta', 'vip')",
         "DROP TABLE alpha.events",
         "ALTER TABLE alpha.events ADD COLUMN x int",
         "TRUNCATE alpha.events",
         "CREATE TABLE alpha.mine (x int)",
         "CREATE VIEW alpha.mine AS SELECT 1",
-        "SELECT tide.drop_project('alpha')",
-        "SELECT tide.create_project('gamma')",
-        "SELECT tide.grant('alpha', 'reader', 'admin')",
-        "SELECT tide.grant('beta', 'reader', 'read')",
-        "SELECT tide.revoke('alpha', 'boss', 'admin')",
-        "SELECT tide.define_collection('alpha', 'events', '{\"y\": \"text\"}')",
-        "SELECT tide.create_continuous_query('alpha', 'cq', 'SELECT count(*) FROM events')",
-        "SELECT tide.create_materialized_view('alpha', 'mv', 'SELECT count(*) FROM events')",
-        r#"SELECT tide.set_user('alpha', 'u', '{"a": 1}')"#,
-        "SELECT tide.increment_user('alpha', 'u', 'a')",
-        "SELECT tide.send_message('alpha', 'a', 'b', 'spam')",
-        "SELECT tide.mark_read('alpha', 'b', ARRAY[1])",
-        "SET ROLE tide_alpha_admin",
+        "SELECT beacon.drop_project('alpha')",
+        "SELECT beacon.create_project('gamma')",
+        "SELECT beacon.grant('alpha', 'reader', 'admin')",
+        "SELECT beacon.grant('beta', 'reader', 'read')",
+        "SELECT beacon.revoke('alpha', 'boss', 'admin')",
+        "SELECT beacon.define_collection('alpha', 'events', '{\"y\": \"text\"}')",
+        "SELECT beacon.create_continuous_query('alpha', 'cq', 'SELECT count(*) FROM events')",
+        "SELECT beacon.create_materialized_view('alpha', 'mv', 'SELECT count(*) FROM events')",
+        r#"SELECT beacon.set_user('alpha', 'u', '{"a": 1}')"#,
+        "SELECT beacon.increment_user('alpha', 'u', 'a')",
+        "SELECT beacon.send_message('alpha', 'a', 'b', 'spam')",
+        "SELECT beacon.mark_read('alpha', 'b', ARRAY[1])",
+        "SET ROLE beacon_alpha_admin",
         "SET ROLE postgres",
-        "SELECT * FROM tide.project",
-        "SELECT * FROM tide.channel_secret",
-        "SELECT * FROM tide.subscription",
-        "UPDATE tide.field SET type = 'text'",
-        "SELECT tide._refresh_materialized_view('alpha', 'mv', true, false)",
-        "SELECT tide._mailbox_channel('beta', 'vip')",
+        "SELECT * FROM beacon.project",
+        "SELECT * FROM beacon.channel_secret",
+        "SELECT * FROM beacon.subscription",
+        "UPDATE beacon.field SET type = 'text'",
+        "SELECT beacon._refresh_materialized_view('alpha', 'mv', true, false)",
+        "SELECT beacon._mailbox_channel('beta', 'vip')",
     ];
     for sql in attempts {
         refused("reader", sql, "42501");
     }
     let mut reader = connect("reader");
     let visible: Vec<String> = reader
-        .query("SELECT name FROM tide.projects", &[])
+        .query("SELECT name FROM beacon.projects", &[])
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -366,41 +366,41 @@ fn a_writer_collects_but_reads_only_when_also_granted_read() {
     let _turn = turn();
     let mut writer = connect("writer");
     writer
-        .batch_execute(r#"SELECT tide.collect('alpha', 'events', '{"url": "/w"}')"#)
+        .batch_execute(r#"SELECT beacon.collect('alpha', 'events', '{"url": "/w"}')"#)
         .unwrap();
     refused(
         "writer",
-        "SELECT * FROM tide.query('alpha', 'SELECT count(*) FROM events')",
+        "SELECT * FROM beacon.query('alpha', 'SELECT count(*) FROM events')",
         "42501",
     );
     refused("writer", "SELECT * FROM alpha.events", "42501");
     refused(
         "writer",
-        "SELECT tide.subscribe('alpha', 'events')",
+        "SELECT beacon.subscribe('alpha', 'events')",
         "42501",
     );
     refused(
         "writer",
-        "SELECT tide.create_continuous_query('alpha', 'cq', 'SELECT count(*) FROM events')",
+        "SELECT beacon.create_continuous_query('alpha', 'cq', 'SELECT count(*) FROM events')",
         "42501",
     );
     refused(
         "writer",
-        "SELECT tide.create_materialized_view('alpha', 'mv', 'SELECT count(*) FROM events')",
+        "SELECT beacon.create_materialized_view('alpha', 'mv', 'SELECT count(*) FROM events')",
         "42501",
     );
     let mut boss = connect("boss");
-    boss.batch_execute("SELECT tide.grant('alpha', 'writer', 'read')")
+    boss.batch_execute("SELECT beacon.grant('alpha', 'writer', 'read')")
         .unwrap();
     let n: serde_json::Value = writer
         .query_one(
-            "SELECT * FROM tide.query('alpha', 'SELECT count(*) AS n FROM events WHERE url = ''/w''')",
+            "SELECT * FROM beacon.query('alpha', 'SELECT count(*) AS n FROM events WHERE url = ''/w''')",
             &[],
         )
         .unwrap()
         .get(0);
     assert_eq!(n, serde_json::json!({"n": 1}));
-    boss.batch_execute("SELECT tide.revoke('alpha', 'writer', 'read')")
+    boss.batch_execute("SELECT beacon.revoke('alpha', 'writer', 'read')")
         .unwrap();
 }
 
@@ -409,13 +409,13 @@ fn only_an_admin_defines_queries_and_views_and_only_within_the_project() {
     let _turn = turn();
     let mut boss = connect("boss");
     boss.batch_execute(
-        "SELECT tide.create_continuous_query('alpha', 'boss_cq', 'SELECT url, count(*) AS n FROM events GROUP BY url');
-         SELECT tide.create_materialized_view('alpha', 'boss_mv', 'SELECT url, count(*) AS n FROM events GROUP BY url');",
+        "SELECT beacon.create_continuous_query('alpha', 'boss_cq', 'SELECT url, count(*) AS n FROM events GROUP BY url');
+         SELECT beacon.create_materialized_view('alpha', 'boss_mv', 'SELECT url, count(*) AS n FROM events GROUP BY url');",
     )
     .unwrap();
     // readers monitor what admins define
     let mut reader = connect("reader");
-    for view in ["tide.continuous_queries", "tide.materialized_views"] {
+    for view in ["beacon.continuous_queries", "beacon.materialized_views"] {
         let n: i64 = reader
             .query_one(&format!("SELECT count(*) FROM {view}"), &[])
             .unwrap()
@@ -424,14 +424,14 @@ fn only_an_admin_defines_queries_and_views_and_only_within_the_project() {
     }
     let before = fingerprint();
     let attempts = [
-        ("SELECT tide.create_continuous_query('alpha', 'x', 'SELECT count(*) FROM beta.secret')", "0A000"),
-        ("SELECT tide.create_materialized_view('alpha', 'x', 'SELECT * FROM beta.secret')", "42501"),
-        ("SELECT tide.create_materialized_view('alpha', 'x', 'SELECT * FROM pg_catalog.pg_authid')", "42501"),
-        ("SELECT tide.create_materialized_view('alpha', 'x', 'SELECT pg_read_file(''/etc/passwd'')')", "42501"),
-        ("SELECT tide.create_continuous_query('beta', 'x', 'SELECT count(*) FROM secret')", "42501"),
-        ("SELECT tide.drop_materialized_view('beta', 'x')", "42501"),
-        ("SELECT tide.grant('beta', 'boss', 'read')", "42501"),
-        ("SELECT tide.drop_project('alpha')", "42501"),
+        ("SELECT beacon.create_continuous_query('alpha', 'x', 'SELECT count(*) FROM beta.secret')", "0A000"),
+        ("SELECT beacon.create_materialized_view('alpha', 'x', 'SELECT * FROM beta.secret')", "42501"),
+        ("SELECT beacon.create_materialized_view('alpha', 'x', 'SELECT * FROM pg_catalog.pg_authid')", "42501"),
+        ("SELECT beacon.create_materialized_view('alpha', 'x', 'SELECT pg_read_file(''/etc/passwd'')')", "42501"),
+        ("SELECT beacon.create_continuous_query('beta', 'x', 'SELECT count(*) FROM secret')", "42501"),
+        ("SELECT beacon.drop_materialized_view('beta', 'x')", "42501"),
+        ("SELECT beacon.grant('beta', 'boss', 'read')", "42501"),
+        ("SELECT beacon.drop_project('alpha')", "42501"),
         ("DROP MATERIALIZED VIEW alpha.boss_mv", "42501"),
         ("DROP VIEW alpha.boss_cq", "42501"),
     ];
@@ -440,8 +440,8 @@ fn only_an_admin_defines_queries_and_views_and_only_within_the_project() {
     }
     assert_eq!(fingerprint(), before);
     boss.batch_execute(
-        "SELECT tide.drop_continuous_query('alpha', 'boss_cq');
-         SELECT tide.drop_materialized_view('alpha', 'boss_mv');",
+        "SELECT beacon.drop_continuous_query('alpha', 'boss_cq');
+         SELECT beacon.drop_materialized_view('alpha', 'boss_mv');",
     )
     .unwrap();
 }
@@ -452,31 +452,34 @@ fn an_outsider_sees_and_reaches_nothing() {
     // one of everything the monitoring views list, so that seeing none of it means something
     let mut admin = connect("postgres");
     let channel: String = admin
-        .query_one("SELECT tide.subscribe('alpha', 'events', NULL, false)", &[])
+        .query_one(
+            "SELECT beacon.subscribe('alpha', 'events', NULL, false)",
+            &[],
+        )
         .unwrap()
         .get(0);
     admin
         .batch_execute(
-            "SELECT tide.create_continuous_query('alpha', 'seen_cq', 'SELECT count(*) AS n FROM events');
-             SELECT tide.create_materialized_view('alpha', 'seen_mv', 'SELECT count(*) AS n FROM events');",
+            "SELECT beacon.create_continuous_query('alpha', 'seen_cq', 'SELECT count(*) AS n FROM events');
+             SELECT beacon.create_materialized_view('alpha', 'seen_mv', 'SELECT count(*) AS n FROM events');",
         )
         .unwrap();
     let before = fingerprint();
     for sql in [
-        "SELECT * FROM tide.query('alpha', 'SELECT 1')",
-        "SELECT tide.subscribe('alpha', 'events')",
-        "SELECT tide.mailbox_channel('alpha')",
+        "SELECT * FROM beacon.query('alpha', 'SELECT 1')",
+        "SELECT beacon.subscribe('alpha', 'events')",
+        "SELECT beacon.mailbox_channel('alpha')",
         "SELECT * FROM alpha.events",
     ] {
         refused("outsider", sql, "42501");
     }
     let mut outsider = connect("outsider");
     for view in [
-        "tide.projects",
-        "tide.fields",
-        "tide.subscriptions",
-        "tide.continuous_queries",
-        "tide.materialized_views",
+        "beacon.projects",
+        "beacon.fields",
+        "beacon.subscriptions",
+        "beacon.continuous_queries",
+        "beacon.materialized_views",
     ] {
         let n: i64 = outsider
             .query_one(&format!("SELECT count(*) FROM {view}"), &[])
@@ -486,12 +489,12 @@ fn an_outsider_sees_and_reaches_nothing() {
     }
     assert_eq!(fingerprint(), before);
     admin
-        .execute("SELECT tide.unsubscribe($1)", &[&channel])
+        .execute("SELECT beacon.unsubscribe($1)", &[&channel])
         .unwrap();
     admin
         .batch_execute(
-            "SELECT tide.drop_continuous_query('alpha', 'seen_cq');
-             SELECT tide.drop_materialized_view('alpha', 'seen_mv');",
+            "SELECT beacon.drop_continuous_query('alpha', 'seen_cq');
+             SELECT beacon.drop_materialized_view('alpha', 'seen_mv');",
         )
         .unwrap();
 }
@@ -502,35 +505,35 @@ fn names_built_to_break_quoting_are_refused_or_stored_verbatim() {
     let before = fingerprint();
     for (sql, state) in [
         (
-            r#"SELECT tide.create_project('a"; DROP TABLE beta.secret; --')"#,
+            r#"SELECT beacon.create_project('a"; DROP TABLE beta.secret; --')"#,
             "42602",
         ),
         (
-            "SELECT tide.create_project('x''); DROP TABLE beta.secret; --')",
+            "SELECT beacon.create_project('x''); DROP TABLE beta.secret; --')",
             "42602",
         ),
-        ("SELECT tide.create_project('pg_catalog')", "42939"),
-        ("SELECT tide.create_project('tide')", "42939"),
-        ("SELECT tide.create_project('Alpha')", "42602"),
+        ("SELECT beacon.create_project('pg_catalog')", "42939"),
+        ("SELECT beacon.create_project('beacon')", "42939"),
+        ("SELECT beacon.create_project('Alpha')", "42602"),
         (
-            r#"SELECT tide.collect('alpha', 'e"; DROP TABLE beta.secret; --', '{}')"#,
+            r#"SELECT beacon.collect('alpha', 'e"; DROP TABLE beta.secret; --', '{}')"#,
             "42602",
         ),
-        (r#"SELECT tide.collect('alpha', '_users', '{}')"#, "42602"),
+        (r#"SELECT beacon.collect('alpha', '_users', '{}')"#, "42602"),
         (
-            r#"SELECT tide.collect('alpha"; --', 'events', '{}')"#,
+            r#"SELECT beacon.collect('alpha"; --', 'events', '{}')"#,
             "3F000",
         ),
         (
-            r#"SELECT tide.create_materialized_view('alpha', 'v"; DROP TABLE beta.secret; --', 'SELECT 1 AS x')"#,
+            r#"SELECT beacon.create_materialized_view('alpha', 'v"; DROP TABLE beta.secret; --', 'SELECT 1 AS x')"#,
             "42602",
         ),
         (
-            r#"SELECT tide.subscribe('alpha', 'events', 'url = ''x''; DROP TABLE beta.secret')"#,
+            r#"SELECT beacon.subscribe('alpha', 'events', 'url = ''x''; DROP TABLE beta.secret')"#,
             "22023",
         ),
         (
-            r#"SELECT tide.subscribe('alpha', 'events', '"url"" = 1 OR pg_sleep(1) IS NULL OR ""x" = 1')"#,
+            r#"SELECT beacon.subscribe('alpha', 'events', '"url"" = 1 OR pg_sleep(1) IS NULL OR ""x" = 1')"#,
             "22023",
         ),
     ] {
@@ -555,23 +558,23 @@ fn names_built_to_break_quoting_are_refused_or_stored_verbatim() {
         .unwrap()
         .insert("p".repeat(200), 9.into());
     admin
-        .execute("SELECT tide.collect('alpha', 'nasty', $1)", &[&nasty])
+        .execute("SELECT beacon.collect('alpha', 'nasty', $1)", &[&nasty])
         .unwrap();
     admin
         .execute(
-            "SELECT tide.set_user('alpha', $1, $2)",
+            "SELECT beacon.set_user('alpha', $1, $2)",
             &[&"u'; DROP TABLE beta.secret; --", &nasty],
         )
         .unwrap();
     admin
         .execute(
-            "SELECT tide.send_message('alpha', $1, $2, $3)",
+            "SELECT beacon.send_message('alpha', $1, $2, $3)",
             &[&"a\"b", &"'; DROP TABLE beta.secret; --", &"$$x$$"],
         )
         .unwrap();
     let stored: i64 = admin
         .query_one(
-            "SELECT count(*) FROM tide.fields WHERE project = 'alpha' AND collection = 'nasty' AND NOT system",
+            "SELECT count(*) FROM beacon.fields WHERE project = 'alpha' AND collection = 'nasty' AND NOT system",
             &[],
         )
         .unwrap()
@@ -580,7 +583,7 @@ fn names_built_to_break_quoting_are_refused_or_stored_verbatim() {
     let back: serde_json::Value = admin
         .query_one(
             "SELECT jsonb_object_agg(f.property, to_jsonb(n) -> f.column_name)
-               FROM alpha.nasty n, tide.fields f
+               FROM alpha.nasty n, beacon.fields f
               WHERE f.project = 'alpha' AND f.collection = 'nasty' AND NOT f.system",
             &[],
         )

@@ -35,8 +35,8 @@ fn setup(db: &str) -> (MutexGuard<'static, ()>, Client) {
     let mut client = server().fresh_db(db);
     client
         .batch_execute(
-            r#"SELECT tide.create_project('shop');
-               SELECT tide.define_collection('shop', 'pageview',
+            r#"SELECT beacon.create_project('shop');
+               SELECT beacon.define_collection('shop', 'pageview',
                    '{"url": "text", "price": "double precision", "n": "bigint", "note": "text"}');"#,
         )
         .unwrap();
@@ -46,7 +46,7 @@ fn setup(db: &str) -> (MutexGuard<'static, ()>, Client) {
 fn subscribe(client: &mut Client, filter: Option<&str>, temporary: bool) -> String {
     client
         .query_one(
-            "SELECT tide.subscribe('shop', 'pageview', $1, $2)",
+            "SELECT beacon.subscribe('shop', 'pageview', $1, $2)",
             &[&filter, &temporary],
         )
         .unwrap()
@@ -56,7 +56,7 @@ fn subscribe(client: &mut Client, filter: Option<&str>, temporary: bool) -> Stri
 fn collect(client: &mut Client, properties: Value) -> i64 {
     client
         .query_one(
-            "SELECT tide.collect('shop', 'pageview', $1)",
+            "SELECT beacon.collect('shop', 'pageview', $1)",
             &[&properties],
         )
         .unwrap()
@@ -122,14 +122,14 @@ fn matching_events_arrive_once_in_commit_order_and_others_never() {
     // rolled back: never sent
     client
         .batch_execute(
-            r#"BEGIN; SELECT tide.collect('shop', 'pageview', '{"url": "/rolled-back", "price": 50}'); ROLLBACK;"#,
+            r#"BEGIN; SELECT beacon.collect('shop', 'pageview', '{"url": "/rolled-back", "price": 50}'); ROLLBACK;"#,
         )
         .unwrap();
     // a 300-row statement: one notification per matching row, in _id order
     client
         .batch_execute(
             r#"INSERT INTO shop.pageview (url, price, n) SELECT '/pbatch', 100, g FROM generate_series(1, 300) g;
-               SELECT tide.collect('shop', 'pageview', '{"url": "/pend", "price": 12}');"#,
+               SELECT beacon.collect('shop', 'pageview', '{"url": "/pend", "price": 12}');"#,
         )
         .unwrap();
 
@@ -160,7 +160,7 @@ fn matching_events_arrive_once_in_commit_order_and_others_never() {
 
     let sent: i64 = client
         .query_one(
-            "SELECT events_sent FROM tide.subscriptions WHERE channel = $1",
+            "SELECT events_sent FROM beacon.subscriptions WHERE channel = $1",
             &[&channel],
         )
         .unwrap()
@@ -258,7 +258,7 @@ fn temporary_subscriptions_end_with_their_session() {
     let listed = |client: &mut Client, channel: &str| -> bool {
         client
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM tide.subscriptions WHERE channel = $1)",
+                "SELECT EXISTS (SELECT 1 FROM beacon.subscriptions WHERE channel = $1)",
                 &[&channel],
             )
             .unwrap()
@@ -280,7 +280,7 @@ fn temporary_subscriptions_end_with_their_session() {
         .get(0);
     assert!(body.contains(&lasting) && !body.contains(&temporary));
     client
-        .execute("SELECT tide.unsubscribe($1)", &[&lasting])
+        .execute("SELECT beacon.unsubscribe($1)", &[&lasting])
         .unwrap();
     let triggers: i64 = client
         .query_one(
@@ -299,33 +299,33 @@ fn only_readers_may_subscribe_or_end_others_subscriptions() {
         .batch_execute(
             "DROP ROLE IF EXISTS stream_reader; DROP ROLE IF EXISTS stream_writer;
              CREATE ROLE stream_reader LOGIN; CREATE ROLE stream_writer LOGIN;
-             SELECT tide.grant('shop', 'stream_reader', 'read');
-             SELECT tide.grant('shop', 'stream_writer', 'write');",
+             SELECT beacon.grant('shop', 'stream_reader', 'read');
+             SELECT beacon.grant('shop', 'stream_writer', 'write');",
         )
         .unwrap();
     let mut writer = server().connect_as("stream_roles", "stream_writer");
     let refused = writer
-        .query_one("SELECT tide.subscribe('shop', 'pageview')", &[])
+        .query_one("SELECT beacon.subscribe('shop', 'pageview')", &[])
         .unwrap_err();
     assert_eq!(refused.code().map(|c| c.code()), Some("42501"));
     let mut reader = server().connect_as("stream_roles", "stream_reader");
     let channel = subscribe(&mut reader, Some("price > 1"), false);
     // counted once the subscription exists: the writer must not see its channel
     let hidden: i64 = writer
-        .query_one("SELECT count(*) FROM tide.subscriptions", &[])
+        .query_one("SELECT count(*) FROM beacon.subscriptions", &[])
         .unwrap()
         .get(0);
     let visible: i64 = reader
-        .query_one("SELECT count(*) FROM tide.subscriptions", &[])
+        .query_one("SELECT count(*) FROM beacon.subscriptions", &[])
         .unwrap()
         .get(0);
     assert_eq!((hidden, visible), (0, 1));
     let refused = writer
-        .execute("SELECT tide.unsubscribe($1)", &[&channel])
+        .execute("SELECT beacon.unsubscribe($1)", &[&channel])
         .unwrap_err();
     assert_eq!(refused.code().map(|c| c.code()), Some("42501"));
     reader
-        .execute("SELECT tide.unsubscribe($1)", &[&channel])
+        .execute("SELECT beacon.unsubscribe($1)", &[&channel])
         .unwrap();
     drop((reader, writer));
     // memberships would keep the project's roles in use for the next test
@@ -338,24 +338,24 @@ fn only_readers_may_subscribe_or_end_others_subscriptions() {
 fn concurrent_increments_add_up_exactly() {
     let (_turn, mut client) = setup("users_concurrent");
     client
-        .batch_execute(r#"SELECT tide.set_user('shop', 'other', '{"visits": 7}')"#)
+        .batch_execute(r#"SELECT beacon.set_user('shop', 'other', '{"visits": 7}')"#)
         .unwrap();
     let writers: Vec<_> = (0..4)
         .map(|w| {
             std::thread::spawn(move || {
                 let mut c = server().connect("users_concurrent");
                 for i in 0..150 {
-                    c.execute("SELECT tide.increment_user('shop', 'u1', 'visits')", &[])
+                    c.execute("SELECT beacon.increment_user('shop', 'u1', 'visits')", &[])
                         .unwrap();
                     c.execute(
-                        "SELECT tide.increment_user('shop', 'u1', 'spent', $1)",
+                        "SELECT beacon.increment_user('shop', 'u1', 'spent', $1)",
                         // always fractional: the first increment decides the column type
                         &[&(0.25 * f64::from(2 * w + 1))],
                     )
                     .unwrap();
                     // a new user appearing concurrently, with a new property
                     c.execute(
-                        "SELECT tide.increment_user('shop', $1, 'logins')",
+                        "SELECT beacon.increment_user('shop', $1, 'logins')",
                         &[&format!("new{}", i % 10)],
                     )
                     .unwrap();
@@ -391,7 +391,7 @@ fn mailbox_messages_reach_exactly_their_channels_after_commit() {
     let (_turn, mut client) = setup("mailbox_channels");
     let channel = |client: &mut Client, user: Option<&str>| -> String {
         client
-            .query_one("SELECT tide.mailbox_channel('shop', $1)", &[&user])
+            .query_one("SELECT beacon.mailbox_channel('shop', $1)", &[&user])
             .unwrap()
             .get(0)
     };
@@ -405,19 +405,19 @@ fn mailbox_messages_reach_exactly_their_channels_after_commit() {
     }
     client
         .batch_execute(
-            "BEGIN; SELECT tide.send_message('shop', 'ann', 'carol', 'rolled back'); ROLLBACK;",
+            "BEGIN; SELECT beacon.send_message('shop', 'ann', 'carol', 'rolled back'); ROLLBACK;",
         )
         .unwrap();
     let first: i64 = client
         .query_one(
-            "SELECT tide.send_message('shop', 'ann', 'bob', 'hello')",
+            "SELECT beacon.send_message('shop', 'ann', 'bob', 'hello')",
             &[],
         )
         .unwrap()
         .get(0);
     let second: i64 = client
         .query_one(
-            "SELECT tide.send_message('shop', NULL, 'carol', 'welcome')",
+            "SELECT beacon.send_message('shop', NULL, 'carol', 'welcome')",
             &[],
         )
         .unwrap()

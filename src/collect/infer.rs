@@ -42,7 +42,7 @@ impl ColumnType {
             Array(Boolean) => "boolean[]",
             Array(Timestamptz) => "timestamptz[]",
             Array(Text) => "text[]",
-            // Not a type pg_tide creates, but naming it honestly beats a panic.
+            // Not a type pg_beacon creates, but naming it honestly beats a panic.
             Array(Jsonb) => "jsonb[]",
         }
     }

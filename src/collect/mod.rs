@@ -1,4 +1,4 @@
-//! JSON events in, typed rows out: `tide.collect`, `tide.collect_batch`, `tide.define_collection`.
+//! JSON events in, typed rows out: `beacon.collect`, `beacon.collect_batch`, `beacon.define_collection`.
 //!
 //! Per collection and call: one catalog read, at most one schema change, one set-based
 //! INSERT for the accepted events (`jsonb_populate_recordset` into the table's row type)
@@ -8,7 +8,7 @@ pub(crate) mod columns;
 pub mod infer;
 pub(crate) mod schema;
 
-use crate::error::{report, TideError, TideResult};
+use crate::error::{report, BeaconError, BeaconResult};
 use crate::jsonb::JsonbArg;
 use crate::names::{quote_ident, validate_collection_name};
 use crate::project::require_project;
@@ -36,14 +36,14 @@ struct Stored {
     first_id: Option<i64>,
 }
 
-fn checked_collection(collection: &str) -> TideResult<()> {
-    validate_collection_name(collection).map_err(|e| TideError::InvalidName(e.to_string()))
+fn checked_collection(collection: &str) -> BeaconResult<()> {
+    validate_collection_name(collection).map_err(|e| BeaconError::InvalidName(e.to_string()))
 }
 
-fn into_properties(value: Value, what: &str) -> TideResult<Properties> {
+fn into_properties(value: Value, what: &str) -> BeaconResult<Properties> {
     match value {
         Value::Object(map) => Ok(map),
-        other => Err(TideError::InvalidArgument(format!(
+        other => Err(BeaconError::InvalidArgument(format!(
             "{what} must be a JSON object, not {}",
             json_kind(&other)
         ))),
@@ -93,13 +93,13 @@ fn to_row<'f>(
                 }) => (column.as_str(), *ty),
                 Some(schema::Field { column, ty: None }) => {
                     reasons.push(format!(
-                        "property \"{property}\": column \"{column}\" has a type pg_tide does not write"
+                        "property \"{property}\": column \"{column}\" has a type pg_beacon does not write"
                     ));
                     continue;
                 }
                 None => {
                     reasons.push(format!(
-                        "property \"{property}\": no column, the collection reached tide.max_fields"
+                        "property \"{property}\": no column, the collection reached beacon.max_fields"
                     ));
                     continue;
                 }
@@ -124,7 +124,7 @@ fn store_collection(
     events: Vec<Properties>,
     want_id: bool,
     rejected: &mut Vec<Rejection>,
-) -> TideResult<Stored> {
+) -> BeaconResult<Stored> {
     schema::ensure_collection(project, collection)?;
     let mut fields = schema::load_fields(project, collection)?;
     let wanted = discover(&fields, &events);
@@ -209,7 +209,7 @@ fn store_collection(
     })
 }
 
-fn store_rejections(project: &str, rejected: Vec<Rejection>) -> TideResult<()> {
+fn store_rejections(project: &str, rejected: Vec<Rejection>) -> BeaconResult<()> {
     if rejected.is_empty() {
         return Ok(());
     }
@@ -243,7 +243,7 @@ fn store_rejections(project: &str, rejected: Vec<Rejection>) -> TideResult<()> {
     Ok(())
 }
 
-fn enter_project(project: &str) -> TideResult<AsOwner> {
+fn enter_project(project: &str) -> BeaconResult<AsOwner> {
     require_level(project, Level::Write)?;
     let owner = AsOwner::enter()?;
     require_project(project)?;
@@ -254,7 +254,7 @@ fn collect_one(
     project: &str,
     collection: &str,
     properties: Option<JsonbArg>,
-) -> TideResult<Option<i64>> {
+) -> BeaconResult<Option<i64>> {
     checked_collection(collection)?;
     let properties = into_properties(properties.map(|j| j.0).unwrap_or(Value::Null), "properties")?;
     let _owner = enter_project(project)?;
@@ -266,9 +266,9 @@ fn collect_one(
 
 /// Splits `[{"collection": ..., "properties": {...}}, ...]` by collection, in name order so
 /// that concurrent batches lock collections in the same order.
-fn group_batch(events: Value) -> TideResult<BTreeMap<String, Vec<Properties>>> {
+fn group_batch(events: Value) -> BeaconResult<BTreeMap<String, Vec<Properties>>> {
     let Value::Array(events) = events else {
-        return Err(TideError::InvalidArgument(format!(
+        return Err(BeaconError::InvalidArgument(format!(
             "events must be a JSON array of {{\"collection\": ..., \"properties\": {{...}}}} objects, not {}",
             json_kind(&events)
         )));
@@ -279,7 +279,7 @@ fn group_batch(events: Value) -> TideResult<BTreeMap<String, Vec<Properties>>> {
         let collection = match event.remove("collection") {
             Some(Value::String(name)) => name,
             other => {
-                return Err(TideError::InvalidArgument(format!(
+                return Err(BeaconError::InvalidArgument(format!(
                     "events[{index}].collection must be a string, not {}",
                     other.as_ref().map_or("missing", json_kind)
                 )))
@@ -293,7 +293,7 @@ fn group_batch(events: Value) -> TideResult<BTreeMap<String, Vec<Properties>>> {
             &format!("events[{index}].properties"),
         )?;
         if let Some(extra) = event.keys().next() {
-            return Err(TideError::InvalidArgument(format!(
+            return Err(BeaconError::InvalidArgument(format!(
                 "events[{index}] has unknown key \"{extra}\": an event has only \"collection\" and \"properties\""
             )));
         }
@@ -302,7 +302,7 @@ fn group_batch(events: Value) -> TideResult<BTreeMap<String, Vec<Properties>>> {
     Ok(groups)
 }
 
-fn collect_many(project: &str, events: Option<JsonbArg>) -> TideResult<i64> {
+fn collect_many(project: &str, events: Option<JsonbArg>) -> BeaconResult<i64> {
     let groups = group_batch(events.map(|j| j.0).unwrap_or(Value::Null))?;
     let _owner = enter_project(project)?;
     let mut rejected = Vec::new();
@@ -314,18 +314,18 @@ fn collect_many(project: &str, events: Option<JsonbArg>) -> TideResult<i64> {
     Ok(stored)
 }
 
-fn define(project: &str, collection: &str, declared: Option<JsonbArg>) -> TideResult<()> {
+fn define(project: &str, collection: &str, declared: Option<JsonbArg>) -> BeaconResult<()> {
     checked_collection(collection)?;
     let declared = into_properties(declared.map(|j| j.0).unwrap_or(Value::Null), "fields")?;
     let mut wanted = Vec::with_capacity(declared.len());
     for (property, ty) in &declared {
         if is_system(property) {
-            return Err(TideError::InvalidArgument(format!(
+            return Err(BeaconError::InvalidArgument(format!(
                 "\"{property}\" is a system column of every collection and cannot be declared"
             )));
         }
         let parsed = ty.as_str().and_then(ColumnType::from_sql).ok_or_else(|| {
-            TideError::InvalidArgument(format!(
+            BeaconError::InvalidArgument(format!(
                 "unsupported type {ty} for property \"{property}\": use bigint, double precision, \
                  numeric, boolean, timestamptz, text, jsonb, or an array of one of the first six"
             ))

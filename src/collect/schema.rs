@@ -8,7 +8,7 @@
 //! reuses it: both succeed and no event is lost. The first value seen decides a type.
 
 use super::infer::ColumnType;
-use crate::error::{TideError, TideResult};
+use crate::error::{BeaconError, BeaconResult};
 use crate::guc;
 use crate::names::{column_for_property, quote_ident, quote_literal};
 use crate::spi::{exists, run};
@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 pub struct Field {
     pub column: String,
-    /// None when an administrator changed the column to a type pg_tide does not produce:
+    /// None when an administrator changed the column to a type pg_beacon does not produce:
     /// values for it are then rejected rather than guessed at.
     pub ty: Option<ColumnType>,
 }
@@ -28,21 +28,21 @@ pub fn table(project: &str, collection: &str) -> String {
     format!("{}.{}", quote_ident(project), quote_ident(collection))
 }
 
-pub fn collection_exists(project: &str, collection: &str) -> TideResult<bool> {
+pub fn collection_exists(project: &str, collection: &str) -> BeaconResult<bool> {
     exists(
-        "SELECT EXISTS (SELECT 1 FROM tide.collection WHERE project = $1 AND name = $2)",
+        "SELECT EXISTS (SELECT 1 FROM beacon.collection WHERE project = $1 AND name = $2)",
         &[project.into(), collection.into()],
     )
 }
 
 /// Creates the collection's table unless it exists. Runs as the owner.
-pub fn ensure_collection(project: &str, collection: &str) -> TideResult<()> {
+pub fn ensure_collection(project: &str, collection: &str) -> BeaconResult<()> {
     if collection_exists(project, collection)? {
         return Ok(());
     }
     run(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
-        &[format!("tide.collection {project}.{collection}").into()],
+        &[format!("beacon.collection {project}.{collection}").into()],
     )?;
     if collection_exists(project, collection)? {
         return Ok(());
@@ -63,20 +63,20 @@ pub fn ensure_collection(project: &str, collection: &str) -> TideResult<()> {
     run(
         &format!(
             "COMMENT ON TABLE {table} IS {}",
-            quote_literal(&format!("pg_tide event collection {collection}"))
+            quote_literal(&format!("pg_beacon event collection {collection}"))
         ),
         &[],
     )?;
     run(
-        "INSERT INTO tide.collection (project, name) VALUES ($1, $2)",
+        "INSERT INTO beacon.collection (project, name) VALUES ($1, $2)",
         &[project.into(), collection.into()],
     )
 }
 
-pub fn load_fields(project: &str, collection: &str) -> TideResult<Fields> {
+pub fn load_fields(project: &str, collection: &str) -> BeaconResult<Fields> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT property, column_name, type FROM tide.field WHERE project = $1 AND collection = $2",
+            "SELECT property, column_name, type FROM beacon.field WHERE project = $1 AND collection = $2",
             None,
             &[project.into(), collection.into()],
         )?;
@@ -99,12 +99,12 @@ pub fn load_fields(project: &str, collection: &str) -> TideResult<Fields> {
 
 /// Adds the `wanted` properties that are still missing, and returns the collection's full,
 /// fresh field map. A property another session added meanwhile keeps that session's type.
-/// Properties beyond `tide.max_fields` get no column (the caller rejects their events).
+/// Properties beyond `beacon.max_fields` get no column (the caller rejects their events).
 pub fn add_fields(
     project: &str,
     collection: &str,
     wanted: &[(String, ColumnType)],
-) -> TideResult<Fields> {
+) -> BeaconResult<Fields> {
     let table = table(project, collection);
     run(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"), &[])?;
     let mut fields = load_fields(project, collection)?;
@@ -122,7 +122,7 @@ pub fn add_fields(
         });
         additions.push(format!("ADD COLUMN {} {}", quote_ident(&column), ty.sql()));
         run(
-            "INSERT INTO tide.field (project, collection, property, column_name, type) \
+            "INSERT INTO beacon.field (project, collection, property, column_name, type) \
              VALUES ($1, $2, $3, $4, $5)",
             &[
                 project.into(),
@@ -150,16 +150,16 @@ pub fn add_fields(
 }
 
 /// Reports how a `define_collection` type request compares with what exists.
-pub fn check_declared(fields: &Fields, property: &str, declared: ColumnType) -> TideResult<()> {
+pub fn check_declared(fields: &Fields, property: &str, declared: ColumnType) -> BeaconResult<()> {
     match fields.get(property) {
         Some(Field { ty: Some(ty), .. }) if *ty == declared => Ok(()),
-        Some(Field { ty, column }) => Err(TideError::TypeMismatch(format!(
+        Some(Field { ty, column }) => Err(BeaconError::TypeMismatch(format!(
             "property \"{property}\" already exists as column \"{column}\" of type {}, not {}",
             ty.map(|t| t.sql()).unwrap_or("(unsupported)"),
             declared.sql()
         ))),
-        None => Err(TideError::LimitExceeded(format!(
-            "cannot add property \"{property}\": the collection already has {} property columns (tide.max_fields)",
+        None => Err(BeaconError::LimitExceeded(format!(
+            "cannot add property \"{property}\": the collection already has {} property columns (beacon.max_fields)",
             fields.len()
         ))),
     }

@@ -6,7 +6,7 @@ mod tests {
     use pgrx::prelude::*;
 
     fn setup() {
-        exec("SELECT tide.create_project('shop')");
+        exec("SELECT beacon.create_project('shop')");
     }
 
     fn column_type(table: &str, column: &str) -> Option<String> {
@@ -22,7 +22,7 @@ mod tests {
     fn collect_creates_typed_table_from_first_values() {
         setup();
         let id = one::<i64>(
-            r#"SELECT tide.collect('shop', 'pageview', '{
+            r#"SELECT beacon.collect('shop', 'pageview', '{
                 "url": "/cart", "price": 12.5, "qty": 3, "ok": true,
                 "at": "2024-05-01T10:00:00Z", "tags": ["a", "b"], "ids": [1, 2],
                 "mixed": [1, "a"], "meta": {"k": [1, {"x": null}]}, "gone": null,
@@ -68,7 +68,7 @@ mod tests {
             1
         );
         assert_eq!(
-            count("SELECT 1 FROM tide.fields WHERE project = 'shop' AND collection = 'pageview'"),
+            count("SELECT 1 FROM beacon.fields WHERE project = 'shop' AND collection = 'pageview'"),
             13
         );
     }
@@ -77,14 +77,14 @@ mod tests {
     fn lossless_coercion_only_and_rejected_events_are_kept() {
         setup();
         exec(
-            r#"SELECT tide.collect('shop', 'buy', '{"price": 1.5, "label": "x", "n": 1, "when": "2024-01-01T00:00:00Z"}')"#,
+            r#"SELECT beacon.collect('shop', 'buy', '{"price": 1.5, "label": "x", "n": 1, "when": "2024-01-01T00:00:00Z"}')"#,
         );
         // integer into double precision, number and boolean into text: nothing lost
-        assert!(
-            one::<i64>(r#"SELECT tide.collect('shop', 'buy', '{"price": 2, "label": 7.25}')"#)
-                .is_some()
-        );
-        assert!(one::<i64>(r#"SELECT tide.collect('shop', 'buy', '{"label": true}')"#).is_some());
+        assert!(one::<i64>(
+            r#"SELECT beacon.collect('shop', 'buy', '{"price": 2, "label": 7.25}')"#
+        )
+        .is_some());
+        assert!(one::<i64>(r#"SELECT beacon.collect('shop', 'buy', '{"label": true}')"#).is_some());
         assert_eq!(
             one::<String>("SELECT string_agg(coalesce(label, '-') || ':' || coalesce(price::text, '-'), ',' ORDER BY _id) FROM shop.buy").as_deref(),
             Some("x:1.5,7.25:2,true:-")
@@ -101,7 +101,7 @@ mod tests {
             r#"{"_user": {"id": 1}}"#,
         ];
         for event in misfits {
-            let id = one::<i64>(&format!("SELECT tide.collect('shop', 'buy', '{event}')"));
+            let id = one::<i64>(&format!("SELECT beacon.collect('shop', 'buy', '{event}')"));
             assert_eq!(id, None, "{event}");
         }
         assert_eq!(count("SELECT 1 FROM shop.buy"), 3);
@@ -141,7 +141,7 @@ mod tests {
             long_b.clone(): 2,
         });
         exec(&format!(
-            "SELECT tide.collect('shop', 'weird', {})",
+            "SELECT beacon.collect('shop', 'weird', {})",
             crate::names::quote_literal(&event.to_string())
         ));
         assert_eq!(
@@ -151,11 +151,11 @@ mod tests {
         );
         assert_eq!(count("SELECT 1 FROM shop.weird"), 1);
         assert_eq!(
-            count("SELECT 1 FROM tide.field WHERE collection = 'weird'"),
+            count("SELECT 1 FROM beacon.field WHERE collection = 'weird'"),
             9
         );
         assert_eq!(
-            count("SELECT DISTINCT column_name FROM tide.field WHERE collection = 'weird'"),
+            count("SELECT DISTINCT column_name FROM beacon.field WHERE collection = 'weird'"),
             9,
             "every property has its own column"
         );
@@ -168,11 +168,11 @@ mod tests {
             Some(1)
         );
         assert_eq!(
-            count("SELECT 1 FROM tide.field WHERE collection = 'weird' AND (octet_length(column_name) > 63 OR column_name IN ('_id', 'xmin', ''))"),
+            count("SELECT 1 FROM beacon.field WHERE collection = 'weird' AND (octet_length(column_name) > 63 OR column_name IN ('_id', 'xmin', ''))"),
             0
         );
         let renamed_id = one::<String>(
-            "SELECT column_name FROM tide.field WHERE collection = 'weird' AND property = '_id'",
+            "SELECT column_name FROM beacon.field WHERE collection = 'weird' AND property = '_id'",
         )
         .unwrap();
         assert_eq!(
@@ -189,7 +189,7 @@ mod tests {
     fn collect_batch_stores_per_collection_and_counts() {
         setup();
         let stored = one::<i64>(
-            r#"SELECT tide.collect_batch('shop', '[
+            r#"SELECT beacon.collect_batch('shop', '[
                 {"collection": "pageview", "properties": {"url": "/a", "n": 1}},
                 {"collection": "click", "properties": {"target": "buy"}},
                 {"collection": "pageview", "properties": {"url": "/b", "n": 2.5}},
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(count("SELECT 1 FROM shop.click"), 2);
         assert_eq!(count("SELECT 1 FROM shop._rejected"), 1);
         assert_eq!(
-            one::<i64>("SELECT tide.collect_batch('shop', '[]')"),
+            one::<i64>("SELECT beacon.collect_batch('shop', '[]')"),
             Some(0)
         );
     }
@@ -215,26 +215,26 @@ mod tests {
     fn malformed_input_is_an_error_and_stores_nothing() {
         setup();
         let cases = [
-            ("SELECT tide.collect('shop', 'e', '[1, 2]')", "22023"),
-            ("SELECT tide.collect('shop', 'e', '\"text\"')", "22023"),
-            ("SELECT tide.collect('shop', 'e', NULL)", "22023"),
-            ("SELECT tide.collect('nope', 'e', '{}')", "3F000"),
-            ("SELECT tide.collect('shop', 'Bad Name', '{}')", "42602"),
-            ("SELECT tide.collect('shop', '_rejected', '{}')", "42602"),
-            ("SELECT tide.collect('shop', 'x\"; DROP TABLE t; --', '{}')", "42602"),
-            ("SELECT tide.collect('shop', 'invalid', '{bad json')", "22P02"),
-            ("SELECT tide.collect_batch('shop', '{}')", "22023"),
-            ("SELECT tide.collect_batch('shop', '[{\"collection\": \"ok\", \"properties\": {}}, 5]')", "22023"),
-            ("SELECT tide.collect_batch('shop', '[{\"properties\": {}}]')", "22023"),
-            ("SELECT tide.collect_batch('shop', '[{\"collection\": \"a\", \"properties\": []}]')", "22023"),
-            ("SELECT tide.collect_batch('shop', '[{\"collection\": \"a\", \"properties\": {}, \"_time\": 1}]')", "22023"),
-            ("SELECT tide.collect_batch('shop', '[{\"collection\": \"a\", \"properties\": {\"v\": 1}}, {\"collection\": \"A\"}]')", "42602"),
+            ("SELECT beacon.collect('shop', 'e', '[1, 2]')", "22023"),
+            ("SELECT beacon.collect('shop', 'e', '\"text\"')", "22023"),
+            ("SELECT beacon.collect('shop', 'e', NULL)", "22023"),
+            ("SELECT beacon.collect('nope', 'e', '{}')", "3F000"),
+            ("SELECT beacon.collect('shop', 'Bad Name', '{}')", "42602"),
+            ("SELECT beacon.collect('shop', '_rejected', '{}')", "42602"),
+            ("SELECT beacon.collect('shop', 'x\"; DROP TABLE t; --', '{}')", "42602"),
+            ("SELECT beacon.collect('shop', 'invalid', '{bad json')", "22P02"),
+            ("SELECT beacon.collect_batch('shop', '{}')", "22023"),
+            ("SELECT beacon.collect_batch('shop', '[{\"collection\": \"ok\", \"properties\": {}}, 5]')", "22023"),
+            ("SELECT beacon.collect_batch('shop', '[{\"properties\": {}}]')", "22023"),
+            ("SELECT beacon.collect_batch('shop', '[{\"collection\": \"a\", \"properties\": []}]')", "22023"),
+            ("SELECT beacon.collect_batch('shop', '[{\"collection\": \"a\", \"properties\": {}, \"_time\": 1}]')", "22023"),
+            ("SELECT beacon.collect_batch('shop', '[{\"collection\": \"a\", \"properties\": {\"v\": 1}}, {\"collection\": \"A\"}]')", "42602"),
         ];
         for (sql, state) in cases {
             assert_eq!(sqlstate_of(sql).as_deref(), Some(state), "{sql}");
         }
         assert_eq!(
-            count("SELECT 1 FROM tide.collection WHERE name <> '_users'"),
+            count("SELECT 1 FROM beacon.collection WHERE name <> '_users'"),
             0,
             "no collection half-created"
         );
@@ -245,7 +245,7 @@ mod tests {
     fn define_collection_declares_types_up_front() {
         setup();
         exec(
-            r#"SELECT tide.define_collection('shop', 'order', '{"total": "numeric", "items": "bigint[]", "paid_at": "timestamp with time zone", "price": "float8"}')"#,
+            r#"SELECT beacon.define_collection('shop', 'order', '{"total": "numeric", "items": "bigint[]", "paid_at": "timestamp with time zone", "price": "float8"}')"#,
         );
         assert_eq!(
             column_type("shop.\"order\"", "total").as_deref(),
@@ -260,37 +260,37 @@ mod tests {
             Some("double precision")
         );
         // the declared type wins over what the first value would have given
-        exec(r#"SELECT tide.collect('shop', 'order', '{"total": 10, "price": 3}')"#);
+        exec(r#"SELECT beacon.collect('shop', 'order', '{"total": 10, "price": 3}')"#);
         assert_eq!(
             one::<String>("SELECT total::text || '/' || price::text FROM shop.\"order\"")
                 .as_deref(),
             Some("10/3")
         );
         // declaring again with the same type is a no-op; another type is refused
-        exec(r#"SELECT tide.define_collection('shop', 'order', '{"total": "numeric"}')"#);
+        exec(r#"SELECT beacon.define_collection('shop', 'order', '{"total": "numeric"}')"#);
         let cases = [
             (
-                r#"SELECT tide.define_collection('shop', 'order', '{"total": "text"}')"#,
+                r#"SELECT beacon.define_collection('shop', 'order', '{"total": "text"}')"#,
                 "42804",
             ),
             (
-                r#"SELECT tide.define_collection('shop', 'order', '{"x": "integer"}')"#,
+                r#"SELECT beacon.define_collection('shop', 'order', '{"x": "integer"}')"#,
                 "22023",
             ),
             (
-                r#"SELECT tide.define_collection('shop', 'order', '{"x": 5}')"#,
+                r#"SELECT beacon.define_collection('shop', 'order', '{"x": 5}')"#,
                 "22023",
             ),
             (
-                r#"SELECT tide.define_collection('shop', 'order', '{"_time": "text"}')"#,
+                r#"SELECT beacon.define_collection('shop', 'order', '{"_time": "text"}')"#,
                 "22023",
             ),
             (
-                r#"SELECT tide.define_collection('shop', 'order', '[]')"#,
+                r#"SELECT beacon.define_collection('shop', 'order', '[]')"#,
                 "22023",
             ),
             (
-                r#"SELECT tide.define_collection('nope', 'order', '{}')"#,
+                r#"SELECT beacon.define_collection('nope', 'order', '{}')"#,
                 "3F000",
             ),
         ];
@@ -303,18 +303,18 @@ mod tests {
     #[pg_test]
     fn max_fields_rejects_events_bringing_more_columns() {
         setup();
-        exec("SET LOCAL tide.max_fields = 2");
-        assert!(one::<i64>(r#"SELECT tide.collect('shop', 'e', '{"a": 1, "b": 2}')"#).is_some());
+        exec("SET LOCAL beacon.max_fields = 2");
+        assert!(one::<i64>(r#"SELECT beacon.collect('shop', 'e', '{"a": 1, "b": 2}')"#).is_some());
         assert_eq!(
-            one::<i64>(r#"SELECT tide.collect('shop', 'e', '{"a": 1, "c": 3}')"#),
+            one::<i64>(r#"SELECT beacon.collect('shop', 'e', '{"a": 1, "c": 3}')"#),
             None
         );
         assert_eq!(
-            count("SELECT 1 FROM shop._rejected WHERE reason LIKE '%tide.max_fields%'"),
+            count("SELECT 1 FROM shop._rejected WHERE reason LIKE '%beacon.max_fields%'"),
             1
         );
         assert_eq!(
-            sqlstate_of(r#"SELECT tide.define_collection('shop', 'e', '{"d": "text"}')"#)
+            sqlstate_of(r#"SELECT beacon.define_collection('shop', 'e', '{"d": "text"}')"#)
                 .as_deref(),
             Some("54000")
         );
@@ -325,13 +325,13 @@ mod tests {
         setup();
         exec("CREATE ROLE writer");
         exec("CREATE ROLE reader");
-        exec("SELECT tide.grant('shop', 'writer', 'write')");
-        exec("SELECT tide.grant('shop', 'reader', 'read')");
+        exec("SELECT beacon.grant('shop', 'writer', 'write')");
+        exec("SELECT beacon.grant('shop', 'reader', 'read')");
         exec("SET LOCAL ROLE writer");
-        exec(r#"SELECT tide.collect('shop', 'e', '{"a": 1}')"#);
+        exec(r#"SELECT beacon.collect('shop', 'e', '{"a": 1}')"#);
         exec("SET LOCAL ROLE reader");
         assert_eq!(
-            sqlstate_of(r#"SELECT tide.collect('shop', 'e', '{"a": 2}')"#).as_deref(),
+            sqlstate_of(r#"SELECT beacon.collect('shop', 'e', '{"a": 2}')"#).as_deref(),
             Some("42501")
         );
         assert_eq!(one::<i64>("SELECT a FROM shop.e"), Some(1));

@@ -113,12 +113,12 @@ pub fn spec(kind: AggKind) -> Spec {
         AggKind::ApproxCountDistinct => Spec {
             partials: &[Partial {
                 suffix: "h",
-                compute: "tide.hll_sketch({x})",
+                compute: "beacon.hll_sketch({x})",
                 negate: None,
-                merge_agg: "tide.hll_union_agg({a})",
-                merge_two: "tide.hll_union({a}, {b})",
+                merge_agg: "beacon.hll_union_agg({a})",
+                merge_two: "beacon.hll_union({a}, {b})",
             }],
-            finalize: "coalesce(tide.hll_estimate({p:h}), 0)",
+            finalize: "coalesce(beacon.hll_estimate({p:h}), 0)",
         },
         // Exact distinct counts: a hidden (keys, value, multiplicity) table, kept by the
         // capture code, whose 0 ↔ positive transitions are this additive partial; rows

@@ -1,6 +1,6 @@
 //! Parses and checks the query behind a continuous query.
 //!
-//! pg_tide can only maintain `SELECT <keys>, <aggregates> FROM <one table>
+//! pg_beacon can only maintain `SELECT <keys>, <aggregates> FROM <one table>
 //! [WHERE ...] GROUP BY ...` incrementally, and the capture code re-evaluates
 //! every key, aggregate argument and filter against a transition table. So
 //! anything that would make those expressions mean something else there
@@ -144,7 +144,7 @@ const DETERMINISTIC_FUNCTIONS: &[&str] = &[
     "jsonb_extract_path_text",
 ];
 
-/// Aggregates PostgreSQL has but pg_tide cannot maintain from deltas; listed so
+/// Aggregates PostgreSQL has but pg_beacon cannot maintain from deltas; listed so
 /// the refusal can say "aggregate" instead of treating them as unknown functions.
 const UNSUPPORTED_AGGREGATES: &[&str] = &[
     "array_agg",
@@ -243,7 +243,7 @@ fn aggregate_kind(name: &ObjectName) -> Option<AggKind> {
     let parts = folded_parts(name)?;
     let base = match parts.as_slice() {
         [name] => name.as_str(),
-        [schema, name] if schema == "tide" && name == "approx_count_distinct" => name.as_str(),
+        [schema, name] if schema == "beacon" && name == "approx_count_distinct" => name.as_str(),
         _ => return None,
     };
     Some(match base {
@@ -912,7 +912,7 @@ struct SelectParts {
     group_by: Vec<Expr>,
 }
 
-/// Refuses every clause of the SELECT that pg_tide cannot maintain.
+/// Refuses every clause of the SELECT that pg_beacon cannot maintain.
 fn select_parts(select: Select) -> Result<SelectParts, Refusal> {
     // Destructured in full for the same reason as the query above.
     let Select {
@@ -1301,7 +1301,7 @@ fn check_output_names(outputs: &[Output], keys: &[String]) -> Result<(), Refusal
         };
         if name.starts_with('_') {
             return Err(refusal(format!(
-                "output column name \"{name}\" starts with \"_\", which pg_tide reserves for \
+                "output column name \"{name}\" starts with \"_\", which pg_beacon reserves for \
                  its own columns; choose another alias"
             )));
         }
@@ -1388,7 +1388,7 @@ mod tests {
                 Some("x"),
             ),
             (
-                "tide.approx_count_distinct(x)",
+                "beacon.approx_count_distinct(x)",
                 "approx_count_distinct",
                 AggKind::ApproxCountDistinct,
                 Some("x"),
@@ -1937,7 +1937,7 @@ mod tests {
             ("set_config('x', 'y', false)", "set_config()"),
             ("my_udf(b)", "my_udf()"),
             ("pg_catalog.lower(b)", "pg_catalog.lower()"),
-            ("tide.sum(b)", "tide.sum()"),
+            ("beacon.sum(b)", "beacon.sum()"),
         ] {
             let message = [
                 format!("function {label} is not allowed"),

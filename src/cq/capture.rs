@@ -11,19 +11,19 @@
 
 use super::plan::{Mode, Rows};
 use super::plan_of;
-use crate::error::TideResult;
+use crate::error::BeaconResult;
 use crate::names::{column_for_property, dollar_quote, quote_ident, quote_literal};
 use crate::spi::{exists, run};
 use pgrx::prelude::*;
 
 const EVENTS: [(&str, &str, &str); 4] = [
-    ("insert", "INSERT", "REFERENCING NEW TABLE AS tide_new"),
+    ("insert", "INSERT", "REFERENCING NEW TABLE AS beacon_new"),
     (
         "update",
         "UPDATE",
-        "REFERENCING OLD TABLE AS tide_old NEW TABLE AS tide_new",
+        "REFERENCING OLD TABLE AS beacon_old NEW TABLE AS beacon_new",
     ),
-    ("delete", "DELETE", "REFERENCING OLD TABLE AS tide_old"),
+    ("delete", "DELETE", "REFERENCING OLD TABLE AS beacon_old"),
     ("truncate", "TRUNCATE", ""),
 ];
 
@@ -33,18 +33,18 @@ fn function_name(project: &str, source: &str) -> String {
 }
 
 fn trigger_name(event: &str) -> String {
-    format!("_tide_cq_{event}")
+    format!("_beacon_cq_{event}")
 }
 
 /// (Re)creates the capture function and triggers of `source` from the catalog, or removes
 /// them when no query reads it any more. Runs as the owner.
-pub fn install(project: &str, source: &str) -> TideResult<()> {
+pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let table = format!("{}.{}", quote_ident(project), quote_ident(source));
     let function = function_name(project, source);
     let queries: Vec<(String, String, String, String)> = Spi::connect(|client| {
         client
             .select(
-                "SELECT name, query, mode, time_zone FROM tide.continuous_query
+                "SELECT name, query, mode, time_zone FROM beacon.continuous_query
                   WHERE project = $1 AND source = $2 ORDER BY name",
                 None,
                 &[project.into(), source.into()],

@@ -1,4 +1,4 @@
-//! Mergeable HyperLogLog sketch behind `tide.approx_count_distinct(x)`.
+//! Mergeable HyperLogLog sketch behind `beacon.approx_count_distinct(x)`.
 //!
 //! Partial sketches are stored as `bytea` per group and merged over and over,
 //! so the design favours a small, canonical serialized form:

@@ -1,5 +1,5 @@
-//! Continuous queries: `tide.create_continuous_query`, `tide.drop_continuous_query`,
-//! compaction (`tide.compact`, in sql/cq.sql, around `tide._compact_one`).
+//! Continuous queries: `beacon.create_continuous_query`, `beacon.drop_continuous_query`,
+//! compaction (`beacon.compact`, in sql/cq.sql, around `beacon._compact_one`).
 //!
 //! analyze (sqlparser) → plan (SQL from the aggregate table) → capture (one trigger
 //! function per source table, serving all its queries) → compaction (async mode).
@@ -13,7 +13,7 @@ mod sketch;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
-use crate::error::{report, TideError, TideResult};
+use crate::error::{report, BeaconError, BeaconResult};
 use crate::names::{quote_literal, validate_collection_name};
 use crate::project::require_project;
 use crate::security::{require_level, AsOwner, Level};
@@ -28,10 +28,10 @@ const MAX_NAME_BYTES: usize = 40;
 /// Blocks of the source backfilled per statement, so progress can be reported.
 const BACKFILL_BLOCKS: i64 = 2048;
 
-fn checked_name(name: &str) -> TideResult<()> {
-    validate_collection_name(name).map_err(|e| TideError::InvalidName(e.to_string()))?;
+fn checked_name(name: &str) -> BeaconResult<()> {
+    validate_collection_name(name).map_err(|e| BeaconError::InvalidName(e.to_string()))?;
     if name.len() > MAX_NAME_BYTES {
-        return Err(TideError::InvalidName(format!(
+        return Err(BeaconError::InvalidName(format!(
             "continuous query name \"{name}\" is longer than {MAX_NAME_BYTES} bytes"
         )));
     }
@@ -40,11 +40,11 @@ fn checked_name(name: &str) -> TideResult<()> {
 
 /// The plan of a stored or new query, without its output types (only the view needs
 /// them; see `probe_types`).
-pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> TideResult<Plan> {
-    let analyzed = analyze(query).map_err(|r| TideError::Unsupported(r.to_string()))?;
+pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResult<Plan> {
+    let analyzed = analyze(query).map_err(|r| BeaconError::Unsupported(r.to_string()))?;
     if let Some(schema) = &analyzed.source_schema {
         if schema != project {
-            return Err(TideError::Unsupported(format!(
+            return Err(BeaconError::Unsupported(format!(
                 "a continuous query reads a table of its own project, not of schema \"{schema}\""
             )));
         }
@@ -61,27 +61,30 @@ pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> TideResult
 
 /// The defining query's column types, probed by creating it as a temporary view, which
 /// also checks it against the real table (columns, functions, types).
-fn probe_types(plan: &Plan) -> TideResult<Vec<String>> {
+fn probe_types(plan: &Plan) -> BeaconResult<Vec<String>> {
     run(
-        &format!("CREATE TEMP VIEW _tide_probe AS {}", plan.defining_query()),
+        &format!(
+            "CREATE TEMP VIEW _beacon_probe AS {}",
+            plan.defining_query()
+        ),
         &[],
     )?;
     let types = Spi::connect(|client| {
         client
             .select(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
-                  WHERE attrelid = 'pg_temp._tide_probe'::regclass AND attnum > 0 ORDER BY attnum",
+                  WHERE attrelid = 'pg_temp._beacon_probe'::regclass AND attnum > 0 ORDER BY attnum",
                 None,
                 &[],
             )?
             .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
             .collect::<Result<Vec<_>, _>>()
     })?;
-    run("DROP VIEW pg_temp._tide_probe", &[])?;
+    run("DROP VIEW pg_temp._beacon_probe", &[])?;
     Ok(types)
 }
 
-fn source_kind(plan: &Plan) -> TideResult<Option<String>> {
+fn source_kind(plan: &Plan) -> BeaconResult<Option<String>> {
     Ok(Spi::get_one_with_args::<String>(
         "SELECT (SELECT c.relkind::text FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -90,10 +93,10 @@ fn source_kind(plan: &Plan) -> TideResult<Option<String>> {
     )?)
 }
 
-fn create(project: &str, name: &str, query: &str, mode: &str) -> TideResult<()> {
+fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()> {
     checked_name(name)?;
     let mode = Mode::parse(mode).ok_or_else(|| {
-        TideError::InvalidArgument(format!(
+        BeaconError::InvalidArgument(format!(
             "invalid mode \"{mode}\": expected async or immediate"
         ))
     })?;
@@ -107,20 +110,20 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> TideResult<()> 
                           ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)",
         &[project.into(), name.into()],
     )? {
-        return Err(TideError::AlreadyExists(format!(
+        return Err(BeaconError::AlreadyExists(format!(
             "relation \"{name}\" already exists in project \"{project}\""
         )));
     }
     match source_kind(&plan)?.as_deref() {
         Some("r") => {}
         Some(_) => {
-            return Err(TideError::Unsupported(format!(
+            return Err(BeaconError::Unsupported(format!(
                 "\"{}\" is not a table: continuous queries read tables",
                 plan.source
             )))
         }
         None => {
-            return Err(TideError::UnknownCollection(
+            return Err(BeaconError::UnknownCollection(
                 project.to_string(),
                 plan.source.clone(),
             ))
@@ -146,7 +149,7 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> TideResult<()> 
             "COMMENT ON VIEW {} IS {}",
             plan.view(),
             quote_literal(&format!(
-                "pg_tide continuous query ({} mode): {query}",
+                "pg_beacon continuous query ({} mode): {query}",
                 mode.as_str()
             ))
         ),
@@ -155,7 +158,7 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> TideResult<()> 
     let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
         .unwrap_or_else(|| "UTC".into());
     run(
-        "INSERT INTO tide.continuous_query (project, name, query, source, mode, time_zone)
+        "INSERT INTO beacon.continuous_query (project, name, query, source, mode, time_zone)
          VALUES ($1, $2, $3, $4, $5, $6)",
         &[
             project.into(),
@@ -170,7 +173,7 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> TideResult<()> 
     backfill(&plan, &time_zone)
 }
 
-fn backfill(plan: &Plan, time_zone: &str) -> TideResult<()> {
+fn backfill(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
     let blocks = Spi::get_one_with_args::<i64>(
         "SELECT (pg_catalog.pg_relation_size($1::regclass)
                  / pg_catalog.current_setting('block_size')::bigint)",
@@ -200,27 +203,27 @@ fn backfill(plan: &Plan, time_zone: &str) -> TideResult<()> {
     Ok(())
 }
 
-fn stored(project: &str, name: &str) -> TideResult<(String, Mode)> {
+fn stored(project: &str, name: &str) -> BeaconResult<(String, Mode)> {
     let row = Spi::get_two_with_args::<String, String>(
-        "SELECT query, mode FROM tide.continuous_query WHERE project = $1 AND name = $2
+        "SELECT query, mode FROM beacon.continuous_query WHERE project = $1 AND name = $2
           UNION ALL SELECT NULL, NULL LIMIT 1",
         &[project.into(), name.into()],
     )?;
     match row {
         (Some(query), Some(mode)) => Ok((query, Mode::parse(&mode).unwrap_or(Mode::Async))),
-        _ => Err(TideError::UnknownObject(format!(
+        _ => Err(BeaconError::UnknownObject(format!(
             "continuous query \"{name}\" does not exist in project \"{project}\""
         ))),
     }
 }
 
-fn drop(project: &str, name: &str) -> TideResult<()> {
+fn drop(project: &str, name: &str) -> BeaconResult<()> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::enter()?;
     let (query, mode) = stored(project, name)?;
     let plan = plan_of(project, name, &query, mode)?;
     run(
-        "DELETE FROM tide.continuous_query WHERE project = $1 AND name = $2",
+        "DELETE FROM beacon.continuous_query WHERE project = $1 AND name = $2",
         &[project.into(), name.into()],
     )?;
     capture::install(project, &plan.source)?;
@@ -235,7 +238,7 @@ fn drop(project: &str, name: &str) -> TideResult<()> {
     Ok(())
 }
 
-fn compact_one(project: &str, name: &str) -> TideResult<i64> {
+fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::enter()?;
     let (query, mode) = stored(project, name)?;
@@ -245,7 +248,7 @@ fn compact_one(project: &str, name: &str) -> TideResult<i64> {
     // concurrent compactions of one query would only wait on each other's rows
     run(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
-        &[format!("tide.compact {project}.{name}").into()],
+        &[format!("beacon.compact {project}.{name}").into()],
     )?;
     let plan = plan_of(project, name, &query, mode)?;
     let mut statements = plan.compaction().into_iter();
@@ -257,7 +260,7 @@ fn compact_one(project: &str, name: &str) -> TideResult<i64> {
         run(&statement, &[])?;
     }
     run(
-        "UPDATE tide.continuous_query
+        "UPDATE beacon.continuous_query
             SET rows_applied = rows_applied + $3, last_compaction = pg_catalog.now(), last_error = NULL
           WHERE project = $1 AND name = $2",
         &[project.into(), name.into(), applied.into()],

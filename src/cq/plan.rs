@@ -54,8 +54,8 @@ pub enum Rows {
 impl Rows {
     fn table(self) -> &'static str {
         match self {
-            Rows::Inserted => "tide_new",
-            Rows::Deleted => "tide_old",
+            Rows::Inserted => "beacon_new",
+            Rows::Deleted => "beacon_old",
         }
     }
 }
@@ -744,7 +744,7 @@ fn aggregate_call(kind: AggKind, arg: &str) -> String {
         AggKind::CountStar => "count(*)".into(),
         AggKind::Count => format!("count({arg})"),
         AggKind::CountDistinct => format!("count(DISTINCT {arg})"),
-        AggKind::ApproxCountDistinct => format!("tide.approx_count_distinct({arg})"),
+        AggKind::ApproxCountDistinct => format!("beacon.approx_count_distinct({arg})"),
         AggKind::Sum => format!("sum({arg})"),
         AggKind::Avg => format!("avg({arg})"),
         AggKind::Min => format!("min({arg})"),

@@ -1,4 +1,4 @@
-//! SQL surface of the HyperLogLog sketch (hll.rs): `tide.approx_count_distinct(x)` for
+//! SQL surface of the HyperLogLog sketch (hll.rs): `beacon.approx_count_distinct(x)` for
 //! anyone, and the partial-aggregate functions continuous queries store and merge.
 //! Values are hashed through their type's text output, so equal values of one type hash
 //! alike wherever they are aggregated; the capture function fixes the settings that
@@ -15,7 +15,7 @@ unsafe fn state(mut internal: Internal, fcinfo: pg_sys::FunctionCallInfo) -> (In
     if internal.get::<Hll>().is_none() {
         let mut context: pg_sys::MemoryContext = std::ptr::null_mut();
         if pg_sys::AggCheckCallContext(fcinfo, &mut context) == 0 {
-            error!("pg_tide sketch functions can only be called as aggregates");
+            error!("pg_beacon sketch functions can only be called as aggregates");
         }
         PgMemoryContexts::For(context).switch_to(|_| {
             internal.insert(Hll::new());
@@ -59,7 +59,7 @@ fn _hll_merge(
     if let Some(bytes) = partial {
         match Hll::from_bytes(&bytes) {
             Ok(other) => unsafe { (*sketch).merge(&other) },
-            Err(e) => error!("invalid pg_tide sketch: {e}"),
+            Err(e) => error!("invalid pg_beacon sketch: {e}"),
         }
     }
     internal
@@ -81,7 +81,9 @@ fn hll_estimate(sketch: &[u8]) -> i64 {
     crate::error::report(
         Hll::from_bytes(sketch)
             .map(|h| h.estimate() as i64)
-            .map_err(|e| crate::error::TideError::InvalidArgument(format!("invalid sketch: {e}"))),
+            .map_err(|e| {
+                crate::error::BeaconError::InvalidArgument(format!("invalid sketch: {e}"))
+            }),
     )
 }
 
@@ -89,7 +91,7 @@ fn hll_estimate(sketch: &[u8]) -> i64 {
 #[pg_extern(immutable, parallel_safe)]
 fn hll_union(a: Option<&[u8]>, b: Option<&[u8]>) -> Option<Vec<u8>> {
     let parse = |bytes: &[u8]| {
-        Hll::from_bytes(bytes).unwrap_or_else(|e| error!("invalid pg_tide sketch: {e}"))
+        Hll::from_bytes(bytes).unwrap_or_else(|e| error!("invalid pg_beacon sketch: {e}"))
     };
     match (a, b) {
         (None, None) => None,
@@ -104,16 +106,16 @@ fn hll_union(a: Option<&[u8]>, b: Option<&[u8]>) -> Option<Vec<u8>> {
 
 extension_sql!(
     r#"
-CREATE AGGREGATE tide.approx_count_distinct(anyelement) (
-    SFUNC = tide._hll_add, STYPE = internal, FINALFUNC = tide._hll_estimate_state);
-COMMENT ON AGGREGATE tide.approx_count_distinct(anyelement) IS
+CREATE AGGREGATE beacon.approx_count_distinct(anyelement) (
+    SFUNC = beacon._hll_add, STYPE = internal, FINALFUNC = beacon._hll_estimate_state);
+COMMENT ON AGGREGATE beacon.approx_count_distinct(anyelement) IS
   'Approximate number of distinct non-null values (HyperLogLog, 16,384 registers: about 0.8% standard error).';
-CREATE AGGREGATE tide.hll_sketch(anyelement) (
-    SFUNC = tide._hll_add, STYPE = internal, FINALFUNC = tide._hll_bytes_state);
-COMMENT ON AGGREGATE tide.hll_sketch(anyelement) IS 'A mergeable HyperLogLog sketch of the values.';
-CREATE AGGREGATE tide.hll_union_agg(bytea) (
-    SFUNC = tide._hll_merge, STYPE = internal, FINALFUNC = tide._hll_bytes_state);
-COMMENT ON AGGREGATE tide.hll_union_agg(bytea) IS 'The union of many sketches.';
+CREATE AGGREGATE beacon.hll_sketch(anyelement) (
+    SFUNC = beacon._hll_add, STYPE = internal, FINALFUNC = beacon._hll_bytes_state);
+COMMENT ON AGGREGATE beacon.hll_sketch(anyelement) IS 'A mergeable HyperLogLog sketch of the values.';
+CREATE AGGREGATE beacon.hll_union_agg(bytea) (
+    SFUNC = beacon._hll_merge, STYPE = internal, FINALFUNC = beacon._hll_bytes_state);
+COMMENT ON AGGREGATE beacon.hll_union_agg(bytea) IS 'The union of many sketches.';
 "#,
     name = "hll_aggregates",
     requires = [_hll_add, _hll_merge, _hll_estimate_state, _hll_bytes_state]
@@ -127,27 +129,27 @@ mod tests {
     #[pg_test]
     fn approx_count_distinct_is_close_and_mergeable() {
         let estimate = Spi::get_one::<i64>(
-            "SELECT tide.approx_count_distinct(i % 50000) FROM generate_series(1, 200000) i",
+            "SELECT beacon.approx_count_distinct(i % 50000) FROM generate_series(1, 200000) i",
         )
         .unwrap()
         .unwrap();
         assert!((estimate - 50000).abs() <= 1000, "estimate {estimate}");
         // sketches of parts, merged, equal the sketch of the whole
         let same = Spi::get_one::<bool>(
-            "SELECT tide.hll_union_agg(s) = (SELECT tide.hll_sketch(i::text) FROM generate_series(1, 5000) i)
-               FROM (SELECT tide.hll_sketch(i::text) AS s FROM generate_series(1, 5000) i GROUP BY i % 7) p",
+            "SELECT beacon.hll_union_agg(s) = (SELECT beacon.hll_sketch(i::text) FROM generate_series(1, 5000) i)
+               FROM (SELECT beacon.hll_sketch(i::text) AS s FROM generate_series(1, 5000) i GROUP BY i % 7) p",
         )
         .unwrap();
         assert_eq!(same, Some(true));
         assert_eq!(
             Spi::get_one::<i64>(
-                "SELECT tide.approx_count_distinct(NULL::int) FROM generate_series(1, 3)"
+                "SELECT beacon.approx_count_distinct(NULL::int) FROM generate_series(1, 3)"
             )
             .unwrap(),
             Some(0)
         );
         assert_eq!(
-            Spi::get_one::<i64>("SELECT tide.hll_estimate(tide.hll_union(tide.hll_sketch(1) , NULL)) FROM (SELECT 1) x").unwrap(),
+            Spi::get_one::<i64>("SELECT beacon.hll_estimate(beacon.hll_union(beacon.hll_sketch(1) , NULL)) FROM (SELECT 1) x").unwrap(),
             Some(1)
         );
     }

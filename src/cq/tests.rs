@@ -8,7 +8,7 @@ mod tests {
     use pgrx::prelude::*;
 
     fn setup() {
-        exec("SELECT tide.create_project('shop')");
+        exec("SELECT beacon.create_project('shop')");
         exec(
             "CREATE TABLE shop.src (id bigserial PRIMARY KEY, ts timestamptz, country text,
                                     product int, price double precision, qty bigint, flag boolean)",
@@ -45,7 +45,7 @@ mod tests {
         "SELECT date_trunc('hour', ts) AS hour, count(*) AS n, max(ts) AS last FROM src GROUP BY 1",
         "SELECT lower(country) AS c, bool_and(flag), bool_or(flag), sum(qty) AS q FROM src WHERE product > 2 GROUP BY lower(country)",
         "SELECT count(*) AS n, sum(qty) AS q, min(country) AS first FROM src",
-        "SELECT product % 4 AS bucket, tide.approx_count_distinct(country) AS countries FROM src GROUP BY product % 4",
+        "SELECT product % 4 AS bucket, beacon.approx_count_distinct(country) AS countries FROM src GROUP BY product % 4",
         "SELECT count(*) AS n FROM src GROUP BY country, flag",
         "SELECT country, count(DISTINCT product) AS products, count(DISTINCT flag) AS flags FROM src GROUP BY country",
     ];
@@ -55,13 +55,13 @@ mod tests {
         // half the queries exist before the data (captured), half after (backfilled)
         for (i, shape) in SHAPES.iter().enumerate().take(5) {
             exec(&format!(
-                "SELECT tide.create_continuous_query('shop', 'q{i}', $q${shape}$q$, '{mode}')"
+                "SELECT beacon.create_continuous_query('shop', 'q{i}', $q${shape}$q$, '{mode}')"
             ));
         }
         workload();
         for (i, shape) in SHAPES.iter().enumerate().skip(5) {
             exec(&format!(
-                "SELECT tide.create_continuous_query('shop', 'q{i}', $q${shape}$q$, '{mode}')"
+                "SELECT beacon.create_continuous_query('shop', 'q{i}', $q${shape}$q$, '{mode}')"
             ));
         }
         exec("INSERT INTO shop.src (ts, country, product, price, qty, flag) SELECT now(), 'c1', 5, 3, 4, true FROM generate_series(1, 5)");
@@ -73,7 +73,7 @@ mod tests {
                 "{mode} before compaction: {shape}"
             );
         }
-        exec("SELECT tide.compact()");
+        exec("SELECT beacon.compact()");
         for (i, shape) in SHAPES.iter().enumerate() {
             assert_eq!(
                 differences(&format!("shop.q{i}"), shape),
@@ -98,12 +98,12 @@ mod tests {
         // the last insert left one delta per query, except q3 whose WHERE excludes the row
         // (and its product and flag are NULL: no distinct value changed)
         assert_eq!(
-            one::<i64>("SELECT sum(pending_deltas)::bigint FROM tide.continuous_queries"),
+            one::<i64>("SELECT sum(pending_deltas)::bigint FROM beacon.continuous_queries"),
             Some(7)
         );
-        exec("SELECT tide.compact()");
+        exec("SELECT beacon.compact()");
         assert_eq!(
-            one::<i64>("SELECT sum(pending_deltas)::bigint FROM tide.continuous_queries"),
+            one::<i64>("SELECT sum(pending_deltas)::bigint FROM beacon.continuous_queries"),
             Some(0)
         );
     }
@@ -116,16 +116,16 @@ mod tests {
     #[pg_test]
     fn view_has_the_query_columns_and_types() {
         setup();
-        exec("SELECT tide.create_continuous_query('shop', 'v', 'SELECT country, count(*), sum(qty) AS q, avg(price), stddev(price) FROM src GROUP BY country')");
+        exec("SELECT beacon.create_continuous_query('shop', 'v', 'SELECT country, count(*), sum(qty) AS q, avg(price), stddev(price) FROM src GROUP BY country')");
         assert_eq!(
             one::<String>("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'shop.v'::regclass AND attnum > 0").as_deref(),
             Some("country text, count bigint, q numeric, avg double precision, stddev double precision")
         );
         assert_eq!(count("SELECT 1 FROM pg_trigger WHERE tgrelid = 'shop.src'::regclass AND NOT tgisinternal"), 4);
-        exec("SELECT tide.create_continuous_query('shop', 'w', 'SELECT product, max(price) FROM src GROUP BY product', 'immediate')");
+        exec("SELECT beacon.create_continuous_query('shop', 'w', 'SELECT product, max(price) FROM src GROUP BY product', 'immediate')");
         assert_eq!(count("SELECT 1 FROM pg_trigger WHERE tgrelid = 'shop.src'::regclass AND NOT tgisinternal"), 4, "one trigger per event serves every query");
-        exec("SELECT tide.drop_continuous_query('shop', 'v')");
-        exec("SELECT tide.drop_continuous_query('shop', 'w')");
+        exec("SELECT beacon.drop_continuous_query('shop', 'v')");
+        exec("SELECT beacon.drop_continuous_query('shop', 'w')");
         assert_eq!(count("SELECT 1 FROM pg_trigger WHERE tgrelid = 'shop.src'::regclass AND NOT tgisinternal"), 0);
         assert_eq!(count("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace WHERE nspname = 'shop' AND relname LIKE '\\_cq\\_%'"), 0);
         assert_eq!(
@@ -185,35 +185,35 @@ mod tests {
         let relations_before = one::<String>(RELATIONS);
         for (query, state) in cases {
             let sql = format!(
-                "SELECT tide.create_continuous_query('shop', 'bad', {})",
+                "SELECT beacon.create_continuous_query('shop', 'bad', {})",
                 crate::names::quote_literal(query)
             );
             assert_eq!(sqlstate_of(&sql).as_deref(), Some(state), "{query}");
         }
         assert_eq!(
-            sqlstate_of("SELECT tide.create_continuous_query('shop', 'bad', 'SELECT count(*) FROM src', 'sometimes')").as_deref(),
+            sqlstate_of("SELECT beacon.create_continuous_query('shop', 'bad', 'SELECT count(*) FROM src', 'sometimes')").as_deref(),
             Some("22023")
         );
         assert_eq!(
             sqlstate_of(
-                "SELECT tide.create_continuous_query('shop', 'src', 'SELECT count(*) FROM src')"
+                "SELECT beacon.create_continuous_query('shop', 'src', 'SELECT count(*) FROM src')"
             )
             .as_deref(),
             Some("42710")
         );
         assert_eq!(
-            sqlstate_of("SELECT tide.create_continuous_query('shop', 'Bad Name', 'SELECT count(*) FROM src')").as_deref(),
+            sqlstate_of("SELECT beacon.create_continuous_query('shop', 'Bad Name', 'SELECT count(*) FROM src')").as_deref(),
             Some("42602")
         );
         assert_eq!(count("SELECT 1 FROM pg_trigger WHERE tgrelid = 'shop.src'::regclass AND NOT tgisinternal"), 0);
         assert_eq!(one::<String>(RELATIONS), relations_before);
-        assert_eq!(count("SELECT 1 FROM tide.continuous_queries"), 0);
+        assert_eq!(count("SELECT 1 FROM beacon.continuous_queries"), 0);
     }
 
     #[pg_test]
     fn source_columns_in_use_cannot_be_dropped() {
         setup();
-        exec("SELECT tide.create_continuous_query('shop', 'v', 'SELECT country, sum(price) FROM src GROUP BY country')");
+        exec("SELECT beacon.create_continuous_query('shop', 'v', 'SELECT country, sum(price) FROM src GROUP BY country')");
         assert_eq!(
             sqlstate_of("ALTER TABLE shop.src DROP COLUMN price").as_deref(),
             Some("2BP01")
@@ -222,8 +222,8 @@ mod tests {
         exec("ALTER TABLE shop.src DROP COLUMN qty");
         // CASCADE drops the source anyway; the query can then still be dropped cleanly
         exec("DROP TABLE shop.src CASCADE");
-        exec("SELECT tide.drop_continuous_query('shop', 'v')");
-        assert_eq!(count("SELECT 1 FROM tide.continuous_queries"), 0);
+        exec("SELECT beacon.drop_continuous_query('shop', 'v')");
+        assert_eq!(count("SELECT 1 FROM beacon.continuous_queries"), 0);
         assert_eq!(count("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace WHERE nspname = 'shop' AND relname LIKE '\\_cq\\_%'"), 0);
         assert_eq!(
             count("SELECT 1 FROM pg_proc WHERE proname LIKE '\\_cq\\_capture%'"),
@@ -235,7 +235,7 @@ mod tests {
     fn keys_use_the_time_zone_fixed_at_creation() {
         setup();
         exec("SET LOCAL TimeZone = 'America/New_York'");
-        exec("SELECT tide.create_continuous_query('shop', 'days', 'SELECT date_trunc(''day'', ts) AS day, count(*) FROM src GROUP BY 1', 'immediate')");
+        exec("SELECT beacon.create_continuous_query('shop', 'days', 'SELECT date_trunc(''day'', ts) AS day, count(*) FROM src GROUP BY 1', 'immediate')");
         exec("SET LOCAL TimeZone = 'Asia/Kolkata'");
         exec("INSERT INTO shop.src (ts) VALUES ('2026-03-01 03:00+00'), ('2026-03-01 06:00+00')");
         assert_eq!(
@@ -257,7 +257,7 @@ mod tests {
             "03:00 UTC is still Feb 28 in New York"
         );
         assert_eq!(
-            one::<String>("SELECT time_zone FROM tide.continuous_queries WHERE name = 'days'")
+            one::<String>("SELECT time_zone FROM beacon.continuous_queries WHERE name = 'days'")
                 .as_deref(),
             Some("America/New_York")
         );
@@ -265,14 +265,14 @@ mod tests {
 
     #[pg_test]
     fn events_from_collect_reach_queries_in_both_modes() {
-        exec("SELECT tide.create_project('shop')");
-        exec(r#"SELECT tide.collect('shop', 'pageview', '{"url": "/first"}')"#);
-        exec("SELECT tide.create_continuous_query('shop', 'now_urls', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', 'immediate')");
-        exec("SELECT tide.create_continuous_query('shop', 'later_urls', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', 'async')");
+        exec("SELECT beacon.create_project('shop')");
+        exec(r#"SELECT beacon.collect('shop', 'pageview', '{"url": "/first"}')"#);
+        exec("SELECT beacon.create_continuous_query('shop', 'now_urls', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', 'immediate')");
+        exec("SELECT beacon.create_continuous_query('shop', 'later_urls', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', 'async')");
         // single events go through INSERT … RETURNING, batches through a plain INSERT
-        exec(r#"SELECT tide.collect('shop', 'pageview', '{"url": "/single"}')"#);
+        exec(r#"SELECT beacon.collect('shop', 'pageview', '{"url": "/single"}')"#);
         exec(
-            r#"SELECT tide.collect_batch('shop', '[{"collection": "pageview", "properties": {"url": "/single"}}]')"#,
+            r#"SELECT beacon.collect_batch('shop', '[{"collection": "pageview", "properties": {"url": "/single"}}]')"#,
         );
         for view in ["shop.now_urls", "shop.later_urls"] {
             assert_eq!(

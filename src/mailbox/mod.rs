@@ -2,7 +2,7 @@
 //! recipient's, the sender's and the project's all-messages channel. NOTIFY is
 //! transactional, so listeners only ever hear of committed messages.
 
-use crate::error::{report, TideError, TideResult};
+use crate::error::{report, BeaconError, BeaconResult};
 use crate::names::quote_ident;
 use crate::project::require_project;
 use crate::security::{require_level, AsOwner, Level};
@@ -17,7 +17,7 @@ fn table(project: &str) -> String {
 }
 
 /// Called by `create_project`, as the owner.
-pub fn create_table(project: &str) -> TideResult<()> {
+pub fn create_table(project: &str) -> BeaconResult<()> {
     let table = table(project);
     run(
         &format!(
@@ -39,25 +39,25 @@ pub fn create_table(project: &str) -> TideResult<()> {
         &[],
     )?;
     run(
-        &format!("COMMENT ON TABLE {table} IS 'pg_tide in-app messages between users'"),
+        &format!("COMMENT ON TABLE {table} IS 'pg_beacon in-app messages between users'"),
         &[],
     )?;
     run(
-        "INSERT INTO tide.channel_secret (project, secret)
+        "INSERT INTO beacon.channel_secret (project, secret)
          VALUES ($1, pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text)",
         &[project.into()],
     )
 }
 
-fn enter(project: &str, level: Level) -> TideResult<AsOwner> {
+fn enter(project: &str, level: Level) -> BeaconResult<AsOwner> {
     require_level(project, level)?;
     let owner = AsOwner::enter()?;
     require_project(project)?;
     Ok(owner)
 }
 
-fn required<'a>(value: Option<&'a str>, what: &str) -> TideResult<&'a str> {
-    value.ok_or_else(|| TideError::InvalidArgument(format!("{what} must not be NULL")))
+fn required<'a>(value: Option<&'a str>, what: &str) -> BeaconResult<&'a str> {
+    value.ok_or_else(|| BeaconError::InvalidArgument(format!("{what} must not be NULL")))
 }
 
 fn send(
@@ -66,7 +66,7 @@ fn send(
     to_user: Option<&str>,
     content: Option<&str>,
     parent_id: Option<i64>,
-) -> TideResult<i64> {
+) -> BeaconResult<i64> {
     let to_user = required(to_user, "to_user")?;
     let content = required(content, "content")?;
     let _owner = enter(project, Level::Write)?;
@@ -79,7 +79,7 @@ fn send(
             &[parent.into()],
         )?;
         if !parent_exists {
-            return Err(TideError::InvalidArgument(format!(
+            return Err(BeaconError::InvalidArgument(format!(
                 "parent message {parent} does not exist in project \"{project}\""
             )));
         }
@@ -98,9 +98,9 @@ fn send(
                           CASE WHEN pg_catalog.octet_length(p.payload) < 8000 THEN p.payload
                                ELSE pg_catalog.json_build_object('project', $1::text, 'id', p.id, 'truncated', true)::text END)
                    FROM p, (SELECT DISTINCT channel FROM pg_catalog.unnest(ARRAY[
-                                tide._mailbox_channel($1, $3),
-                                CASE WHEN $2::text IS NOT NULL THEN tide._mailbox_channel($1, $2) END,
-                                tide._mailbox_channel($1, NULL)]) AS channel
+                                beacon._mailbox_channel($1, $3),
+                                CASE WHEN $2::text IS NOT NULL THEN beacon._mailbox_channel($1, $2) END,
+                                beacon._mailbox_channel($1, NULL)]) AS channel
                              WHERE channel IS NOT NULL) c)
              -- a CTE nobody reads does not run: reading sent is what sends
              SELECT p.id FROM p WHERE (SELECT count(*) FROM sent) >= 0",
@@ -114,10 +114,10 @@ fn send(
             parent_id.into(),
         ],
     )?;
-    id.ok_or_else(|| TideError::InvalidArgument("the message was not stored".into()))
+    id.ok_or_else(|| BeaconError::InvalidArgument("the message was not stored".into()))
 }
 
-fn mark(project: &str, user_id: Option<&str>, ids: Vec<Option<i64>>) -> TideResult<i64> {
+fn mark(project: &str, user_id: Option<&str>, ids: Vec<Option<i64>>) -> BeaconResult<i64> {
     let user_id = required(user_id, "user_id")?;
     let ids: Vec<i64> = ids.into_iter().flatten().collect();
     let _owner = enter(project, Level::Write)?;
@@ -149,10 +149,10 @@ fn page(
     unread_only: bool,
     limit: i32,
     before: Option<i64>,
-) -> TideResult<Vec<Message>> {
+) -> BeaconResult<Vec<Message>> {
     let user_id = required(user_id, "user_id")?;
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(TideError::InvalidArgument(format!(
+        return Err(BeaconError::InvalidArgument(format!(
             "lim must be between 1 and {MAX_PAGE}, not {limit}"
         )));
     }
@@ -189,16 +189,16 @@ fn page(
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
-    .map_err(TideError::from)
+    .map_err(BeaconError::from)
 }
 
-fn channel(project: &str, user_id: Option<&str>) -> TideResult<String> {
+fn channel(project: &str, user_id: Option<&str>) -> BeaconResult<String> {
     let _owner = enter(project, Level::Read)?;
     Spi::get_one_with_args::<String>(
-        "SELECT tide._mailbox_channel($1, $2)",
+        "SELECT beacon._mailbox_channel($1, $2)",
         &[project.into(), user_id.into()],
     )?
-    .ok_or_else(|| TideError::UnknownProject(project.to_string()))
+    .ok_or_else(|| BeaconError::UnknownProject(project.to_string()))
 }
 
 /// Stores a message from `from_user` (NULL for the application itself) to `to_user`,

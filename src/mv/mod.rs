@@ -1,12 +1,12 @@
 //! Scheduled materialized views: `<project>.<name>`, refreshed by the scheduler when due.
 //!
 //! Refreshes run as the extension owner, so the defining query goes through the same
-//! checks as `tide.query` (one project, allow-listed functions) and is stored rewritten:
+//! checks as `beacon.query` (one project, allow-listed functions) and is stored rewritten:
 //! an admin of one project cannot use a view to read another. When the query's GROUP BY
 //! keys are output columns they get a unique index, and refreshes run CONCURRENTLY so
 //! readers are never blocked.
 
-use crate::error::{report, TideError, TideResult};
+use crate::error::{report, BeaconError, BeaconResult};
 use crate::names::{quote_ident, validate_collection_name};
 use crate::project::require_project;
 use crate::query::checked_query;
@@ -19,9 +19,9 @@ fn view(project: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(project), quote_ident(name))
 }
 
-fn create(project: &str, name: &str, query: &str, every: Interval) -> TideResult<()> {
+fn create(project: &str, name: &str, query: &str, every: Interval) -> BeaconResult<()> {
     validate_collection_name(name).map_err(|e| {
-        TideError::InvalidName(e.to_string().replace("collection name", "view name"))
+        BeaconError::InvalidName(e.to_string().replace("collection name", "view name"))
     })?;
     require_level(project, Level::Admin)?;
     let rewritten = checked_query(project, query)?;
@@ -31,7 +31,7 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> TideResult
         "SELECT $1::interval >= interval '1 second'",
         &[every.into()],
     )? {
-        return Err(TideError::InvalidArgument(
+        return Err(BeaconError::InvalidArgument(
             "refresh_every must be at least 1 second".into(),
         ));
     }
@@ -40,7 +40,7 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> TideResult
                          WHERE n.nspname = $1 AND c.relname = $2)",
         &[project.into(), name.into()],
     )? {
-        return Err(TideError::AlreadyExists(format!(
+        return Err(BeaconError::AlreadyExists(format!(
             "relation \"{name}\" already exists in project \"{project}\""
         )));
     }
@@ -58,7 +58,7 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> TideResult
         )?;
     }
     run(
-        "INSERT INTO tide.materialized_view (project, name, query, refresh_every, unique_key, next_refresh, last_refresh)
+        "INSERT INTO beacon.materialized_view (project, name, query, refresh_every, unique_key, next_refresh, last_refresh)
          VALUES ($1, $2, $3, $4, $5, now() + $4, now())",
         &[
             project.into(),
@@ -71,7 +71,7 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> TideResult
 }
 
 /// The query's GROUP BY outputs, when each really is a distinct column of the view.
-fn unique_key(project: &str, name: &str, query: &str) -> TideResult<Option<Vec<String>>> {
+fn unique_key(project: &str, name: &str, query: &str) -> BeaconResult<Option<Vec<String>>> {
     let Some(columns) = crate::query::analyze::unique_output_key(query) else {
         return Ok(None);
     };
@@ -103,43 +103,43 @@ fn unique_key(project: &str, name: &str, query: &str) -> TideResult<Option<Vec<S
     Ok(unique.then_some(columns))
 }
 
-fn enter_view(project: &str, name: &str, level: Level) -> TideResult<AsOwner> {
+fn enter_view(project: &str, name: &str, level: Level) -> BeaconResult<AsOwner> {
     require_level(project, level)?;
     let owner = AsOwner::enter()?;
     require_project(project)?;
     if !exists(
-        "SELECT EXISTS (SELECT 1 FROM tide.materialized_view WHERE project = $1 AND name = $2)",
+        "SELECT EXISTS (SELECT 1 FROM beacon.materialized_view WHERE project = $1 AND name = $2)",
         &[project.into(), name.into()],
     )? {
-        return Err(TideError::UnknownObject(format!(
+        return Err(BeaconError::UnknownObject(format!(
             "materialized view \"{name}\" does not exist in project \"{project}\""
         )));
     }
     Ok(owner)
 }
 
-fn refresh(project: &str, name: &str) -> TideResult<()> {
+fn refresh(project: &str, name: &str) -> BeaconResult<()> {
     let _owner = enter_view(project, name, Level::Write)?;
     run(
-        "SELECT tide._refresh_materialized_view($1, $2, true, false)",
+        "SELECT beacon._refresh_materialized_view($1, $2, true, false)",
         &[project.into(), name.into()],
     )
 }
 
-fn drop(project: &str, name: &str) -> TideResult<()> {
+fn drop(project: &str, name: &str) -> BeaconResult<()> {
     let _owner = enter_view(project, name, Level::Admin)?;
     run(
         &format!("DROP MATERIALIZED VIEW IF EXISTS {}", view(project, name)),
         &[],
     )?;
     run(
-        "DELETE FROM tide.materialized_view WHERE project = $1 AND name = $2",
+        "DELETE FROM beacon.materialized_view WHERE project = $1 AND name = $2",
         &[project.into(), name.into()],
     )
 }
 
 /// Creates `<project>.<name>` as a materialized view of `query` (checked like
-/// `tide.query`: one SELECT over the project's tables, safe functions only), refreshed by
+/// `beacon.query`: one SELECT over the project's tables, safe functions only), refreshed by
 /// the scheduler every `refresh_every`. Requires admin.
 #[pg_extern]
 fn create_materialized_view(
@@ -158,7 +158,7 @@ fn refresh_materialized_view(project: &str, name: &str) {
     report(refresh(project, name))
 }
 
-/// Drops a materialized view created with `tide.create_materialized_view`. Requires admin.
+/// Drops a materialized view created with `beacon.create_materialized_view`. Requires admin.
 #[pg_extern]
 fn drop_materialized_view(project: &str, name: &str) {
     report(drop(project, name))

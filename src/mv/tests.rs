@@ -6,9 +6,9 @@ mod tests {
     use pgrx::prelude::*;
 
     fn setup() {
-        exec("SELECT tide.create_project('shop')");
+        exec("SELECT beacon.create_project('shop')");
         exec(
-            r#"SELECT tide.collect_batch('shop', '[
+            r#"SELECT beacon.collect_batch('shop', '[
             {"collection": "pageview", "properties": {"url": "/a", "price": 5}},
             {"collection": "pageview", "properties": {"url": "/b", "price": 1}}]')"#,
         );
@@ -17,10 +17,10 @@ mod tests {
     #[pg_test]
     fn create_refresh_drop() {
         setup();
-        exec("SELECT tide.create_materialized_view('shop', 'by_url', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', '1 minute')");
+        exec("SELECT beacon.create_materialized_view('shop', 'by_url', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', '1 minute')");
         assert_eq!(count("SELECT 1 FROM shop.by_url"), 2);
         assert_eq!(
-            one::<bool>("SELECT concurrent AND last_refresh IS NOT NULL AND last_error IS NULL FROM tide.materialized_views WHERE name = 'by_url'"),
+            one::<bool>("SELECT concurrent AND last_refresh IS NOT NULL AND last_error IS NULL FROM beacon.materialized_views WHERE name = 'by_url'"),
             Some(true),
             "GROUP BY keys give a unique index, so refreshes run concurrently"
         );
@@ -30,62 +30,62 @@ mod tests {
             ),
             1
         );
-        exec(r#"SELECT tide.collect('shop', 'pageview', '{"url": "/c"}')"#);
-        exec("SELECT tide.refresh_materialized_view('shop', 'by_url')");
+        exec(r#"SELECT beacon.collect('shop', 'pageview', '{"url": "/c"}')"#);
+        exec("SELECT beacon.refresh_materialized_view('shop', 'by_url')");
         assert_eq!(count("SELECT 1 FROM shop.by_url"), 3);
         exec(
-            "SELECT tide.create_materialized_view('shop', 'all_rows', 'SELECT url FROM pageview')",
+            "SELECT beacon.create_materialized_view('shop', 'all_rows', 'SELECT url FROM pageview')",
         );
         assert_eq!(
             one::<bool>(
-                "SELECT NOT concurrent FROM tide.materialized_views WHERE name = 'all_rows'"
+                "SELECT NOT concurrent FROM beacon.materialized_views WHERE name = 'all_rows'"
             ),
             Some(true)
         );
-        exec("SELECT tide.refresh_materialized_view('shop', 'all_rows')");
-        exec("SELECT tide.drop_materialized_view('shop', 'by_url')");
+        exec("SELECT beacon.refresh_materialized_view('shop', 'all_rows')");
+        exec("SELECT beacon.drop_materialized_view('shop', 'by_url')");
         assert_eq!(
             one::<bool>("SELECT to_regclass('shop.by_url') IS NULL"),
             Some(true)
         );
-        assert_eq!(count("SELECT 1 FROM tide.materialized_views"), 1);
+        assert_eq!(count("SELECT 1 FROM beacon.materialized_views"), 1);
     }
 
     #[pg_test]
     fn refusals_leave_nothing_behind() {
         setup();
-        exec("SELECT tide.create_project('other')");
+        exec("SELECT beacon.create_project('other')");
         let cases = [
             (
-                "SELECT tide.create_materialized_view('shop', 'v', 'SELECT * FROM other._users')",
+                "SELECT beacon.create_materialized_view('shop', 'v', 'SELECT * FROM other._users')",
                 "42501",
             ),
             (
-                "SELECT tide.create_materialized_view('shop', 'v', 'SELECT pg_sleep(1)')",
+                "SELECT beacon.create_materialized_view('shop', 'v', 'SELECT pg_sleep(1)')",
                 "42501",
             ),
             (
-                "SELECT tide.create_materialized_view('shop', 'pageview', 'SELECT 1 AS x')",
+                "SELECT beacon.create_materialized_view('shop', 'pageview', 'SELECT 1 AS x')",
                 "42710",
             ),
             (
-                "SELECT tide.create_materialized_view('shop', 'Bad Name', 'SELECT 1 AS x')",
+                "SELECT beacon.create_materialized_view('shop', 'Bad Name', 'SELECT 1 AS x')",
                 "42602",
             ),
             (
-                "SELECT tide.create_materialized_view('shop', 'v', 'SELECT 1 AS x', '0 seconds')",
+                "SELECT beacon.create_materialized_view('shop', 'v', 'SELECT 1 AS x', '0 seconds')",
                 "22023",
             ),
             (
-                "SELECT tide.create_materialized_view('shop', 'v', 'SELECT nosuch FROM pageview')",
+                "SELECT beacon.create_materialized_view('shop', 'v', 'SELECT nosuch FROM pageview')",
                 "42703",
             ),
             (
-                "SELECT tide.refresh_materialized_view('shop', 'nosuch')",
+                "SELECT beacon.refresh_materialized_view('shop', 'nosuch')",
                 "42704",
             ),
             (
-                "SELECT tide.drop_materialized_view('shop', 'nosuch')",
+                "SELECT beacon.drop_materialized_view('shop', 'nosuch')",
                 "42704",
             ),
         ];
@@ -96,29 +96,31 @@ mod tests {
             one::<bool>("SELECT to_regclass('shop.v') IS NULL"),
             Some(true)
         );
-        assert_eq!(count("SELECT 1 FROM tide.materialized_view"), 0);
+        assert_eq!(count("SELECT 1 FROM beacon.materialized_view"), 0);
     }
 
     #[pg_test]
     fn a_failing_refresh_is_recorded_on_the_scheduler_path_and_raised_on_demand() {
         setup();
-        exec("SELECT tide.create_materialized_view('shop', 'fragile', 'SELECT url, 10 / (3 - count(*)) AS r FROM pageview GROUP BY url')");
+        exec("SELECT beacon.create_materialized_view('shop', 'fragile', 'SELECT url, 10 / (3 - count(*)) AS r FROM pageview GROUP BY url')");
         exec(
-            r#"SELECT tide.collect_batch('shop', '[
+            r#"SELECT beacon.collect_batch('shop', '[
             {"collection": "pageview", "properties": {"url": "/a"}},
             {"collection": "pageview", "properties": {"url": "/a"}}]')"#,
         );
         assert_eq!(
-            sqlstate_of("SELECT tide.refresh_materialized_view('shop', 'fragile')").as_deref(),
+            sqlstate_of("SELECT beacon.refresh_materialized_view('shop', 'fragile')").as_deref(),
             Some("22012")
         );
         assert_eq!(
-            one::<bool>("SELECT tide._refresh_materialized_view('shop', 'fragile', false, true)"),
+            one::<bool>("SELECT beacon._refresh_materialized_view('shop', 'fragile', false, true)"),
             Some(true)
         );
         assert_eq!(
-            one::<String>("SELECT last_error FROM tide.materialized_views WHERE name = 'fragile'")
-                .as_deref(),
+            one::<String>(
+                "SELECT last_error FROM beacon.materialized_views WHERE name = 'fragile'"
+            )
+            .as_deref(),
             Some("division by zero")
         );
         assert_eq!(
@@ -127,10 +129,10 @@ mod tests {
             "the last good contents stay"
         );
         exec("DELETE FROM shop.pageview WHERE url = '/a'");
-        exec("SELECT tide._refresh_materialized_view('shop', 'fragile', false, true)");
+        exec("SELECT beacon._refresh_materialized_view('shop', 'fragile', false, true)");
         assert_eq!(
             one::<bool>(
-                "SELECT last_error IS NULL FROM tide.materialized_views WHERE name = 'fragile'"
+                "SELECT last_error IS NULL FROM beacon.materialized_views WHERE name = 'fragile'"
             ),
             Some(true),
             "a good refresh clears the error"

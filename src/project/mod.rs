@@ -1,7 +1,7 @@
 //! Projects: a schema, three group roles, a `_rejected` table for events that did not fit,
 //! and the customer tables `_users` and `_user_mailbox`.
 
-use crate::error::{report, TideError, TideResult};
+use crate::error::{report, BeaconError, BeaconResult};
 use crate::names::{quote_ident, validate_project_name};
 use crate::security::{require_level, require_owner, role_name, AsOwner, Level};
 use crate::spi::{exists, run};
@@ -10,23 +10,23 @@ use pgrx::prelude::*;
 const LEVELS: [Level; 3] = [Level::Read, Level::Write, Level::Admin];
 
 /// Returns an error unless `project` names an existing project. Runs as the owner.
-pub fn require_project(project: &str) -> TideResult<()> {
+pub fn require_project(project: &str) -> BeaconResult<()> {
     if exists(
-        "SELECT EXISTS (SELECT 1 FROM tide.project WHERE name = $1)",
+        "SELECT EXISTS (SELECT 1 FROM beacon.project WHERE name = $1)",
         &[project.into()],
     )? {
         Ok(())
     } else {
-        Err(TideError::UnknownProject(project.to_string()))
+        Err(BeaconError::UnknownProject(project.to_string()))
     }
 }
 
-fn checked_name(name: &str) -> TideResult<()> {
+fn checked_name(name: &str) -> BeaconResult<()> {
     validate_project_name(name).map_err(|e| {
         if e.reserved {
-            TideError::ReservedName(e.to_string())
+            BeaconError::ReservedName(e.to_string())
         } else {
-            TideError::InvalidName(e.to_string())
+            BeaconError::InvalidName(e.to_string())
         }
     })
 }
@@ -39,7 +39,7 @@ enum RoleState {
     InUse,
 }
 
-fn role_state(role: &str) -> TideResult<RoleState> {
+fn role_state(role: &str) -> BeaconResult<RoleState> {
     let state = Spi::get_one_with_args::<String>(
         "SELECT CASE
                   WHEN r.oid IS NULL THEN 'missing'
@@ -50,7 +50,7 @@ fn role_state(role: &str) -> TideResult<RoleState> {
                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
                                     WHERE m.roleid = r.oid
                                       AND m.member NOT IN (SELECT oid FROM pg_catalog.pg_roles
-                                                            WHERE rolname LIKE 'tide\\_%'))
+                                                            WHERE rolname LIKE 'beacon\\_%'))
                   THEN 'orphan'
                   ELSE 'in use' END
            FROM (SELECT $1::text AS name) n
@@ -64,15 +64,15 @@ fn role_state(role: &str) -> TideResult<RoleState> {
     })
 }
 
-fn create(name: &str) -> TideResult<()> {
+fn create(name: &str) -> BeaconResult<()> {
     checked_name(name)?;
     require_owner("create a project")?;
     let _owner = AsOwner::enter()?;
     if exists(
-        "SELECT EXISTS (SELECT 1 FROM tide.project WHERE name = $1)",
+        "SELECT EXISTS (SELECT 1 FROM beacon.project WHERE name = $1)",
         &[name.into()],
     )? {
-        return Err(TideError::AlreadyExists(format!(
+        return Err(BeaconError::AlreadyExists(format!(
             "project \"{name}\" already exists"
         )));
     }
@@ -80,7 +80,7 @@ fn create(name: &str) -> TideResult<()> {
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
         &[name.into()],
     )? {
-        return Err(TideError::AlreadyExists(format!(
+        return Err(BeaconError::AlreadyExists(format!(
             "schema \"{name}\" already exists; a project needs a schema of its own"
         )));
     }
@@ -91,7 +91,7 @@ fn create(name: &str) -> TideResult<()> {
             RoleState::Missing => {}
             RoleState::Orphan => adopted.push(level),
             RoleState::InUse => {
-                return Err(TideError::AlreadyExists(format!(
+                return Err(BeaconError::AlreadyExists(format!(
                     "role \"{role}\" already exists and is in use (roles are shared by all \
                      databases of the cluster: is there a project \"{name}\" in another database?)"
                 )))
@@ -135,12 +135,12 @@ fn create(name: &str) -> TideResult<()> {
     run(
         &format!(
             "COMMENT ON TABLE {schema}._rejected IS \
-             'Events pg_tide could not store in their collection, with the reason'"
+             'Events pg_beacon could not store in their collection, with the reason'"
         ),
         &[],
     )?;
     run(
-        "INSERT INTO tide.project (name) VALUES ($1)",
+        "INSERT INTO beacon.project (name) VALUES ($1)",
         &[name.into()],
     )?;
     crate::users::create_table(name)?;
@@ -148,12 +148,12 @@ fn create(name: &str) -> TideResult<()> {
     Ok(())
 }
 
-fn drop(name: &str) -> TideResult<()> {
+fn drop(name: &str) -> BeaconResult<()> {
     require_owner("drop a project")?;
     let _owner = AsOwner::enter()?;
     require_project(name)?;
     run(&format!("DROP SCHEMA {} CASCADE", quote_ident(name)), &[])?;
-    run("DELETE FROM tide.project WHERE name = $1", &[name.into()])?;
+    run("DELETE FROM beacon.project WHERE name = $1", &[name.into()])?;
     for level in LEVELS {
         run(
             &format!("DROP ROLE {}", quote_ident(&role_name(name, level))),
@@ -163,15 +163,20 @@ fn drop(name: &str) -> TideResult<()> {
     Ok(())
 }
 
-fn member_name(member: pg_sys::Oid) -> TideResult<String> {
+fn member_name(member: pg_sys::Oid) -> BeaconResult<String> {
     Spi::get_one_with_args::<String>(
         "SELECT (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $1)",
         &[member.into()],
     )?
-    .ok_or_else(|| TideError::InvalidArgument(format!("role with OID {member:?} does not exist")))
+    .ok_or_else(|| BeaconError::InvalidArgument(format!("role with OID {member:?} does not exist")))
 }
 
-fn set_membership(project: &str, member: pg_sys::Oid, level: &str, grant: bool) -> TideResult<()> {
+fn set_membership(
+    project: &str,
+    member: pg_sys::Oid,
+    level: &str,
+    grant: bool,
+) -> BeaconResult<()> {
     let level = Level::parse(level)?;
     require_level(project, Level::Admin)?;
     let member = member_name(member)?;
@@ -186,7 +191,7 @@ fn set_membership(project: &str, member: pg_sys::Oid, level: &str, grant: bool) 
     run(&statement, &[])
 }
 
-/// Creates project `name`: schema `name`, roles `tide_<name>_read|write|admin` and tables
+/// Creates project `name`: schema `name`, roles `beacon_<name>_read|write|admin` and tables
 /// `<name>._rejected`, `<name>._users` and `<name>._user_mailbox`. Only the extension owner
 /// or a superuser may create projects.
 #[pg_extern]
@@ -212,13 +217,13 @@ fn _revoke(project: &str, member: pg_sys::Oid, level: &str) {
 
 extension_sql!(
     r#"
-CREATE FUNCTION tide.grant(project text, member regrole, level text) RETURNS void
-LANGUAGE sql STRICT AS $$ SELECT tide._grant(project, member::oid, level) $$;
-COMMENT ON FUNCTION tide.grant(text, regrole, text) IS
+CREATE FUNCTION beacon.grant(project text, member regrole, level text) RETURNS void
+LANGUAGE sql STRICT AS $$ SELECT beacon._grant(project, member::oid, level) $$;
+COMMENT ON FUNCTION beacon.grant(text, regrole, text) IS
   'Makes member a member of the project''s read, write or admin role. Requires admin on the project.';
-CREATE FUNCTION tide.revoke(project text, member regrole, level text) RETURNS void
-LANGUAGE sql STRICT AS $$ SELECT tide._revoke(project, member::oid, level) $$;
-COMMENT ON FUNCTION tide.revoke(text, regrole, text) IS
+CREATE FUNCTION beacon.revoke(project text, member regrole, level text) RETURNS void
+LANGUAGE sql STRICT AS $$ SELECT beacon._revoke(project, member::oid, level) $$;
+COMMENT ON FUNCTION beacon.revoke(text, regrole, text) IS
   'Removes member from the project''s read, write or admin role. Requires admin on the project.';
 "#,
     name = "grant_wrappers",

@@ -1,4 +1,4 @@
-//! Checks and rewrites the SQL behind `tide.query(project, sql, row_limit)`.
+//! Checks and rewrites the SQL behind `beacon.query(project, sql, row_limit)`.
 //!
 //! That function lets an application's untrusted end users run analysis SQL
 //! against one project. This module is the first of two independent barriers
@@ -12,7 +12,7 @@
 //! allowed and refuses the rest, and the large structs are destructured in
 //! full, so syntax a future sqlparser adds is refused (or fails to compile)
 //! instead of slipping through. Table references are pinned to the project's
-//! schema and function calls to `pg_catalog` (or `tide`), so nothing depends
+//! schema and function calls to `pg_catalog` (or `beacon`), so nothing depends
 //! on `search_path`.
 //!
 //! Rendering is done by sqlparser, whose printer is not safe for every tree
@@ -279,8 +279,8 @@ const RECORD_FUNCTIONS: &[&str] = &[
     "jsonb_to_recordset",
 ];
 
-/// pg_tide's own functions, rendered `tide."name"`.
-const TIDE_FUNCTIONS: &[&str] = &["approx_count_distinct"];
+/// pg_beacon's own functions, rendered `beacon."name"`.
+const BEACON_FUNCTIONS: &[&str] = &["approx_count_distinct"];
 
 /// Constructs PostgreSQL's grammar turns into expressions before any function
 /// lookup (there is no `pg_catalog.coalesce`), so they stay unqualified and
@@ -918,7 +918,7 @@ fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
 /// Checks `sql` and returns it rewritten: every table reference that is not a
 /// CTE name becomes `"<project>"."<table>"` (double-quoted), every allowed
 /// function call becomes `pg_catalog."<name>"` (or
-/// `tide."approx_count_distinct"` for that one), so nothing depends on
+/// `beacon."approx_count_distinct"` for that one), so nothing depends on
 /// search_path.
 ///
 /// The result relies on `standard_conforming_strings` as little as the input
@@ -1979,20 +1979,21 @@ impl<'a> Checker<'a> {
             }
         }
         let (schema, base) = match parts.as_slice() {
-            [function] if TIDE_FUNCTIONS.contains(&fold(function).as_str()) => {
-                ("tide", fold(function))
+            [function] if BEACON_FUNCTIONS.contains(&fold(function).as_str()) => {
+                ("beacon", fold(function))
             }
             [function] => ("pg_catalog", fold(function)),
             [schema, function] if fold(schema) == "pg_catalog" => ("pg_catalog", fold(function)),
             [schema, function]
-                if fold(schema) == "tide" && TIDE_FUNCTIONS.contains(&fold(function).as_str()) =>
+                if fold(schema) == "beacon"
+                    && BEACON_FUNCTIONS.contains(&fold(function).as_str()) =>
             {
-                ("tide", fold(function))
+                ("beacon", fold(function))
             }
             _ => return Err(function_refused(&label)),
         };
         let set_returning = SET_RETURNING_FUNCTIONS.contains(&base.as_str());
-        let allowed = schema == "tide"
+        let allowed = schema == "beacon"
             || set_returning
             || AGGREGATE_FUNCTIONS.contains(&base.as_str())
             || WINDOW_FUNCTIONS.contains(&base.as_str())
@@ -2533,7 +2534,7 @@ mod tests {
                 "information_schema.tables",
             ),
             ("select * from otherproject.events", "otherproject.events"),
-            ("select * from tide.project", "tide.project"),
+            ("select * from beacon.project", "beacon.project"),
             ("select * from public.events", "public.events"),
             ("select * from db.shop.events", "db.shop.events"),
             // Quoted, the schema keeps its case and is another schema.
@@ -2787,11 +2788,11 @@ mod tests {
                 "jsonb_path_query",
             ),
             ("select myfunc(x) from events", "myfunc"),
-            // Qualified with anything but pg_catalog (or tide for its one
+            // Qualified with anything but pg_catalog (or beacon for its one
             // function), even the project's own schema.
             ("select shop.myfunc(x) from events", "shop.myfunc"),
             ("select public.lower(x) from events", "public.lower"),
-            ("select tide.project_id()", "tide.project_id"),
+            ("select beacon.project_id()", "beacon.project_id"),
             (
                 "select pg_catalog.approx_count_distinct(x) from events",
                 "approx_count_distinct",
@@ -3154,8 +3155,8 @@ mod tests {
                 r#"SELECT SUBSTRING(name FROM 1 FOR 3), TRIM(BOTH ' ' FROM name), POSITION('a' IN name), pg_catalog."substr"(name, 2, 3), pg_catalog."ceil"(x), pg_catalog."floor"(x), coalesce(a, 1), greatest(a, b) FROM "shop"."users""#,
             ),
             (
-                "select approx_count_distinct(user_id), tide.approx_count_distinct(x) from events",
-                r#"SELECT tide."approx_count_distinct"(user_id), tide."approx_count_distinct"(x) FROM "shop"."events""#,
+                "select approx_count_distinct(user_id), beacon.approx_count_distinct(x) from events",
+                r#"SELECT beacon."approx_count_distinct"(user_id), beacon."approx_count_distinct"(x) FROM "shop"."events""#,
             ),
             (
                 "select * from unnest(array[1,2]) with ordinality u(a, n)",
@@ -3387,7 +3388,7 @@ mod tests {
             SCALAR_FUNCTIONS,
             SET_RETURNING_FUNCTIONS,
             RECORD_FUNCTIONS,
-            TIDE_FUNCTIONS,
+            BEACON_FUNCTIONS,
             KEYWORD_CONSTRUCTS,
             CLOCK_KEYWORDS,
         ];

@@ -1,4 +1,4 @@
-//! `tide.query`: analysis SQL from untrusted callers, confined to one project by two
+//! `beacon.query`: analysis SQL from untrusted callers, confined to one project by two
 //! independent barriers.
 //!
 //! 1. `analyze` parses the text and refuses anything outside a read-only subset that
@@ -15,7 +15,7 @@
 
 pub mod analyze;
 
-use crate::error::{report, TideError, TideResult};
+use crate::error::{report, BeaconError, BeaconResult};
 use crate::guc;
 use crate::names::quote_ident;
 use crate::project::require_project;
@@ -25,9 +25,9 @@ use pgrx::JsonB;
 use std::ffi::CString;
 
 /// Returns the query rewritten by `analyze`, or why it is refused.
-pub fn checked_query(project: &str, sql: &str) -> TideResult<String> {
+pub fn checked_query(project: &str, sql: &str) -> BeaconResult<String> {
     analyze::check_query(sql, project)
-        .map_err(|refusal| TideError::PermissionDenied(format!("query refused: {refusal}")))
+        .map_err(|refusal| BeaconError::PermissionDenied(format!("query refused: {refusal}")))
 }
 
 // PostgreSQL's timeout.h, which pgrx does not bind.
@@ -52,9 +52,9 @@ struct Confined {
 }
 
 impl Confined {
-    fn enter(project: &str, role: pg_sys::Oid, timeout_ms: i32) -> TideResult<Confined> {
+    fn enter(project: &str, role: pg_sys::Oid, timeout_ms: i32) -> BeaconResult<Confined> {
         let search_path = CString::new(quote_ident(project))
-            .map_err(|_| TideError::InvalidArgument("project name contains NUL".into()))?;
+            .map_err(|_| BeaconError::InvalidArgument("project name contains NUL".into()))?;
         unsafe {
             let mut confined = Confined {
                 previous_user: pg_sys::InvalidOid,
@@ -120,9 +120,9 @@ impl Drop for Confined {
     }
 }
 
-fn run_query(project: &str, sql: &str, row_limit: i32) -> TideResult<Vec<JsonB>> {
+fn run_query(project: &str, sql: &str, row_limit: i32) -> BeaconResult<Vec<JsonB>> {
     if row_limit < 1 {
-        return Err(TideError::InvalidArgument(format!(
+        return Err(BeaconError::InvalidArgument(format!(
             "row_limit must be at least 1, not {row_limit}"
         )));
     }
@@ -134,7 +134,7 @@ fn run_query(project: &str, sql: &str, row_limit: i32) -> TideResult<Vec<JsonB>>
             "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1",
             &[role_name(project, Level::Read).into()],
         )?
-        .ok_or_else(|| TideError::UnknownProject(project.to_string()))?
+        .ok_or_else(|| BeaconError::UnknownProject(project.to_string()))?
     };
     let rewritten = checked_query(project, sql)?;
     // one row more than allowed tells a complete result from a cut one
@@ -154,7 +154,7 @@ fn run_query(project: &str, sql: &str, row_limit: i32) -> TideResult<Vec<JsonB>>
     };
     if rows.len() > row_limit as usize {
         rows.truncate(row_limit as usize);
-        notice!("tide.query: result cut to row_limit = {row_limit} rows");
+        notice!("beacon.query: result cut to row_limit = {row_limit} rows");
     }
     Ok(rows)
 }
@@ -162,7 +162,7 @@ fn run_query(project: &str, sql: &str, row_limit: i32) -> TideResult<Vec<JsonB>>
 /// Runs read-only analysis SQL on one project for an untrusted caller and returns each
 /// row as a jsonb object. Only one SELECT (or WITH … SELECT) over the project's tables
 /// and allow-listed functions is accepted; it runs as the project's read role in a
-/// read-only context, under `tide.query_timeout`, and at most `row_limit` rows are
+/// read-only context, under `beacon.query_timeout`, and at most `row_limit` rows are
 /// returned (a NOTICE says when the result was cut). Requires read access.
 #[pg_extern]
 fn query(

@@ -6,15 +6,15 @@ mod tests {
     use pgrx::prelude::*;
 
     fn setup() {
-        exec("SELECT tide.create_project('shop')");
-        exec("SELECT tide.create_project('other')");
+        exec("SELECT beacon.create_project('shop')");
+        exec("SELECT beacon.create_project('other')");
         exec(
-            r#"SELECT tide.collect_batch('shop', '[
+            r#"SELECT beacon.collect_batch('shop', '[
             {"collection": "pageview", "properties": {"url": "/a", "price": 5}},
             {"collection": "pageview", "properties": {"url": "/a", "price": 7}},
             {"collection": "pageview", "properties": {"url": "/b", "price": 1}}]')"#,
         );
-        exec(r#"SELECT tide.collect('other', 'secret', '{"x": 1}')"#);
+        exec(r#"SELECT beacon.collect('other', 'secret', '{"x": 1}')"#);
     }
 
     #[pg_test]
@@ -22,14 +22,14 @@ mod tests {
         setup();
         assert_eq!(
             one::<String>(
-                "SELECT string_agg(r::text, '|') FROM tide.query('shop',
+                "SELECT string_agg(r::text, '|') FROM beacon.query('shop',
                    'SELECT url, sum(price) AS total FROM pageview GROUP BY url ORDER BY url') r"
             )
             .as_deref(),
             Some(r#"{"url": "/a", "total": 12}|{"url": "/b", "total": 1}"#)
         );
         assert_eq!(
-            count("SELECT 1 FROM tide.query('shop', 'SELECT * FROM shop.pageview', 2)"),
+            count("SELECT 1 FROM beacon.query('shop', 'SELECT * FROM shop.pageview', 2)"),
             2,
             "row_limit cuts the result"
         );
@@ -40,7 +40,7 @@ mod tests {
         setup();
         let before = one::<String>("SELECT current_user::text");
         assert_eq!(
-            count("SELECT 1 FROM tide.query('shop', 'SELECT 1 AS one')"),
+            count("SELECT 1 FROM beacon.query('shop', 'SELECT 1 AS one')"),
             1
         );
         assert_eq!(one::<String>("SELECT current_user::text"), before);
@@ -53,11 +53,11 @@ mod tests {
             one::<String>("SELECT reset_val FROM pg_settings WHERE name = 'search_path'")
         );
         // still writable: the read-only flag was the query's alone
-        exec(r#"SELECT tide.collect('shop', 'pageview', '{"url": "/c"}')"#);
+        exec(r#"SELECT beacon.collect('shop', 'pageview', '{"url": "/c"}')"#);
         // and a failing query restores everything too
-        assert!(sqlstate_of("SELECT * FROM tide.query('shop', 'SELECT 1/0')").is_some());
+        assert!(sqlstate_of("SELECT * FROM beacon.query('shop', 'SELECT 1/0')").is_some());
         assert_eq!(one::<String>("SELECT current_user::text"), before);
-        exec(r#"SELECT tide.collect('shop', 'pageview', '{"url": "/d"}')"#);
+        exec(r#"SELECT beacon.collect('shop', 'pageview', '{"url": "/d"}')"#);
     }
 
     #[pg_test]
@@ -72,22 +72,22 @@ mod tests {
         ];
         for (sql, state) in cases {
             assert_eq!(
-                sqlstate_of(&format!("SELECT * FROM tide.query('shop', $q${sql}$q$)")).as_deref(),
+                sqlstate_of(&format!("SELECT * FROM beacon.query('shop', $q${sql}$q$)")).as_deref(),
                 Some(state),
                 "{sql}"
             );
         }
         assert_eq!(
-            sqlstate_of("SELECT * FROM tide.query('shop', 'SELECT 1', 0)").as_deref(),
+            sqlstate_of("SELECT * FROM beacon.query('shop', 'SELECT 1', 0)").as_deref(),
             Some("22023")
         );
         assert_eq!(
-            sqlstate_of("SELECT * FROM tide.query('nope', 'SELECT 1')").as_deref(),
+            sqlstate_of("SELECT * FROM beacon.query('nope', 'SELECT 1')").as_deref(),
             Some("3F000")
         );
         // a table that does not exist in the project is PostgreSQL's own error
         assert_eq!(
-            sqlstate_of("SELECT * FROM tide.query('shop', 'SELECT * FROM secret')").as_deref(),
+            sqlstate_of("SELECT * FROM beacon.query('shop', 'SELECT * FROM secret')").as_deref(),
             Some("42P01")
         );
     }

@@ -1,7 +1,7 @@
 //! Checks and re-renders the row filter of a stream subscription.
 //!
-//! `tide.subscribe` takes the filter as SQL text written by the subscriber,
-//! and pg_tide pastes it into a generated trigger function that runs in every
+//! `beacon.subscribe` takes the filter as SQL text written by the subscriber,
+//! and pg_beacon pastes it into a generated trigger function that runs in every
 //! session inserting into the collection. Whatever reaches PostgreSQL there
 //! must therefore be harmless no matter who wrote it: the filter is parsed,
 //! anything outside a small set of side-effect-free forms is refused with a

@@ -1,4 +1,4 @@
-//! Event streams: `tide.subscribe` hands out a channel, and every committed event of the
+//! Event streams: `beacon.subscribe` hands out a channel, and every committed event of the
 //! collection that matches the subscription's filter is NOTIFYed on it.
 //!
 //! One statement-level AFTER INSERT trigger per collection serves all its subscriptions:
@@ -11,7 +11,7 @@
 
 mod filter;
 
-use crate::error::{report, TideError, TideResult};
+use crate::error::{report, BeaconError, BeaconResult};
 use crate::names::{
     column_for_property, dollar_quote, quote_ident, quote_literal, validate_collection_name,
 };
@@ -20,7 +20,7 @@ use crate::security::{require_level, AsOwner, Level};
 use crate::spi::{exists, run, text_pairs};
 use pgrx::prelude::*;
 
-const TRIGGER: &str = "_tide_stream";
+const TRIGGER: &str = "_beacon_stream";
 /// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 const MAX_PAYLOAD_BYTES: usize = 8000;
 
@@ -34,16 +34,16 @@ fn function_name(project: &str, collection: &str) -> String {
     format!("{}.{}", quote_ident(project), quote_ident(&name))
 }
 
-fn lock_collection(project: &str, collection: &str) -> TideResult<()> {
+fn lock_collection(project: &str, collection: &str) -> BeaconResult<()> {
     run(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
-        &[format!("tide.stream {project}.{collection}").into()],
+        &[format!("beacon.stream {project}.{collection}").into()],
     )
 }
 
-/// The trigger function's body: one pass over the inserted rows (`tide_new`), one NOTIFY
+/// The trigger function's body: one pass over the inserted rows (`beacon_new`), one NOTIFY
 /// per matching (row, subscription) in `_id` order, and one counter row per channel.
-/// Filters name columns unqualified; the row itself is only ever named as `tide_row.*`,
+/// Filters name columns unqualified; the row itself is only ever named as `beacon_row.*`,
 /// which no column name can shadow.
 fn trigger_body(collection: &str, subscriptions: &[Subscription]) -> String {
     let name = quote_literal(collection);
@@ -68,13 +68,13 @@ fn trigger_body(collection: &str, subscriptions: &[Subscription]) -> String {
         "#variable_conflict use_column
 BEGIN
   WITH matched AS (
-         SELECT tide_row._id,
+         SELECT beacon_row._id,
                 pg_catalog.json_build_object('collection', {name},
-                    'event', pg_catalog.jsonb_strip_nulls(pg_catalog.to_jsonb(tide_row.*)))::text AS payload,
+                    'event', pg_catalog.jsonb_strip_nulls(pg_catalog.to_jsonb(beacon_row.*)))::text AS payload,
                 ARRAY[{channels}]::text[] AS channels
-           FROM tide_new AS tide_row
+           FROM beacon_new AS beacon_row
           WHERE {any_match}
-          ORDER BY tide_row._id),
+          ORDER BY beacon_row._id),
        sent AS MATERIALIZED (
          SELECT c.channel,
                 pg_catalog.pg_notify(c.channel,
@@ -84,7 +84,7 @@ BEGIN
            FROM matched m
           CROSS JOIN LATERAL pg_catalog.unnest(m.channels) AS c (channel)
           WHERE c.channel IS NOT NULL)
-  INSERT INTO tide.subscription_sent (channel, sent)
+  INSERT INTO beacon.subscription_sent (channel, sent)
   SELECT channel, count(*) FROM sent GROUP BY channel;
   RETURN NULL;
 END"
@@ -93,13 +93,13 @@ END"
 
 /// (Re)creates the collection's stream trigger and function from the catalog, or removes
 /// them when it has no subscription left. Runs as the owner, under the collection's lock.
-fn install(project: &str, collection: &str) -> TideResult<()> {
+fn install(project: &str, collection: &str) -> BeaconResult<()> {
     let table = format!("{}.{}", quote_ident(project), quote_ident(collection));
     let function = function_name(project, collection);
     let subscriptions: Vec<Subscription> = Spi::connect(|client| {
         client
             .select(
-                "SELECT channel, condition FROM tide.subscription
+                "SELECT channel, condition FROM beacon.subscription
                   WHERE project = $1 AND collection = $2 ORDER BY created_at, channel",
                 None,
                 &[project.into(), collection.into()],
@@ -137,7 +137,7 @@ fn install(project: &str, collection: &str) -> TideResult<()> {
     )? {
         run(
             &format!(
-                "CREATE TRIGGER {TRIGGER} AFTER INSERT ON {table} REFERENCING NEW TABLE AS tide_new \
+                "CREATE TRIGGER {TRIGGER} AFTER INSERT ON {table} REFERENCING NEW TABLE AS beacon_new \
                  FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
             ),
             &[],
@@ -146,7 +146,7 @@ fn install(project: &str, collection: &str) -> TideResult<()> {
     Ok(())
 }
 
-fn columns_of(project: &str, collection: &str) -> TideResult<Vec<String>> {
+fn columns_of(project: &str, collection: &str) -> BeaconResult<Vec<String>> {
     let table = format!("{}.{}", quote_ident(project), quote_ident(collection));
     Ok(Spi::connect(|client| {
         client
@@ -163,14 +163,14 @@ fn columns_of(project: &str, collection: &str) -> TideResult<Vec<String>> {
 
 /// Checks the filter as text first, then lets PostgreSQL type-check the rewritten
 /// condition against the table, so that a filter that is accepted also runs.
-fn checked_condition(project: &str, collection: &str, filter: &str) -> TideResult<String> {
+fn checked_condition(project: &str, collection: &str, filter: &str) -> BeaconResult<String> {
     let columns = columns_of(project, collection)?;
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let condition = filter::check_filter(filter, &columns)
-        .map_err(|refusal| TideError::InvalidArgument(format!("invalid filter: {refusal}")))?;
+        .map_err(|refusal| BeaconError::InvalidArgument(format!("invalid filter: {refusal}")))?;
     run(
         &format!(
-            "SELECT 1 FROM {}.{} AS tide_row WHERE ({condition}) LIMIT 0",
+            "SELECT 1 FROM {}.{} AS beacon_row WHERE ({condition}) LIMIT 0",
             quote_ident(project),
             quote_ident(collection)
         ),
@@ -184,14 +184,14 @@ fn subscribe_to(
     collection: &str,
     filter: Option<&str>,
     temporary: bool,
-) -> TideResult<String> {
-    validate_collection_name(collection).map_err(|e| TideError::InvalidName(e.to_string()))?;
+) -> BeaconResult<String> {
+    validate_collection_name(collection).map_err(|e| BeaconError::InvalidName(e.to_string()))?;
     require_level(project, Level::Read)?;
     let owner_role = Spi::get_one::<String>("SELECT current_user::text")?.unwrap_or_default();
     let _owner = AsOwner::enter()?;
     require_project(project)?;
     if !crate::collect::schema::collection_exists(project, collection)? {
-        return Err(TideError::UnknownCollection(
+        return Err(BeaconError::UnknownCollection(
             project.to_string(),
             collection.to_string(),
         ));
@@ -202,10 +202,10 @@ fn subscribe_to(
         .map(|f| checked_condition(project, collection, f))
         .transpose()?;
     let channel = crate::spi::returning_one::<String>(
-        "INSERT INTO tide.subscription
+        "INSERT INTO beacon.subscription
                 (channel, project, collection, filter, condition, temporary, owner_role,
                  owner_pid, owner_started)
-         SELECT 'tide_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''),
+         SELECT 'beacon_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''),
                 $1, $2, $3, $4, $5, $6, a.pid, a.backend_start
            FROM (SELECT NULL) AS one
            LEFT JOIN pg_catalog.pg_stat_activity a ON $5 AND a.pid = pg_catalog.pg_backend_pid()
@@ -219,12 +219,12 @@ fn subscribe_to(
             owner_role.into(),
         ],
     )?
-    .ok_or_else(|| TideError::InvalidArgument("the subscription was not stored".into()))?;
+    .ok_or_else(|| BeaconError::InvalidArgument("the subscription was not stored".into()))?;
     install(project, collection)?;
     Ok(channel)
 }
 
-fn unsubscribe_from(channel: &str) -> TideResult<()> {
+fn unsubscribe_from(channel: &str) -> BeaconResult<()> {
     let caller = Spi::get_one::<String>("SELECT current_user::text")?.unwrap_or_default();
     // the catalog is not readable by callers: look it up as the owner, decide as the caller
     let found = {
@@ -236,7 +236,7 @@ fn unsubscribe_from(channel: &str) -> TideResult<()> {
                             EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
                                      WHERE r.rolname = s.owner_role
                                        AND pg_catalog.pg_has_role($2::name, r.oid, 'MEMBER'))
-                       FROM tide.subscription s WHERE s.channel = $1",
+                       FROM beacon.subscription s WHERE s.channel = $1",
                     None,
                     &[channel.into(), caller.as_str().into()],
                 )?
@@ -252,11 +252,11 @@ fn unsubscribe_from(channel: &str) -> TideResult<()> {
         })
     };
     let (project, collection, made_it) = found?.ok_or_else(|| {
-        TideError::UnknownObject(format!("no subscription with channel \"{channel}\""))
+        BeaconError::UnknownObject(format!("no subscription with channel \"{channel}\""))
     })?;
     if !made_it {
         require_level(&project, Level::Admin).map_err(|_| {
-            TideError::PermissionDenied(format!(
+            BeaconError::PermissionDenied(format!(
                 "permission denied to end subscription \"{channel}\": only the role that made it \
                  or an admin of project \"{project}\" may"
             ))
@@ -265,7 +265,7 @@ fn unsubscribe_from(channel: &str) -> TideResult<()> {
     let _owner = AsOwner::enter()?;
     lock_collection(&project, &collection)?;
     run(
-        "DELETE FROM tide.subscription WHERE channel = $1",
+        "DELETE FROM beacon.subscription WHERE channel = $1",
         &[channel.into()],
     )?;
     install(&project, &collection)
@@ -273,11 +273,11 @@ fn unsubscribe_from(channel: &str) -> TideResult<()> {
 
 /// Ends temporary subscriptions whose session is gone and folds sent-event counts into
 /// the catalog; returns how many subscriptions ended.
-fn housekeeping() -> TideResult<i64> {
+fn housekeeping() -> BeaconResult<i64> {
     let _owner = AsOwner::enter()?;
     // a NULL backend_start means the caller may not see that session: count it as alive
     let ended = text_pairs(
-        "DELETE FROM tide.subscription s
+        "DELETE FROM beacon.subscription s
           WHERE s.temporary
             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
                              WHERE a.pid = s.owner_pid
@@ -293,8 +293,8 @@ fn housekeeping() -> TideResult<i64> {
         install(project, collection)?;
     }
     run(
-        "WITH folded AS (DELETE FROM tide.subscription_sent RETURNING channel, sent)
-         UPDATE tide.subscription s SET events_sent = s.events_sent + f.sent
+        "WITH folded AS (DELETE FROM beacon.subscription_sent RETURNING channel, sent)
+         UPDATE beacon.subscription s SET events_sent = s.events_sent + f.sent
            FROM (SELECT channel, sum(sent)::bigint AS sent FROM folded GROUP BY channel) f
           WHERE s.channel = f.channel",
         &[],
@@ -347,19 +347,19 @@ mod unit_tests {
             "page'view",
             &[
                 Subscription {
-                    channel: "tide_a".into(),
+                    channel: "beacon_a".into(),
                     condition: Some("\"price\" > 10".into()),
                 },
                 Subscription {
-                    channel: "tide_b".into(),
+                    channel: "beacon_b".into(),
                     condition: None,
                 },
             ],
         );
-        assert_eq!(body.matches("FROM tide_new").count(), 1);
+        assert_eq!(body.matches("FROM beacon_new").count(), 1);
         assert!(body.contains("WHERE (\"price\" > 10)\n                 OR (true)"));
-        assert!(body.contains("CASE WHEN (\"price\" > 10) THEN 'tide_a' END"));
-        assert!(body.contains("CASE WHEN (true) THEN 'tide_b' END"));
+        assert!(body.contains("CASE WHEN (\"price\" > 10) THEN 'beacon_a' END"));
+        assert!(body.contains("CASE WHEN (true) THEN 'beacon_b' END"));
         assert!(body.contains("'page''view'"), "collection name quoted");
         assert!(body.contains("< 8000"));
     }

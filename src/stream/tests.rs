@@ -6,26 +6,26 @@ mod tests {
     use pgrx::prelude::*;
 
     fn setup() {
-        exec("SELECT tide.create_project('shop')");
+        exec("SELECT beacon.create_project('shop')");
         exec(
-            r#"SELECT tide.collect('shop', 'pageview', '{"url": "/", "price": 1.5, "country": "NZ"}')"#,
+            r#"SELECT beacon.collect('shop', 'pageview', '{"url": "/", "price": 1.5, "country": "NZ"}')"#,
         );
     }
 
     fn subscribe(filter: &str) -> String {
         one::<String>(&format!(
-            "SELECT tide.subscribe('shop', 'pageview', {filter})"
+            "SELECT beacon.subscribe('shop', 'pageview', {filter})"
         ))
         .expect("channel")
     }
 
     fn triggers() -> i64 {
-        count("SELECT 1 FROM pg_trigger WHERE tgrelid = 'shop.pageview'::regclass AND tgname = '_tide_stream'")
+        count("SELECT 1 FROM pg_trigger WHERE tgrelid = 'shop.pageview'::regclass AND tgname = '_beacon_stream'")
     }
 
     fn sent(channel: &str) -> i64 {
         one::<i64>(&format!(
-            "SELECT events_sent FROM tide.subscriptions WHERE channel = '{channel}'"
+            "SELECT events_sent FROM beacon.subscriptions WHERE channel = '{channel}'"
         ))
         .expect("subscription listed")
     }
@@ -44,9 +44,9 @@ mod tests {
         assert_eq!(unique.len(), 100, "channels are distinct");
         assert!(channels
             .iter()
-            .all(|c| c.len() <= 63 && c.starts_with("tide_")));
+            .all(|c| c.len() <= 63 && c.starts_with("beacon_")));
         for channel in &channels {
-            exec(&format!("SELECT tide.unsubscribe('{channel}')"));
+            exec(&format!("SELECT beacon.unsubscribe('{channel}')"));
         }
         assert_eq!(triggers(), 0);
         assert_eq!(
@@ -62,7 +62,7 @@ mod tests {
         let all = subscribe("NULL");
         let none = subscribe("'url LIKE ''/never%'''");
         exec(
-            r#"SELECT tide.collect_batch('shop', '[
+            r#"SELECT beacon.collect_batch('shop', '[
             {"collection": "pageview", "properties": {"url": "/a", "price": 5, "country": "NZ"}},
             {"collection": "pageview", "properties": {"url": "/b", "price": 50, "country": "NZ"}},
             {"collection": "pageview", "properties": {"url": "/c", "price": 1, "country": "US"}},
@@ -72,8 +72,8 @@ mod tests {
         assert_eq!(sent(&all), 4);
         assert_eq!(sent(&none), 0);
         // the worker's fold keeps the totals
-        assert_eq!(one::<i64>("SELECT tide._stream_housekeeping()"), Some(0));
-        assert_eq!(count("SELECT 1 FROM tide.subscription_sent"), 0);
+        assert_eq!(one::<i64>("SELECT beacon._stream_housekeeping()"), Some(0));
+        assert_eq!(count("SELECT 1 FROM beacon.subscription_sent"), 0);
         assert_eq!(sent(&all), 4);
     }
 
@@ -94,7 +94,7 @@ mod tests {
         for (filter, state) in refused {
             assert_eq!(
                 sqlstate_of(&format!(
-                    "SELECT tide.subscribe('shop', 'pageview', {filter})"
+                    "SELECT beacon.subscribe('shop', 'pageview', {filter})"
                 ))
                 .as_deref(),
                 Some(state),
@@ -102,19 +102,19 @@ mod tests {
             );
         }
         assert_eq!(
-            sqlstate_of("SELECT tide.subscribe('shop', 'nosuch')").as_deref(),
+            sqlstate_of("SELECT beacon.subscribe('shop', 'nosuch')").as_deref(),
             Some("42P01")
         );
         assert_eq!(
-            sqlstate_of("SELECT tide.subscribe('nope', 'pageview')").as_deref(),
+            sqlstate_of("SELECT beacon.subscribe('nope', 'pageview')").as_deref(),
             Some("3F000")
         );
         assert_eq!(
-            sqlstate_of("SELECT tide.unsubscribe('tide_nosuch')").as_deref(),
+            sqlstate_of("SELECT beacon.unsubscribe('beacon_nosuch')").as_deref(),
             Some("42704")
         );
         assert_eq!(
-            count("SELECT 1 FROM tide.subscription"),
+            count("SELECT 1 FROM beacon.subscription"),
             0,
             "nothing half-created"
         );
@@ -130,24 +130,24 @@ mod tests {
         setup();
         let temporary = subscribe("'price > 1'");
         let lasting =
-            one::<String>("SELECT tide.subscribe('shop', 'pageview', NULL, false)").unwrap();
+            one::<String>("SELECT beacon.subscribe('shop', 'pageview', NULL, false)").unwrap();
         assert_eq!(
-            one::<bool>(&format!("SELECT owner_session = pg_backend_pid() AND temporary FROM tide.subscriptions WHERE channel = '{temporary}'")),
+            one::<bool>(&format!("SELECT owner_session = pg_backend_pid() AND temporary FROM beacon.subscriptions WHERE channel = '{temporary}'")),
             Some(true)
         );
         assert_eq!(
-            one::<bool>(&format!("SELECT owner_session IS NULL AND NOT temporary FROM tide.subscriptions WHERE channel = '{lasting}'")),
+            one::<bool>(&format!("SELECT owner_session IS NULL AND NOT temporary FROM beacon.subscriptions WHERE channel = '{lasting}'")),
             Some(true)
         );
         assert_eq!(
             one::<String>(&format!(
-                "SELECT filter FROM tide.subscriptions WHERE channel = '{temporary}'"
+                "SELECT filter FROM beacon.subscriptions WHERE channel = '{temporary}'"
             ))
             .as_deref(),
             Some("price > 1")
         );
         // this session is alive: housekeeping keeps both
-        assert_eq!(one::<i64>("SELECT tide._stream_housekeeping()"), Some(0));
-        assert_eq!(count("SELECT 1 FROM tide.subscriptions"), 2);
+        assert_eq!(one::<i64>("SELECT beacon._stream_housekeeping()"), Some(0));
+        assert_eq!(count("SELECT 1 FROM beacon.subscriptions"), 2);
     }
 }

@@ -1,6 +1,6 @@
 //! Customer profiles: `<project>._users`, one row per user id. Properties become columns
 //! exactly as a collection's do (same inference, same lossless-fit rules, same
-//! catalog in `tide.field`), so events join their profile through `_user = id`.
+//! catalog in `beacon.field`), so events join their profile through `_user = id`.
 //!
 //! Every write is one `INSERT … ON CONFLICT (id) DO UPDATE`: the row lock it takes makes
 //! concurrent increments of one user add up exactly, and touches no other user.
@@ -8,7 +8,7 @@
 use crate::collect::columns::Column;
 use crate::collect::infer::{fit, infer, json_kind, ColumnType, ScalarType};
 use crate::collect::schema::{self, Fields};
-use crate::error::{report, TideError, TideResult};
+use crate::error::{report, BeaconError, BeaconResult};
 use crate::jsonb::JsonbArg;
 use crate::names::{quote_ident, quote_literal};
 use crate::project::require_project;
@@ -21,7 +21,7 @@ pub const TABLE: &str = "_users";
 const SYSTEM_COLUMNS: [&str; 3] = ["id", "created_at", "updated_at"];
 
 /// Called by `create_project`, as the owner.
-pub fn create_table(project: &str) -> TideResult<()> {
+pub fn create_table(project: &str) -> BeaconResult<()> {
     let table = schema::table(project, TABLE);
     run(
         &format!(
@@ -35,31 +35,31 @@ pub fn create_table(project: &str) -> TideResult<()> {
     run(
         &format!(
             "COMMENT ON TABLE {table} IS {}",
-            quote_literal("pg_tide customer profiles; events link to them through _user")
+            quote_literal("pg_beacon customer profiles; events link to them through _user")
         ),
         &[],
     )?;
-    // registered like a collection so that its properties share tide.field and tide.fields
+    // registered like a collection so that its properties share beacon.field and beacon.fields
     run(
-        "INSERT INTO tide.collection (project, name) VALUES ($1, $2)",
+        "INSERT INTO beacon.collection (project, name) VALUES ($1, $2)",
         &[project.into(), TABLE.into()],
     )
 }
 
-fn enter(project: &str) -> TideResult<AsOwner> {
+fn enter(project: &str) -> BeaconResult<AsOwner> {
     require_level(project, Level::Write)?;
     let owner = AsOwner::enter()?;
     require_project(project)?;
     Ok(owner)
 }
 
-fn checked_id(id: Option<&str>) -> TideResult<&str> {
-    id.ok_or_else(|| TideError::InvalidArgument("the user id must not be NULL".into()))
+fn checked_id(id: Option<&str>) -> BeaconResult<&str> {
+    id.ok_or_else(|| BeaconError::InvalidArgument("the user id must not be NULL".into()))
 }
 
-fn checked_property(property: &str) -> TideResult<()> {
+fn checked_property(property: &str) -> BeaconResult<()> {
     if SYSTEM_COLUMNS.contains(&property) {
-        return Err(TideError::InvalidArgument(format!(
+        return Err(BeaconError::InvalidArgument(format!(
             "\"{property}\" is a system column of _users and cannot be set as a property"
         )));
     }
@@ -67,7 +67,7 @@ fn checked_property(property: &str) -> TideResult<()> {
 }
 
 /// Returns the fields, after adding the columns that `properties` need.
-fn fields_for(project: &str, properties: &Map<String, Value>) -> TideResult<Fields> {
+fn fields_for(project: &str, properties: &Map<String, Value>) -> BeaconResult<Fields> {
     let fields = schema::load_fields(project, TABLE)?;
     let wanted: Vec<(String, ColumnType)> = properties
         .iter()
@@ -81,17 +81,17 @@ fn fields_for(project: &str, properties: &Map<String, Value>) -> TideResult<Fiel
     }
 }
 
-fn column_of<'f>(fields: &'f Fields, property: &str) -> TideResult<(&'f str, ColumnType)> {
+fn column_of<'f>(fields: &'f Fields, property: &str) -> BeaconResult<(&'f str, ColumnType)> {
     match fields.get(property) {
         Some(schema::Field {
             column,
             ty: Some(ty),
         }) => Ok((column, *ty)),
-        Some(schema::Field { column, ty: None }) => Err(TideError::TypeMismatch(format!(
-            "property \"{property}\": column \"{column}\" has a type pg_tide does not write"
+        Some(schema::Field { column, ty: None }) => Err(BeaconError::TypeMismatch(format!(
+            "property \"{property}\": column \"{column}\" has a type pg_beacon does not write"
         ))),
-        None => Err(TideError::LimitExceeded(format!(
-            "cannot add property \"{property}\": _users already has {} property columns (tide.max_fields)",
+        None => Err(BeaconError::LimitExceeded(format!(
+            "cannot add property \"{property}\": _users already has {} property columns (beacon.max_fields)",
             fields.len()
         ))),
     }
@@ -109,12 +109,12 @@ fn set(
     id: Option<&str>,
     properties: Option<JsonbArg>,
     merge: Merge,
-) -> TideResult<()> {
+) -> BeaconResult<()> {
     let id = checked_id(id)?;
     let properties = match properties.map(|j| j.0) {
         Some(Value::Object(map)) => map,
         other => {
-            return Err(TideError::InvalidArgument(format!(
+            return Err(BeaconError::InvalidArgument(format!(
                 "properties must be a JSON object, not {}",
                 other.as_ref().map_or("NULL", json_kind)
             )))
@@ -137,7 +137,7 @@ fn set(
         }
         let (name, ty) = column_of(&fields, property)?;
         let fitted = fit(value, ty)
-            .map_err(|m| TideError::TypeMismatch(format!("property \"{property}\": {}", m.0)))?;
+            .map_err(|m| BeaconError::TypeMismatch(format!("property \"{property}\": {}", m.0)))?;
         let mut column = Column::new(name.to_string(), ty);
         column.push(0, &fitted);
         columns.push(column);
@@ -145,7 +145,7 @@ fn set(
     upsert(project, id, columns, merge)
 }
 
-fn upsert(project: &str, id: &str, columns: Vec<Column>, merge: Merge) -> TideResult<()> {
+fn upsert(project: &str, id: &str, columns: Vec<Column>, merge: Merge) -> BeaconResult<()> {
     let table = schema::table(project, TABLE);
     if columns.is_empty() {
         return run(
@@ -189,11 +189,11 @@ fn upsert(project: &str, id: &str, columns: Vec<Column>, merge: Merge) -> TideRe
     )
 }
 
-fn increment(project: &str, id: Option<&str>, property: &str, by: f64) -> TideResult<f64> {
+fn increment(project: &str, id: Option<&str>, property: &str, by: f64) -> BeaconResult<f64> {
     let id = checked_id(id)?;
     checked_property(property)?;
     if !by.is_finite() {
-        return Err(TideError::InvalidArgument(format!(
+        return Err(BeaconError::InvalidArgument(format!(
             "cannot increment by {by}"
         )));
     }
@@ -213,13 +213,13 @@ fn increment(project: &str, id: Option<&str>, property: &str, by: f64) -> TideRe
     let (column, ty) = column_of(&fields, property)?;
     let number_types = [ScalarType::BigInt, ScalarType::Double, ScalarType::Numeric];
     if !matches!(ty, ColumnType::Scalar(t) if number_types.contains(&t)) {
-        return Err(TideError::TypeMismatch(format!(
+        return Err(BeaconError::TypeMismatch(format!(
             "cannot increment property \"{property}\": its column \"{column}\" is {}, not a number",
             ty.sql()
         )));
     }
     fit(&by_json, ty).map_err(|m| {
-        TideError::TypeMismatch(format!("cannot increment property \"{property}\": {}", m.0))
+        BeaconError::TypeMismatch(format!("cannot increment property \"{property}\": {}", m.0))
     })?;
     let quoted = quote_ident(column);
     let table = schema::table(project, TABLE);
@@ -237,12 +237,13 @@ fn increment(project: &str, id: Option<&str>, property: &str, by: f64) -> TideRe
     Ok(result.unwrap_or(by))
 }
 
-fn unset(project: &str, id: Option<&str>, properties: Vec<Option<String>>) -> TideResult<i64> {
+fn unset(project: &str, id: Option<&str>, properties: Vec<Option<String>>) -> BeaconResult<i64> {
     let id = checked_id(id)?;
     let mut names = Vec::with_capacity(properties.len());
     for property in properties {
-        let property = property
-            .ok_or_else(|| TideError::InvalidArgument("property names must not be NULL".into()))?;
+        let property = property.ok_or_else(|| {
+            BeaconError::InvalidArgument("property names must not be NULL".into())
+        })?;
         checked_property(&property)?;
         names.push(property);
     }

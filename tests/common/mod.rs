@@ -1,4 +1,4 @@
-//! A real PostgreSQL server with pg_tide preloaded, one per test binary, for tests that
+//! A real PostgreSQL server with pg_beacon preloaded, one per test binary, for tests that
 //! need commits, several sessions, NOTIFY, the background worker or a restart.
 //! It runs as the `postgres` OS user (PostgreSQL refuses root), on a free loopback port,
 //! in a data directory under /tmp, and is stopped when the test binary exits.
@@ -71,7 +71,7 @@ extern "C" fn stop_at_exit() {
 impl Server {
     fn start() -> Server {
         let port = free_port();
-        let data = PathBuf::from(format!("/tmp/pg_tide_it_{}_{port}", std::process::id()));
+        let data = PathBuf::from(format!("/tmp/pg_beacon_it_{}_{port}", std::process::id()));
         let _ = fs::remove_dir_all(&data);
         fs::create_dir_all(&data).unwrap();
         if unsafe { libc::geteuid() } == 0 {
@@ -88,7 +88,7 @@ impl Server {
         ]));
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             shared_preload_libraries = 'pg_tide'\nfsync = off\nsynchronous_commit = off\n\
+             shared_preload_libraries = 'pg_beacon'\nfsync = off\nsynchronous_commit = off\n\
              max_connections = 60\nlog_min_messages = warning\n",
             data.display()
         );
@@ -139,11 +139,11 @@ impl Server {
         self.connect_as(db, "postgres")
     }
 
-    /// A new database with pg_tide created in it.
+    /// A new database with pg_beacon created in it.
     pub fn fresh_db(&self, name: &str) -> Client {
         self.plain_db(name);
         let mut client = self.connect(name);
-        client.batch_execute("CREATE EXTENSION pg_tide").unwrap();
+        client.batch_execute("CREATE EXTENSION pg_beacon").unwrap();
         client
     }
 
