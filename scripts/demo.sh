@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds pg_beacon, starts a local PostgreSQL with pg_beacon
 # preloaded and runs a short demo. Safe to run again.
+#   BEACON_PG=18 ./scripts/demo.sh     the same on PostgreSQL 18 (default 15)
 source "$(dirname "$0")/lib.sh"
 
-PORT=${BEACON_PORT:-5499}
-DATA=${BEACON_PGDATA:-/var/lib/postgresql/pg_beacon-demo}
+case $PG_MAJOR in 15) default_port=5499 ;; *) default_port=5518 ;; esac
+PORT=${BEACON_PORT:-$default_port}
+DATA=${BEACON_PGDATA:-/var/lib/postgresql/pg_beacon-demo-$PG_MAJOR}
 DB=beacon_demo
 
 ensure_prereqs
@@ -21,9 +23,9 @@ psql_demo -d "$DB" -v ON_ERROR_STOP=1 -f "$REPO/scripts/demo.sql"
 
 cat <<TXT
 
-pg_beacon is running. Connect with:
+pg_beacon is running on PostgreSQL $PG_MAJOR. Connect with:
 
-    psql -h 127.0.0.1 -p $PORT -U postgres $DB
+    $PG_BIN/psql -h 127.0.0.1 -p $PORT -U postgres $DB
 
 Stop it with:   runuser -u postgres -- $PG_BIN/pg_ctl -D $DATA stop
 TXT

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 mod collect;
 mod cq;
 mod error;
+mod generated;
 mod guc;
 mod jsonb;
 mod mailbox;

@@ -223,7 +223,31 @@ pub fn install_drop_database_hook() {
     }
 }
 
-#[pg_guard]
+/// PostgreSQL's own entry point, declared without pgrx's guard: an error it raises must
+/// reach the caller exactly as PostgreSQL raised it. Through the guard it would be caught,
+/// turned into a Rust panic and re-raised, with a Rust backtrace in its DETAIL whenever the
+/// server's environment has RUST_BACKTRACE.
+mod unguarded {
+    use pgrx::pg_sys;
+
+    extern "C-unwind" {
+        #[allow(clippy::too_many_arguments)]
+        pub fn standard_ProcessUtility(
+            statement: *mut pg_sys::PlannedStmt,
+            query: *const std::ffi::c_char,
+            read_only_tree: bool,
+            context: pg_sys::ProcessUtilityContext::Type,
+            params: pg_sys::ParamListInfo,
+            environment: *mut pg_sys::QueryEnvironment,
+            destination: *mut pg_sys::DestReceiver,
+            completion: *mut pg_sys::QueryCompletion,
+        );
+    }
+}
+
+/// Not `#[pg_guard]`ed, on purpose (see `unguarded`): our own work runs in the guarded
+/// `before_utility`, and by the time the statement runs this frame owns nothing that
+/// needs dropping, so PostgreSQL's longjmp out of it skips no Rust destructor.
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn beacon_process_utility(
     statement: *mut pg_sys::PlannedStmt,
@@ -235,13 +259,9 @@ unsafe extern "C-unwind" fn beacon_process_utility(
     destination: *mut pg_sys::DestReceiver,
     completion: *mut pg_sys::QueryCompletion,
 ) {
-    let node = (*statement).utilityStmt;
-    if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_DropdbStmt {
-        let name = (*(node as *mut pg_sys::DropdbStmt)).dbname;
-        if !name.is_null() {
-            stop_scheduler(&std::ffi::CStr::from_ptr(name).to_string_lossy());
-        }
-    }
+    before_utility(statement);
+    // SAFETY: the arguments are PostgreSQL's own, passed on unchanged to the next hook or
+    // to standard_ProcessUtility, which is what PostgreSQL would have called without us.
     match PREVIOUS_UTILITY_HOOK {
         Some(previous) => previous(
             statement,
@@ -253,7 +273,7 @@ unsafe extern "C-unwind" fn beacon_process_utility(
             destination,
             completion,
         ),
-        None => pg_sys::standard_ProcessUtility(
+        None => unguarded::standard_ProcessUtility(
             statement,
             query,
             read_only_tree,
@@ -263,6 +283,19 @@ unsafe extern "C-unwind" fn beacon_process_utility(
             destination,
             completion,
         ),
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn before_utility(statement: *mut pg_sys::PlannedStmt) {
+    // SAFETY: `statement` is the PlannedStmt PostgreSQL is about to run; a DropdbStmt's
+    // dbname is a NUL-terminated string owned by it.
+    let node = (*statement).utilityStmt;
+    if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_DropdbStmt {
+        let name = (*(node as *mut pg_sys::DropdbStmt)).dbname;
+        if !name.is_null() {
+            stop_scheduler(&std::ffi::CStr::from_ptr(name).to_string_lossy());
+        }
     }
 }
 

@@ -47,7 +47,7 @@ fn dump_and_restore_keeps_collecting() {
     );
 
     server().plain_db("restored");
-    let out = Command::new(format!("{}/psql", common::PG_BIN))
+    let out = Command::new(format!("{}/psql", common::pg_bin()))
         .args([
             "-X",
             "-q",

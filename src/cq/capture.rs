@@ -12,6 +12,7 @@
 use super::plan::{Mode, Rows};
 use super::plan_of;
 use crate::error::BeaconResult;
+use crate::generated::{self, Kind};
 use crate::names::{column_for_property, dollar_quote, quote_ident, quote_literal};
 use crate::spi::{exists, run};
 use pgrx::prelude::*;
@@ -73,7 +74,8 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
                 )?;
             }
         }
-        return run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[]);
+        run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[])?;
+        return generated::forget(Kind::CqCapture, project, source);
     }
 
     let mut inserted = String::new();
@@ -116,7 +118,7 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
              SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' \
              AS {}",
-            dollar_quote(&body)
+            dollar_quote(&generated::stamp(&body))
         ),
         &[],
     )?;
@@ -136,5 +138,5 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             )?;
         }
     }
-    Ok(())
+    generated::record(Kind::CqCapture, project, source)
 }

@@ -14,6 +14,7 @@ mod sketch;
 mod tests;
 
 use crate::error::{report, BeaconError, BeaconResult};
+use crate::generated::{self, Kind};
 use crate::names::{quote_literal, validate_collection_name};
 use crate::project::require_project;
 use crate::security::{require_level, AsOwner, Level};
@@ -144,17 +145,8 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     }
     run(&plan.create_columns_view(), &[])?;
     run(&plan.create_view(), &[])?;
-    run(
-        &format!(
-            "COMMENT ON VIEW {} IS {}",
-            plan.view(),
-            quote_literal(&format!(
-                "pg_beacon continuous query ({} mode): {query}",
-                mode.as_str()
-            ))
-        ),
-        &[],
-    )?;
+    comment_view(&plan, query)?;
+    generated::record(Kind::CqView, project, name)?;
     let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
         .unwrap_or_else(|| "UTC".into());
     run(
@@ -171,6 +163,72 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     )?;
     capture::install(project, &plan.source)?;
     backfill(&plan, &time_zone)
+}
+
+fn comment_view(plan: &Plan, query: &str) -> BeaconResult<()> {
+    run(
+        &format!(
+            "COMMENT ON VIEW {} IS {}",
+            plan.view(),
+            quote_literal(&format!(
+                "pg_beacon continuous query ({} mode): {query}",
+                plan.mode.as_str()
+            ))
+        ),
+        &[],
+    )
+}
+
+/// The column types of an existing view, in order.
+fn view_types(view: &str) -> BeaconResult<Vec<String>> {
+    Ok(Spi::connect(|client| {
+        client
+            .select(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+                  WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                None,
+                &[view.into()],
+            )?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })?)
+}
+
+/// Regenerates a query's views with the running code (see `generated`); false when its
+/// source is gone and there is nothing to regenerate. Runs as the owner.
+pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
+    let (query, mode) = stored(project, name)?;
+    let mut plan = plan_of(project, name, &query, mode)?;
+    if source_kind(&plan)?.as_deref() != Some("r") {
+        return Ok(false);
+    }
+    plan.output_types = probe_types(&plan)?;
+    let replace =
+        |statement: String| statement.replacen("CREATE VIEW", "CREATE OR REPLACE VIEW", 1);
+    run(&replace(plan.create_columns_view()), &[])?;
+    let exists_now = exists(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[plan.view().as_str().into()],
+    )?;
+    if exists_now && view_types(&plan.view())? == plan.output_types {
+        // keeps the grants and whatever users built on the view
+        run(&replace(plan.create_view()), &[])?;
+    } else {
+        // a column's type changed (a fix in how it is computed): the view must be rebuilt,
+        // and PostgreSQL refuses if user objects depend on it, which the upgrade reports
+        if exists_now {
+            run(&format!("DROP VIEW {}", plan.view()), &[])?;
+        }
+        run(&plan.create_view(), &[])?;
+    }
+    comment_view(&plan, &query)?;
+    generated::record(Kind::CqView, project, name)?;
+    Ok(true)
+}
+
+/// Regenerates the capture function and triggers of a source table. Runs as the owner.
+pub fn install_capture(project: &str, source: &str) -> BeaconResult<()> {
+    capture::install(project, source)
 }
 
 fn backfill(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
@@ -227,6 +285,7 @@ fn drop(project: &str, name: &str) -> BeaconResult<()> {
         &[project.into(), name.into()],
     )?;
     capture::install(project, &plan.source)?;
+    generated::forget(Kind::CqView, project, name)?;
     for relation in plan.owned_relations() {
         let kind = if relation == plan.view() || relation == plan.columns_view() {
             "VIEW"

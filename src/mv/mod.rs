@@ -7,6 +7,7 @@
 //! readers are never blocked.
 
 use crate::error::{report, BeaconError, BeaconResult};
+use crate::generated::{self, Kind};
 use crate::names::{quote_ident, validate_collection_name};
 use crate::project::require_project;
 use crate::query::checked_query;
@@ -44,19 +45,8 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> BeaconResu
             "relation \"{name}\" already exists in project \"{project}\""
         )));
     }
-    let target = view(project, name);
-    run(
-        &format!("CREATE MATERIALIZED VIEW {target} AS {rewritten} WITH DATA"),
-        &[],
-    )?;
-    let key = unique_key(project, name, &rewritten)?;
-    if let Some(columns) = &key {
-        let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-        run(
-            &format!("CREATE UNIQUE INDEX ON {target} ({})", quoted.join(", ")),
-            &[],
-        )?;
-    }
+    let key = materialize(project, name, &rewritten)?;
+    generated::record(Kind::MaterializedView, project, name)?;
     run(
         "INSERT INTO beacon.materialized_view (project, name, query, refresh_every, unique_key, next_refresh, last_refresh)
          VALUES ($1, $2, $3, $4, $5, now() + $4, now())",
@@ -68,6 +58,57 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> BeaconResu
             key.into(),
         ],
     )
+}
+
+/// Creates the materialized view and, when its key is unique, the index that lets it be
+/// refreshed concurrently. Returns the key.
+fn materialize(project: &str, name: &str, rewritten: &str) -> BeaconResult<Option<Vec<String>>> {
+    let target = view(project, name);
+    run(
+        &format!("CREATE MATERIALIZED VIEW {target} AS {rewritten} WITH DATA"),
+        &[],
+    )?;
+    let key = unique_key(project, name, rewritten)?;
+    if let Some(columns) = &key {
+        let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        run(
+            &format!("CREATE UNIQUE INDEX ON {target} ({})", quoted.join(", ")),
+            &[],
+        )?;
+    }
+    Ok(key)
+}
+
+/// Re-renders a materialized view's query with the running code (see `generated`) and
+/// rebuilds the view when the rendering changed; false when nothing needed rebuilding.
+/// Runs as the owner.
+pub fn regenerate(project: &str, name: &str) -> BeaconResult<bool> {
+    let stored = Spi::get_one_with_args::<String>(
+        "SELECT query FROM beacon.materialized_view WHERE project = $1 AND name = $2",
+        &[project.into(), name.into()],
+    )?
+    .unwrap_or_default();
+    let rewritten = checked_query(project, &stored)?;
+    let changed = rewritten != stored;
+    if changed {
+        run(
+            &format!("DROP MATERIALIZED VIEW IF EXISTS {}", view(project, name)),
+            &[],
+        )?;
+        let key = materialize(project, name, &rewritten)?;
+        run(
+            "UPDATE beacon.materialized_view SET query = $3, unique_key = $4, last_refresh = now()
+              WHERE project = $1 AND name = $2",
+            &[
+                project.into(),
+                name.into(),
+                rewritten.as_str().into(),
+                key.into(),
+            ],
+        )?;
+    }
+    generated::record(Kind::MaterializedView, project, name)?;
+    Ok(changed)
 }
 
 /// The query's GROUP BY outputs, when each really is a distinct column of the view.
@@ -132,6 +173,7 @@ fn drop(project: &str, name: &str) -> BeaconResult<()> {
         &format!("DROP MATERIALIZED VIEW IF EXISTS {}", view(project, name)),
         &[],
     )?;
+    generated::forget(Kind::MaterializedView, project, name)?;
     run(
         "DELETE FROM beacon.materialized_view WHERE project = $1 AND name = $2",
         &[project.into(), name.into()],

@@ -12,6 +12,7 @@
 mod filter;
 
 use crate::error::{report, BeaconError, BeaconResult};
+use crate::generated::{self, Kind};
 use crate::names::{
     column_for_property, dollar_quote, quote_ident, quote_literal, validate_collection_name,
 };
@@ -120,9 +121,10 @@ fn install(project: &str, collection: &str) -> BeaconResult<()> {
         if table_exists {
             run(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON {table}"), &[])?;
         }
-        return run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[]);
+        run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[])?;
+        return generated::forget(Kind::StreamTrigger, project, collection);
     }
-    let body = trigger_body(collection, &subscriptions);
+    let body = generated::stamp(&trigger_body(collection, &subscriptions));
     run(
         &format!(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
@@ -143,7 +145,13 @@ fn install(project: &str, collection: &str) -> BeaconResult<()> {
             &[],
         )?;
     }
-    Ok(())
+    generated::record(Kind::StreamTrigger, project, collection)
+}
+
+/// Regenerates a collection's stream trigger (see `generated`). Runs as the owner.
+pub fn install_trigger(project: &str, collection: &str) -> BeaconResult<()> {
+    lock_collection(project, collection)?;
+    install(project, collection)
 }
 
 fn columns_of(project: &str, collection: &str) -> BeaconResult<Vec<String>> {

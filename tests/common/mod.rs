@@ -4,6 +4,8 @@
 //! in a data directory under /tmp, and is stopped when the test binary exits.
 #![allow(dead_code)]
 
+pub mod catalog;
+
 use postgres::{Client, NoTls};
 use std::fs;
 use std::path::PathBuf;
@@ -11,7 +13,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The PostgreSQL binaries to test with: `BEACON_PG_BIN`, which scripts/test.sh points at
+/// the private installation it built the extension into (one per major version).
+pub fn pg_bin() -> String {
+    std::env::var("BEACON_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())
+}
 
 pub struct Server {
     pub port: u16,
@@ -31,16 +37,39 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// `pg_command` with variables set in the binary's environment.
+fn pg_command_with_env(binary: &str, env: &[(&str, &str)]) -> Command {
+    let path = format!("{}/{binary}", pg_bin());
+    let mut command = Command::new("env");
+    if unsafe { libc::geteuid() } == 0 {
+        command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", "env"]);
+    }
+    command
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
+    for (name, value) in env {
+        command.arg(format!("{name}={value}"));
+    }
+    command.arg(path);
+    command
+}
+
 /// Runs a PostgreSQL binary as the postgres OS user when we are root.
 pub fn pg_command(binary: &str) -> Command {
-    let path = format!("{PG_BIN}/{binary}");
-    if unsafe { libc::geteuid() } == 0 {
+    let path = format!("{}/{binary}", pg_bin());
+    // a server started with RUST_BACKTRACE would attach Rust backtraces to errors
+    let mut command = if unsafe { libc::geteuid() } == 0 {
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--", &path]);
         command
     } else {
         Command::new(path)
-    }
+    };
+    command
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
+    command
 }
 
 fn check(command: &mut Command) {
@@ -70,6 +99,14 @@ extern "C" fn stop_at_exit() {
 
 impl Server {
     fn start() -> Server {
+        let server = Server::start_with_env(&[]);
+        unsafe { libc::atexit(stop_at_exit) };
+        server
+    }
+
+    /// A server of the test's own, its postmaster started with `env` added (after the
+    /// harness removed RUST_BACKTRACE). The caller stops it with `stop_and_remove`.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let data = PathBuf::from(format!("/tmp/pg_beacon_it_{}_{port}", std::process::id()));
         let _ = fs::remove_dir_all(&data);
@@ -97,13 +134,33 @@ impl Server {
         existing.push_str(&conf);
         fs::write(&conf_path, existing).unwrap();
         let server = Server { port, data };
-        server.start_existing();
-        unsafe { libc::atexit(stop_at_exit) };
+        server.start_existing_with_env(env);
         server
     }
 
+    pub fn stop_and_remove(&self) {
+        self.stop("immediate");
+        let _ = fs::remove_dir_all(&self.data);
+    }
+
+    /// The postmaster's process id.
+    pub fn postmaster_pid(&self) -> i32 {
+        fs::read_to_string(self.data.join("postmaster.pid"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     pub fn start_existing(&self) {
-        check(pg_command("pg_ctl").args([
+        self.start_existing_with_env(&[]);
+    }
+
+    fn start_existing_with_env(&self, env: &[(&str, &str)]) {
+        check(pg_command_with_env("pg_ctl", env).args([
             "-D",
             self.data.to_str().unwrap(),
             "-l",
