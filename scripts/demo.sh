@@ -15,9 +15,12 @@ say "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$PORT (data: $DATA)"
 start_server "$DATA" "$PORT"
 
 psql_demo() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
-# a fresh database every run, so the demo always shows the pg_beacon just built (its project
-# roles, left behind by the dropped database, are reused by create_project)
-psql_demo -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+# a fresh database every run, so the demo always shows the pg_beacon just built; project
+# roles are cluster-wide and outlive the dropped database, and create_project never adopts
+# an existing role, so they go too
+psql_demo -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
+    -c "DROP ROLE IF EXISTS beacon_demo_read, beacon_demo_write, beacon_demo_admin" \
+    -c "CREATE DATABASE $DB"
 say "demo"
 psql_demo -d "$DB" -v ON_ERROR_STOP=1 -f "$REPO/scripts/demo.sql"
 

@@ -38,7 +38,7 @@ REVOKE ALL ON beacon.project, beacon.collection, beacon.field FROM PUBLIC;
 
 -- The views show only projects whose schema the current role may use, so a
 -- member of one project's roles does not learn another project's layout.
-CREATE VIEW beacon.projects AS
+CREATE VIEW beacon.projects WITH (security_barrier) AS
 SELECT p.name,
        p.name AS schema,
        format('beacon_%s_read', p.name)  AS read_role,
@@ -51,7 +51,7 @@ SELECT p.name,
 
 -- _users is registered like a collection (its properties live in beacon.field) but
 -- has system columns of its own.
-CREATE VIEW beacon.fields AS
+CREATE VIEW beacon.fields WITH (security_barrier) AS
 SELECT c.project, c.name AS collection, s.property, s.property AS column_name, s.type, true AS system
   FROM beacon.collection c
   JOIN (VALUES (false, '_id', 'bigint'),

@@ -19,15 +19,27 @@ REVOKE ALL ON beacon.continuous_query FROM PUBLIC;
 
 -- Pending deltas of one async query: how many, and the oldest one's time.
 CREATE FUNCTION beacon._backlog(project text, name text, OUT pending bigint, OUT oldest timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
 BEGIN
-    -- callable by everyone (a view's function calls run as the reader), so it answers only
-    -- for projects the logged-in role may use: current_user is the definer here
-    IF NOT has_schema_privilege(session_user, project, 'USAGE') THEN
+    -- Callable by everyone (a view's function calls run as the reader), so it answers
+    -- only for async queries in the catalog, and only to sessions that may use their
+    -- project's schema (current_user is the definer here). The catalog check comes
+    -- first: it is what keeps the names out of the caller's hands (a temp schema, a view
+    -- of the caller's own).
+    IF NOT EXISTS (SELECT 1 FROM beacon.continuous_query q
+                    WHERE q.project = _backlog.project AND q.name = _backlog.name AND q.mode = 'async')
+       OR NOT has_schema_privilege(session_user, project, 'USAGE') THEN
         RETURN;
     END IF;
-    -- immediate queries have no delta table
-    IF to_regclass(format('%I.%I', project, '_cq_' || name || '_delta')) IS NULL THEN
+    -- the delta table pg_beacon made: a table the extension owner owns, nothing else
+    IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = _backlog.project AND c.relname = '_cq_' || _backlog.name || '_delta'
+                      AND c.relkind = 'r'
+                      AND c.relowner = (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'pg_beacon')) THEN
         pending := 0;
         RETURN;
     END IF;
@@ -36,7 +48,7 @@ BEGIN
 END $$;
 GRANT EXECUTE ON FUNCTION beacon._backlog(text, text) TO PUBLIC;
 
-CREATE VIEW beacon.continuous_queries AS
+CREATE VIEW beacon.continuous_queries WITH (security_barrier) AS
 SELECT q.project, q.name, q.mode, q.source, q.time_zone, q.rows_applied,
        coalesce(b.pending, 0) AS pending_deltas,
        coalesce(now() - b.oldest, interval '0') AS lag,
@@ -74,7 +86,11 @@ COMMENT ON FUNCTION beacon.compact(text, text) IS
   'Applies pending deltas of async continuous queries now; returns how many were applied.';
 
 CREATE FUNCTION beacon._record_error(project text, name text, message text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
     UPDATE beacon.continuous_query SET last_error = message
      WHERE continuous_query.project = _record_error.project AND continuous_query.name = _record_error.name
 $$;

@@ -11,7 +11,7 @@ CREATE TABLE beacon.generated_object (
 SELECT pg_catalog.pg_extension_config_dump('beacon.generated_object', '');
 REVOKE ALL ON beacon.generated_object FROM PUBLIC;
 
-CREATE VIEW beacon.generated_objects AS
+CREATE VIEW beacon.generated_objects WITH (security_barrier) AS
 SELECT g.kind, g.project, g.name, g.version,
        g.version = (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_beacon') AS current,
        g.generated_at

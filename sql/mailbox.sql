@@ -14,7 +14,11 @@ REVOKE ALL ON beacon.channel_secret FROM PUBLIC;
 -- 'beacon_mb_' and 48 hex digits: a valid, unquoted identifier whatever the user id is.
 -- A NULL user_id names the project's all-messages channel.
 CREATE FUNCTION beacon._mailbox_channel(project text, user_id text) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
     SELECT 'beacon_mb_' || left(encode(sha256(convert_to(
                s.secret || ':' || CASE WHEN user_id IS NULL THEN '*' ELSE 'u:' || user_id END,
                'UTF8')), 'hex'), 48)

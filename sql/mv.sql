@@ -17,7 +17,7 @@ CREATE TABLE beacon.materialized_view (
 SELECT pg_catalog.pg_extension_config_dump('beacon.materialized_view', '');
 REVOKE ALL ON beacon.materialized_view FROM PUBLIC;
 
-CREATE VIEW beacon.materialized_views AS
+CREATE VIEW beacon.materialized_views WITH (security_barrier) AS
 SELECT m.project, m.name, m.refresh_every, m.unique_key IS NOT NULL AS concurrent,
        m.last_refresh, m.last_duration, m.next_refresh, m.last_error, m.query, m.created_at
   FROM beacon.materialized_view m
@@ -32,7 +32,11 @@ COMMENT ON VIEW beacon.materialized_views IS
 -- view does not stop the scheduler's other views. Returns false when skipped.
 CREATE FUNCTION beacon._refresh_materialized_view(project text, name text, wait boolean, record_errors boolean)
 RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
 DECLARE
     v beacon.materialized_view;
     lock_key bigint := hashtextextended(format('beacon.mv %s.%s', project, name), 0);
@@ -72,7 +76,11 @@ REVOKE ALL ON FUNCTION beacon._refresh_materialized_view(text, text, boolean, bo
 -- The views whose refresh is due, oldest first: the scheduler refreshes each in its own
 -- transaction.
 CREATE FUNCTION beacon._due_materialized_views(OUT project text, OUT name text) RETURNS SETOF record
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
     SELECT m.project, m.name FROM beacon.materialized_view m
      WHERE m.next_refresh <= now() ORDER BY m.next_refresh
 $$;

@@ -1,7 +1,7 @@
 -- pg_beacon 0.2.0 → 0.2.1
 
 -- new: which version generated each generated object (src/generated.rs, sql/generated.sql)
-CREATE VIEW beacon.generated_objects AS
+CREATE VIEW beacon.generated_objects WITH (security_barrier) AS
 SELECT g.kind, g.project, g.name, g.version,
        g.version = (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_beacon') AS current,
        g.generated_at
@@ -10,6 +10,93 @@ SELECT g.kind, g.project, g.name, g.version,
 GRANT SELECT ON beacon.generated_objects TO PUBLIC;
 COMMENT ON VIEW beacon.generated_objects IS
   'Objects pg_beacon generated (capture and stream triggers, continuous-query views, materialized views) visible to the current role, with the version that generated each.';
+
+-- security: catalog views apply their own filter before any of the caller's conditions
+ALTER VIEW beacon.projects SET (security_barrier = true);
+ALTER VIEW beacon.fields SET (security_barrier = true);
+ALTER VIEW beacon.continuous_queries SET (security_barrier = true);
+ALTER VIEW beacon.subscriptions SET (security_barrier = true);
+ALTER VIEW beacon.materialized_views SET (security_barrier = true);
+
+-- security: SECURITY DEFINER functions read their SQL under pg_beacon's settings, not the
+-- caller's (see OWNER_SETTINGS in src/security.rs)
+ALTER FUNCTION beacon._record_error(text, text, text)
+    SET standard_conforming_strings = on SET backslash_quote = safe_encoding SET transform_null_equals = off
+    SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres SET default_tablespace = ''
+    SET default_table_access_method = heap;
+ALTER FUNCTION beacon._mailbox_channel(text, text)
+    SET standard_conforming_strings = on SET backslash_quote = safe_encoding SET transform_null_equals = off
+    SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres SET default_tablespace = ''
+    SET default_table_access_method = heap;
+ALTER FUNCTION beacon._refresh_materialized_view(text, text, boolean, boolean)
+    SET standard_conforming_strings = on SET backslash_quote = safe_encoding SET transform_null_equals = off
+    SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres SET default_tablespace = ''
+    SET default_table_access_method = heap;
+ALTER FUNCTION beacon._due_materialized_views()
+    SET standard_conforming_strings = on SET backslash_quote = safe_encoding SET transform_null_equals = off
+    SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres SET default_tablespace = ''
+    SET default_table_access_method = heap;
+
+-- security: _backlog answers only for catalogued async queries
+CREATE OR REPLACE FUNCTION beacon._backlog(project text, name text, OUT pending bigint, OUT oldest timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
+BEGIN
+    -- Callable by everyone (a view's function calls run as the reader), so it answers
+    -- only for async queries in the catalog, and only to sessions that may use their
+    -- project's schema (current_user is the definer here). The catalog check comes
+    -- first: it is what keeps the names out of the caller's hands (a temp schema, a view
+    -- of the caller's own).
+    IF NOT EXISTS (SELECT 1 FROM beacon.continuous_query q
+                    WHERE q.project = _backlog.project AND q.name = _backlog.name AND q.mode = 'async')
+       OR NOT has_schema_privilege(session_user, project, 'USAGE') THEN
+        RETURN;
+    END IF;
+    -- the delta table pg_beacon made: a table the extension owner owns, nothing else
+    IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = _backlog.project AND c.relname = '_cq_' || _backlog.name || '_delta'
+                      AND c.relkind = 'r'
+                      AND c.relowner = (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'pg_beacon')) THEN
+        pending := 0;
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT count(*), min(_at) FROM %I.%I', project, '_cq_' || name || '_delta')
+       INTO pending, oldest;
+END $$;
+
+-- security: internal functions that elevate are not for PUBLIC
+REVOKE ALL ON FUNCTION beacon._stream_housekeeping() FROM PUBLIC;
+REVOKE ALL ON FUNCTION beacon.regenerate() FROM PUBLIC;
+
+-- streams: a filter that fails on an event no longer fails the insert
+-- Events a subscription's filter failed on (an error evaluating it): they are not sent on
+-- that subscription, and the writer's insert goes on (see src/stream/trigger.rs).
+CREATE UNLOGGED TABLE beacon.subscription_failure (
+    channel text NOT NULL,
+    failed  bigint NOT NULL,
+    error   text,
+    at      timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON beacon.subscription_failure FROM PUBLIC;
+
+CREATE OR REPLACE VIEW beacon.subscriptions WITH (security_barrier) AS
+SELECT s.project, s.collection, s.filter, s.channel, s.temporary,
+       s.owner_role, s.owner_pid AS owner_session,
+       s.events_sent + coalesce((SELECT sum(x.sent) FROM beacon.subscription_sent x
+                            WHERE x.channel = s.channel), 0)::bigint AS events_sent,
+       s.created_at,
+       coalesce((SELECT sum(f.failed) FROM beacon.subscription_failure f
+                  WHERE f.channel = s.channel), 0)::bigint AS events_failed,
+       (SELECT f.error FROM beacon.subscription_failure f
+         WHERE f.channel = s.channel ORDER BY f.at DESC LIMIT 1) AS last_error
+  FROM beacon.subscription s
+ -- channel names are the secret that guards a stream: only readers see them
+ WHERE pg_catalog.pg_has_role(format('beacon_%s_read', s.project), 'USAGE');
+COMMENT ON VIEW beacon.subscriptions IS
+  'Event stream subscriptions of the projects the current role may read: filter, channel, owning session, events sent, events its filter failed on and the last such error.';
 
 -- every upgrade ends here: rebuild what the previous version generated with this one's code
 SELECT beacon.regenerate();

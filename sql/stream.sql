@@ -30,15 +30,29 @@ CREATE UNLOGGED TABLE beacon.subscription_sent (
 );
 REVOKE ALL ON beacon.subscription_sent FROM PUBLIC;
 
-CREATE VIEW beacon.subscriptions AS
+-- Events a subscription's filter failed on (an error evaluating it): they are not sent on
+-- that subscription, and the writer's insert goes on (see src/stream/trigger.rs).
+CREATE UNLOGGED TABLE beacon.subscription_failure (
+    channel text NOT NULL,
+    failed  bigint NOT NULL,
+    error   text,
+    at      timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON beacon.subscription_failure FROM PUBLIC;
+
+CREATE VIEW beacon.subscriptions WITH (security_barrier) AS
 SELECT s.project, s.collection, s.filter, s.channel, s.temporary,
        s.owner_role, s.owner_pid AS owner_session,
        s.events_sent + coalesce((SELECT sum(x.sent) FROM beacon.subscription_sent x
                             WHERE x.channel = s.channel), 0)::bigint AS events_sent,
-       s.created_at
+       s.created_at,
+       coalesce((SELECT sum(f.failed) FROM beacon.subscription_failure f
+                  WHERE f.channel = s.channel), 0)::bigint AS events_failed,
+       (SELECT f.error FROM beacon.subscription_failure f
+         WHERE f.channel = s.channel ORDER BY f.at DESC LIMIT 1) AS last_error
   FROM beacon.subscription s
  -- channel names are the secret that guards a stream: only readers see them
  WHERE pg_catalog.pg_has_role(format('beacon_%s_read', s.project), 'USAGE');
 GRANT SELECT ON beacon.subscriptions TO PUBLIC;
 COMMENT ON VIEW beacon.subscriptions IS
-  'Event stream subscriptions of the projects the current role may read: filter, channel, owning session, events sent.';
+  'Event stream subscriptions of the projects the current role may read: filter, channel, owning session, events sent, events its filter failed on and the last such error.';

@@ -162,6 +162,12 @@ extension_sql_file!(
     requires = ["bootstrap"]
 );
 
+extension_sql!(
+    "REVOKE ALL ON FUNCTION beacon.regenerate() FROM PUBLIC;",
+    name = "regenerate_private",
+    requires = [regenerate]
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,12 +7,21 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 /// rejecting only the events that bring new properties.
 pub static MAX_FIELDS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// Subscriptions per collection: each one's filter is evaluated in every insert.
+pub static MAX_SUBSCRIPTIONS: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+/// Length of a subscription filter, which bounds what one filter costs each insert.
+pub static MAX_FILTER_BYTES: GucSetting<i32> = GucSetting::<i32>::new(2048);
+
 /// How often the scheduler applies async continuous queries' pending deltas.
 pub static COMPACT_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
 /// Statement timeout of `beacon.query`. Superuser-only, because the callers it protects
 /// against are the ones who would raise it.
 pub static QUERY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+
+/// Size of `beacon.query`'s result (its jsonb rows, as stored), besides its row limit.
+pub static QUERY_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 * 1024);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -22,7 +31,28 @@ pub fn init() {
         &MAX_FIELDS,
         1,
         1500,
-        GucContext::Userset,
+        // a limit the callers it protects against could raise would be no limit
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"beacon.max_subscriptions",
+        c"Maximum number of subscriptions per collection.",
+        c"Every subscription's filter is evaluated for every event inserted into its collection.",
+        &MAX_SUBSCRIPTIONS,
+        1,
+        100_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"beacon.max_filter_bytes",
+        c"Maximum length of a subscription filter.",
+        c"A filter is evaluated for every event inserted into its collection.",
+        &MAX_FILTER_BYTES,
+        16,
+        8192,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -34,6 +64,16 @@ pub fn init() {
         3_600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"beacon.query_max_bytes",
+        c"Maximum size of a beacon.query result.",
+        c"A beacon.query call whose rows add up to more is refused with SQLSTATE 54000.",
+        &QUERY_MAX_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
     );
     GucRegistry::define_int_guc(
         c"beacon.query_timeout",

@@ -300,6 +300,16 @@ unsafe extern "C-unwind" fn before_utility(statement: *mut pg_sys::PlannedStmt) 
 }
 
 fn stop_scheduler(database: &str) {
+    // Only for a caller PostgreSQL will let drop the database (its owner, or a superuser):
+    // anyone else's DROP DATABASE fails anyway, and must not stop the scheduler on its way.
+    let may_drop = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_has_role(current_user, d.datdba, 'USAGE')
+           FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $1::pg_catalog.name",
+        &[database.into()],
+    );
+    if !matches!(may_drop, Ok(Some(true))) {
+        return;
+    }
     let pids: Vec<i32> = Spi::connect(|client| {
         client
             .select(

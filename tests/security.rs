@@ -271,7 +271,7 @@ fn execution_is_confined_even_when_the_parser_accepts() {
         .get(0);
     assert_eq!(
         seen,
-        r#"{"ro": "on", "who": "beacon_alpha_read", "path": "\"alpha\""}"#
+        r#"{"ro": "on", "who": "beacon_alpha_read", "path": "pg_catalog, \"alpha\", pg_temp"}"#
     );
     refused(
         "reader",

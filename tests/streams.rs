@@ -26,11 +26,8 @@ const DATABASES: [&str; 7] = [
 
 fn setup(db: &str) -> (MutexGuard<'static, ()>, Client) {
     let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut admin = server().connect("postgres");
     for other in DATABASES {
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {other} WITH (FORCE)"))
-            .unwrap();
+        server().drop_db(other);
     }
     let mut client = server().fresh_db(db);
     client

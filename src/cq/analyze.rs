@@ -18,8 +18,6 @@ use sqlparser::ast::{
     ObjectName, ObjectNamePart, Query, Select, SelectFlavor, SelectItem, SetExpr, Statement,
     TableFactor, TableWithJoins, TrimWhereField, UnaryOperator, Value,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
 /// An accepted query. Identifiers are given as PostgreSQL resolves them
 /// (unquoted ones lower-cased); SQL text has its column references
@@ -401,15 +399,13 @@ impl Cx {
                 self.columns.insert(column.value.clone());
                 *expr = Expr::Identifier(column);
             }
-            Expr::Value(value) => {
-                if let Value::Placeholder(placeholder) = &value.value {
-                    return Err(refusal(format!(
-                        "placeholders ({placeholder}) are not supported in a continuous query; \
-                         write the value inline"
-                    )));
+            Expr::Value(value) => reencode_literal(&mut value.value)?,
+            Expr::TypedString(_) => {
+                reject_moving_literal(expr)?;
+                if let Expr::TypedString(typed) = expr {
+                    reencode_literal(&mut typed.value.value)?;
                 }
             }
-            Expr::TypedString(_) => reject_moving_literal(expr)?,
             Expr::Interval(interval) => self.normalize(&mut interval.value, place)?,
             Expr::Nested(inner)
             | Expr::IsNull(inner)
@@ -435,10 +431,17 @@ impl Cx {
             Expr::Cast {
                 kind: CastKind::Cast | CastKind::DoubleColon,
                 expr: inner,
+                data_type,
                 format: None,
                 ..
+            } => {
+                // built-in types only: a type of the caller's (a domain with a CHECK
+                // function) would run inside the owner's capture trigger
+                crate::query::analyze::check_type(data_type)
+                    .map_err(|e| refusal(format!("{e} in a continuous query")))?;
+                self.operand(inner, place)?
             }
-            | Expr::Extract { expr: inner, .. } => self.operand(inner, place)?,
+            Expr::Extract { expr: inner, .. } => self.operand(inner, place)?,
             Expr::BinaryOp { left, op, right } => {
                 if !is_allowed_operator(op) {
                     return Err(refusal(format!(
@@ -825,8 +828,8 @@ fn select_item(item: &SelectItem, cx: &mut Cx) -> Result<NamedItem, Refusal> {
 }
 
 fn single_select(sql: &str) -> Result<Select, Refusal> {
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| refusal(format!("could not parse the query: {e}")))?;
+    let mut statements =
+        crate::query::analyze::parse_guarded(sql).map_err(|e| refusal(e.to_string()))?;
     let statement = match statements.len() {
         1 => statements.remove(0),
         0 => return Err(refusal("no statement found; expected one SELECT")),
@@ -1207,6 +1210,31 @@ fn resolve_group_ref(group: GroupRef, items: &[NamedItem], cx: &Cx) -> Result<St
     }
 }
 
+/// Strings are printed back in a form PostgreSQL reads as the same value under any
+/// setting (sqlparser's printer does not escape a quote after a backslash, and
+/// backslashes mean something else with standard_conforming_strings off): as plain quotes
+/// when they hold neither, else dollar-quoted. Only plain literal kinds are accepted.
+fn reencode_literal(value: &mut Value) -> Result<(), Refusal> {
+    let text = match value {
+        Value::Number(..) | Value::Boolean(_) | Value::Null => return Ok(()),
+        Value::SingleQuotedString(text) | Value::EscapedStringLiteral(text) => std::mem::take(text),
+        Value::DollarQuotedString(quoted) => std::mem::take(&mut quoted.value),
+        Value::Placeholder(placeholder) => {
+            return Err(refusal(format!(
+                "placeholders ({placeholder}) are not supported in a continuous query; \
+                 write the value inline"
+            )))
+        }
+        other => {
+            return Err(refusal(format!(
+                "the literal {other} is not supported in a continuous query"
+            )))
+        }
+    };
+    *value = crate::query::analyze::string_literal(text);
+    Ok(())
+}
+
 /// Analyzes one SQL statement as a continuous query definition.
 pub fn analyze(sql: &str) -> Result<ContinuousQuery, Refusal> {
     let SelectParts {
@@ -1332,6 +1360,70 @@ mod tests {
                 "{sql}\nrefused with {message:?}, which does not mention {needle:?}"
             );
         }
+    }
+
+    #[test]
+    fn casts_name_built_in_types_only() {
+        ok("SELECT url::text AS u, count(*) FROM t GROUP BY 1");
+        ok("SELECT count(*), sum(price::numeric(10, 2)) FROM t");
+        for cast in [
+            "url::my_domain",
+            "url::pg_temp.my_domain",
+            "CAST(url AS public.t)",
+            "url::regclass",
+        ] {
+            refused(
+                &format!("SELECT {cast} AS u, count(*) FROM t GROUP BY 1"),
+                &["is not allowed", "continuous query"],
+            );
+        }
+    }
+
+    /// Whatever the caller's text, every string reaches PostgreSQL as the value that was
+    /// checked: no quote or backslash in a single-quoted literal, so no setting can change
+    /// where it ends.
+    #[test]
+    fn string_literals_are_printed_so_they_read_the_same_under_any_setting() {
+        let mut refused = 0;
+        for sql in [
+            r"SELECT url, count(*) FROM t WHERE url = '\'') GROUP BY url; COPY t TO PROGRAM 'id'; --' GROUP BY url",
+            r"SELECT url, count(*) FROM t WHERE url = E'\'' GROUP BY url",
+            r"SELECT url, count(*) FROM t WHERE url = $x$'\$x$ GROUP BY url",
+            r"SELECT url, count(*) FROM t WHERE url = 'it''s' GROUP BY url",
+        ] {
+            let Ok(query) = analyze(sql) else {
+                refused += 1;
+                continue;
+            };
+            let filter = query.filter.expect("a filter");
+            let single_quoted: Vec<&str> = filter.split('$').collect();
+            assert!(
+                !filter.contains('\\') || filter.contains("$q$"),
+                "{sql}: backslash outside dollar quotes in {filter}"
+            );
+            assert!(
+                !filter.contains("''"),
+                "{sql}: doubled quotes printed in {filter} ({single_quoted:?})"
+            );
+        }
+        assert!(refused <= 1, "the plain literals are accepted");
+    }
+
+    #[test]
+    fn deep_or_long_queries_are_refused_without_overflowing_the_stack() {
+        let chained = format!("SELECT count(*), sum(1{}) FROM t", "+1".repeat(30_000));
+        refused(&chained, &["deep"]);
+        let nested = format!(
+            "SELECT count(*), sum({}1{}) FROM t",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        refused(&nested, &["deep"]);
+        let long = format!(
+            "SELECT count(*) FROM t WHERE url = '{}'",
+            "x".repeat(200_000)
+        );
+        refused(&long, &["too long"]);
     }
 
     fn key(name: &str, key: usize) -> Output {

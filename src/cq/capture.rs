@@ -14,6 +14,7 @@ use super::plan_of;
 use crate::error::BeaconResult;
 use crate::generated::{self, Kind};
 use crate::names::{column_for_property, dollar_quote, quote_ident, quote_literal};
+use crate::security::function_settings;
 use crate::spi::{exists, run};
 use pgrx::prelude::*;
 
@@ -116,8 +117,8 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     run(
         &format!(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
-             SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' \
-             AS {}",
+             SECURITY DEFINER {} SET TimeZone = 'UTC' AS {}",
+            function_settings(),
             dollar_quote(&generated::stamp(&body))
         ),
         &[],

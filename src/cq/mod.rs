@@ -15,9 +15,9 @@ mod tests;
 
 use crate::error::{report, BeaconError, BeaconResult};
 use crate::generated::{self, Kind};
-use crate::names::{quote_literal, validate_collection_name};
+use crate::names::{quote_ident, quote_literal, validate_collection_name};
 use crate::project::require_project;
-use crate::security::{require_level, AsOwner, Level};
+use crate::security::{require_level, role_name, AsOwner, Level};
 use crate::spi::{exists, run};
 use analyze::analyze;
 use pgrx::prelude::*;
@@ -145,6 +145,7 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     }
     run(&plan.create_columns_view(), &[])?;
     run(&plan.create_view(), &[])?;
+    hide(&plan)?;
     comment_view(&plan, query)?;
     generated::record(Kind::CqView, project, name)?;
     let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
@@ -163,6 +164,22 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     )?;
     capture::install(project, &plan.source)?;
     backfill(&plan, &time_zone)
+}
+
+/// The project's default privileges make every new table readable by `read` and writable
+/// by `write`; the hidden state, delta and guard relations are pg_beacon's alone (a writer
+/// who could insert into the state could make the view report groups that do not exist).
+fn hide(plan: &Plan) -> BeaconResult<()> {
+    let roles = [Level::Read, Level::Write, Level::Admin]
+        .map(|level| quote_ident(&role_name(&plan.project, level)))
+        .join(", ");
+    for relation in plan.hidden_relations() {
+        run(
+            &format!("REVOKE ALL ON {relation} FROM PUBLIC, {roles}"),
+            &[],
+        )?;
+    }
+    Ok(())
 }
 
 fn comment_view(plan: &Plan, query: &str) -> BeaconResult<()> {
@@ -221,6 +238,7 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
         }
         run(&plan.create_view(), &[])?;
     }
+    hide(&plan)?;
     comment_view(&plan, &query)?;
     generated::record(Kind::CqView, project, name)?;
     Ok(true)

@@ -727,6 +727,15 @@ impl Plan {
         )
     }
 
+    /// The relations only pg_beacon's own code may read or write: all but the view.
+    pub fn hidden_relations(&self) -> Vec<String> {
+        let view = self.view();
+        self.owned_relations()
+            .into_iter()
+            .filter(|r| *r != view)
+            .collect()
+    }
+
     pub fn owned_relations(&self) -> Vec<String> {
         // the delta's rows are of the state's type: drop it first
         let mut relations = vec![self.view(), self.columns_view()];

@@ -31,37 +31,21 @@ fn checked_name(name: &str) -> BeaconResult<()> {
     })
 }
 
-enum RoleState {
-    Missing,
-    /// Left behind by a dropped database (DROP DATABASE cannot drop cluster roles): no
-    /// login, no members, no privileges or objects anywhere, so reusing it grants nothing.
-    Orphan,
-    InUse,
-}
-
-fn role_state(role: &str) -> BeaconResult<RoleState> {
-    let state = Spi::get_one_with_args::<String>(
-        "SELECT CASE
-                  WHEN r.oid IS NULL THEN 'missing'
-                  WHEN NOT r.rolcanlogin
-                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d
-                                    WHERE d.refclassid = 'pg_catalog.pg_authid'::regclass
-                                      AND d.refobjid = r.oid)
-                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
-                                    WHERE m.roleid = r.oid
-                                      AND m.member NOT IN (SELECT oid FROM pg_catalog.pg_roles
-                                                            WHERE rolname LIKE 'beacon\\_%'))
-                  THEN 'orphan'
-                  ELSE 'in use' END
-           FROM (SELECT $1::text AS name) n
-           LEFT JOIN pg_catalog.pg_roles r ON r.rolname = n.name",
+/// A project's roles are always new: an existing role of the same name (whoever made it,
+/// with whatever attributes, memberships or grants it carries) would pass all of that on to
+/// every member the project later gets, so it is never adopted.
+fn require_new_role(role: &str, project: &str) -> BeaconResult<()> {
+    if exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
         &[role.into()],
-    )?;
-    Ok(match state.as_deref() {
-        Some("missing") => RoleState::Missing,
-        Some("orphan") => RoleState::Orphan,
-        _ => RoleState::InUse,
-    })
+    )? {
+        return Err(BeaconError::AlreadyExists(format!(
+            "role \"{role}\" already exists: a project's roles must be new (roles are shared by \
+             all databases of the cluster: is there a project \"{project}\" in another database, \
+             or one left by a dropped database? Drop its roles first)"
+        )));
+    }
+    Ok(())
 }
 
 fn create(name: &str) -> BeaconResult<()> {
@@ -84,26 +68,13 @@ fn create(name: &str) -> BeaconResult<()> {
             "schema \"{name}\" already exists; a project needs a schema of its own"
         )));
     }
-    let mut adopted = Vec::new();
     for level in LEVELS {
-        let role = role_name(name, level);
-        match role_state(&role)? {
-            RoleState::Missing => {}
-            RoleState::Orphan => adopted.push(level),
-            RoleState::InUse => {
-                return Err(BeaconError::AlreadyExists(format!(
-                    "role \"{role}\" already exists and is in use (roles are shared by all \
-                     databases of the cluster: is there a project \"{name}\" in another database?)"
-                )))
-            }
-        }
+        require_new_role(&role_name(name, level), name)?;
     }
     let schema = quote_ident(name);
     let [read, write, admin] = LEVELS.map(|l| quote_ident(&role_name(name, l)));
-    for (level, role) in LEVELS.iter().zip([&read, &write, &admin]) {
-        if !adopted.contains(level) {
-            run(&format!("CREATE ROLE {role} NOLOGIN"), &[])?;
-        }
+    for role in [&read, &write, &admin] {
+        run(&format!("CREATE ROLE {role} NOLOGIN"), &[])?;
     }
     run(&format!("GRANT {read}, {write} TO {admin}"), &[])?;
     run(&format!("CREATE SCHEMA {schema}"), &[])?;

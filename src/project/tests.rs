@@ -203,17 +203,29 @@ mod tests {
     }
 
     #[pg_test]
-    fn roles_left_by_a_dropped_database_are_reused() {
-        // what DROP DATABASE leaves behind: the three roles, unused, admin a member of both
-        exec("CREATE ROLE beacon_again_read");
-        exec("CREATE ROLE beacon_again_write");
-        exec("CREATE ROLE beacon_again_admin");
-        exec("GRANT beacon_again_read, beacon_again_write TO beacon_again_admin");
+    fn existing_roles_are_never_adopted() {
+        // what DROP DATABASE leaves behind, and what an attacker could prepare: either way
+        // the role is refused, and nothing of the project is created
+        for prepared in [
+            "CREATE ROLE beacon_again_read",
+            "CREATE ROLE beacon_again_write NOLOGIN CREATEDB",
+            "CREATE ROLE beacon_again_admin; GRANT pg_read_all_data TO beacon_again_admin",
+            "CREATE ROLE beacon_again_read SUPERUSER",
+        ] {
+            exec(prepared);
+            assert_eq!(
+                sqlstate_of("SELECT beacon.create_project('again')").as_deref(),
+                Some("42710"),
+                "{prepared}"
+            );
+            assert_eq!(
+                count("SELECT 1 FROM pg_namespace WHERE nspname = 'again'"),
+                0,
+                "{prepared}"
+            );
+            exec("DROP ROLE IF EXISTS beacon_again_read, beacon_again_write, beacon_again_admin");
+        }
         exec("SELECT beacon.create_project('again')");
         assert_eq!(leftovers("again"), 1 + 3 + 1);
-        assert_eq!(
-            one::<bool>("SELECT has_schema_privilege('beacon_again_read', 'again', 'USAGE')"),
-            Some(true)
-        );
     }
 }

@@ -440,7 +440,7 @@ fn starts_with_operator(expr: &Expr) -> bool {
 /// value has no quote or backslash (its printer does not escape those
 /// faithfully, and backslashes would depend on standard_conforming_strings),
 /// otherwise dollar quotes with a tag that cannot occur inside.
-fn string_literal(value: String) -> Value {
+pub(crate) fn string_literal(value: String) -> Value {
     if !value.contains(['\'', '\\']) {
         return Value::SingleQuotedString(value);
     }
@@ -464,7 +464,7 @@ fn string_literal(value: String) -> Value {
     }
 }
 
-fn check_type(data_type: &DataType) -> Result<(), QueryRefusal> {
+pub(crate) fn check_type(data_type: &DataType) -> Result<(), QueryRefusal> {
     let allowed = match data_type {
         DataType::Int(_)
         | DataType::Integer(_)
@@ -872,8 +872,9 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), QueryRefusal> {
     Ok(())
 }
 
-/// Parses `sql` as exactly one query.
-fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
+/// Parses `sql` into statements within the size and nesting limits every surface of
+/// user SQL shares (continuous queries use it too).
+pub(crate) fn parse_guarded(sql: &str) -> Result<Vec<Statement>, QueryRefusal> {
     if sql.len() > MAX_SQL_BYTES {
         return refuse(format!(
             "the query is too long ({} bytes; at most {MAX_SQL_BYTES})",
@@ -888,14 +889,19 @@ fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
         .tokenize_with_location()
         .map_err(parse_error)?;
     check_tokens(&tokens)?;
-    let mut statements = Parser::new(&dialect)
+    Parser::new(&dialect)
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
         .parse_statements()
         .map_err(|e| match e {
             ParserError::RecursionLimitExceeded => too_deep(),
             other => parse_error(other),
-        })?;
+        })
+}
+
+/// Parses `sql` as exactly one query.
+fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
+    let mut statements = parse_guarded(sql)?;
     let statement = match statements.len() {
         1 => statements.remove(0),
         0 => return refuse("no statement found; expected one SELECT query"),

@@ -19,10 +19,9 @@ use crate::error::{report, BeaconError, BeaconResult};
 use crate::guc;
 use crate::names::quote_ident;
 use crate::project::require_project;
-use crate::security::{require_level, role_name, AsOwner, Level};
+use crate::security::{pin_settings, require_level, role_name, AsOwner, Level};
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use std::ffi::CString;
 
 /// Returns the query rewritten by `analyze`, or why it is refused.
 pub fn checked_query(project: &str, sql: &str) -> BeaconResult<String> {
@@ -53,28 +52,23 @@ struct Confined {
 
 impl Confined {
     fn enter(project: &str, role: pg_sys::Oid, timeout_ms: i32) -> BeaconResult<Confined> {
-        let search_path = CString::new(quote_ident(project))
-            .map_err(|_| BeaconError::InvalidArgument("project name contains NUL".into()))?;
+        let search_path = format!("pg_catalog, {}, pg_temp", quote_ident(project));
+        if search_path.contains('\0') {
+            return Err(BeaconError::InvalidArgument(
+                "project name contains NUL".into(),
+            ));
+        }
+        // the rendered query is read under pg_beacon's settings, never the caller's
+        let guc_level = pin_settings(Some(&search_path));
         unsafe {
             let mut confined = Confined {
                 previous_user: pg_sys::InvalidOid,
                 previous_context: 0,
                 previous_read_only: pg_sys::XactReadOnly,
-                guc_level: pg_sys::NewGUCNestLevel(),
+                guc_level,
                 outer_timeout: None,
                 armed: false,
             };
-            // what a function's `SET search_path` clause does: saved, restored at exit
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                search_path.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
             pg_sys::GetUserIdAndSecContext(
                 &mut confined.previous_user,
                 &mut confined.previous_context,
@@ -138,18 +132,31 @@ fn run_query(project: &str, sql: &str, row_limit: i32) -> BeaconResult<Vec<JsonB
     };
     let rewritten = checked_query(project, sql)?;
     // one row more than allowed tells a complete result from a cut one
-    let wrapped =
-        format!("SELECT pg_catalog.to_jsonb(q) FROM ({rewritten}) AS q LIMIT $1::bigint + 1");
+    let wrapped = format!(
+        "SELECT r.j, pg_catalog.pg_column_size(r.j)::bigint
+           FROM (SELECT pg_catalog.to_jsonb(q) AS j FROM ({rewritten}) AS q LIMIT $1::bigint + 1) AS r"
+    );
+    let max_bytes = i64::from(guc::QUERY_MAX_BYTES.get());
     let mut rows = {
         let _confined = Confined::enter(project, read_role, guc::QUERY_TIMEOUT_MS.get())?;
         Spi::connect(|client| {
-            client
-                .select(&wrapped, None, &[row_limit.into()])?
-                .map(|row| {
-                    row.get::<JsonB>(1)
-                        .map(|v| v.unwrap_or(JsonB(serde_json::Value::Null)))
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+            let mut total = 0i64;
+            let mut rows = Vec::new();
+            for row in client.select(&wrapped, None, &[row_limit.into()])? {
+                total += row.get::<i64>(2)?.unwrap_or(0);
+                if total > max_bytes {
+                    return Err(BeaconError::LimitExceeded(format!(
+                        "the result of beacon.query exceeds beacon.query_max_bytes ({max_bytes} \
+                         bytes) after {} rows; ask for fewer rows or smaller values",
+                        rows.len()
+                    )));
+                }
+                rows.push(
+                    row.get::<JsonB>(1)?
+                        .unwrap_or(JsonB(serde_json::Value::Null)),
+                );
+            }
+            Ok(rows)
         })?
     };
     if rows.len() > row_limit as usize {

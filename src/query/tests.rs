@@ -91,4 +91,31 @@ mod tests {
             Some("42P01")
         );
     }
+
+    /// Results are bounded in bytes as well as rows, and the caller's session settings are
+    /// what they were once the call returns.
+    #[pg_test]
+    fn results_are_bounded_in_bytes_and_settings_come_back() {
+        setup();
+        exec(r#"SELECT beacon.collect('shop', 'notes', '{"body": "x"}')"#);
+        exec("UPDATE shop.notes SET body = pg_catalog.repeat('x', 5000)");
+        exec("SET beacon.query_max_bytes = 4096");
+        assert_eq!(
+            sqlstate_of("SELECT count(*) FROM beacon.query('shop', 'SELECT body FROM notes')")
+                .as_deref(),
+            Some("54000")
+        );
+        exec("RESET beacon.query_max_bytes");
+        exec("SET search_path = public, pg_catalog");
+        exec("SET standard_conforming_strings = off");
+        assert_eq!(
+            count("SELECT 1 FROM beacon.query('shop', 'SELECT body FROM notes')"),
+            1
+        );
+        assert_eq!(
+            one::<String>("SELECT current_setting('search_path') || ' ' || current_setting('standard_conforming_strings')")
+                .as_deref(),
+            Some("public, pg_catalog off")
+        );
+    }
 }

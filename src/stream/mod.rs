@@ -10,25 +10,20 @@
 //! writer's events arrive in commit order.
 
 mod filter;
+mod trigger;
 
 use crate::error::{report, BeaconError, BeaconResult};
 use crate::generated::{self, Kind};
-use crate::names::{
-    column_for_property, dollar_quote, quote_ident, quote_literal, validate_collection_name,
-};
+use crate::guc;
+use crate::names::{column_for_property, dollar_quote, quote_ident, validate_collection_name};
 use crate::project::require_project;
-use crate::security::{require_level, AsOwner, Level};
+use crate::security::{function_settings, require_level, AsOwner, Level};
 use crate::spi::{exists, run, text_pairs};
 use pgrx::prelude::*;
 
 const TRIGGER: &str = "_beacon_stream";
-/// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
-const MAX_PAYLOAD_BYTES: usize = 8000;
 
-struct Subscription {
-    channel: String,
-    condition: Option<String>,
-}
+use trigger::{trigger_body, Subscription};
 
 fn function_name(project: &str, collection: &str) -> String {
     let name = column_for_property(&format!("_stream_{collection}"), |_| false);
@@ -39,56 +34,6 @@ fn lock_collection(project: &str, collection: &str) -> BeaconResult<()> {
     run(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
         &[format!("beacon.stream {project}.{collection}").into()],
-    )
-}
-
-/// The trigger function's body: one pass over the inserted rows (`beacon_new`), one NOTIFY
-/// per matching (row, subscription) in `_id` order, and one counter row per channel.
-/// Filters name columns unqualified; the row itself is only ever named as `beacon_row.*`,
-/// which no column name can shadow.
-fn trigger_body(collection: &str, subscriptions: &[Subscription]) -> String {
-    let name = quote_literal(collection);
-    let condition = |s: &Subscription| s.condition.clone().unwrap_or_else(|| "true".into());
-    let any_match = subscriptions
-        .iter()
-        .map(|s| format!("({})", condition(s)))
-        .collect::<Vec<_>>()
-        .join("\n                 OR ");
-    let channels = subscriptions
-        .iter()
-        .map(|s| {
-            format!(
-                "CASE WHEN ({}) THEN {} END",
-                condition(s),
-                quote_literal(&s.channel)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",\n                        ");
-    format!(
-        "#variable_conflict use_column
-BEGIN
-  WITH matched AS (
-         SELECT beacon_row._id,
-                pg_catalog.json_build_object('collection', {name},
-                    'event', pg_catalog.jsonb_strip_nulls(pg_catalog.to_jsonb(beacon_row.*)))::text AS payload,
-                ARRAY[{channels}]::text[] AS channels
-           FROM beacon_new AS beacon_row
-          WHERE {any_match}
-          ORDER BY beacon_row._id),
-       sent AS MATERIALIZED (
-         SELECT c.channel,
-                pg_catalog.pg_notify(c.channel,
-                    CASE WHEN pg_catalog.octet_length(m.payload) < {MAX_PAYLOAD_BYTES} THEN m.payload
-                         ELSE pg_catalog.json_build_object('collection', {name}, '_id', m._id,
-                                                           'truncated', true)::text END)
-           FROM matched m
-          CROSS JOIN LATERAL pg_catalog.unnest(m.channels) AS c (channel)
-          WHERE c.channel IS NOT NULL)
-  INSERT INTO beacon.subscription_sent (channel, sent)
-  SELECT channel, count(*) FROM sent GROUP BY channel;
-  RETURN NULL;
-END"
     )
 }
 
@@ -128,7 +73,8 @@ fn install(project: &str, collection: &str) -> BeaconResult<()> {
     run(
         &format!(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
-             SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}",
+             SECURITY DEFINER {} AS {}",
+            function_settings(),
             dollar_quote(&body)
         ),
         &[],
@@ -205,7 +151,29 @@ fn subscribe_to(
         ));
     }
     lock_collection(project, collection)?;
+    // every subscription's filter runs in every writer's insert: bounded, by the superuser
+    let limit = guc::MAX_SUBSCRIPTIONS.get();
+    let existing = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM beacon.subscription WHERE project = $1 AND collection = $2",
+        &[project.into(), collection.into()],
+    )?
+    .unwrap_or(0);
+    if existing >= i64::from(limit) {
+        return Err(BeaconError::LimitExceeded(format!(
+            "collection \"{collection}\" already has {existing} subscriptions, the most \
+             beacon.max_subscriptions allows"
+        )));
+    }
     let filter = filter.filter(|f| !f.trim().is_empty());
+    let max_bytes = guc::MAX_FILTER_BYTES.get();
+    if let Some(f) = filter {
+        if f.len() > max_bytes as usize {
+            return Err(BeaconError::LimitExceeded(format!(
+                "the filter is {} bytes long; beacon.max_filter_bytes allows {max_bytes}",
+                f.len()
+            )));
+        }
+    }
     let condition = filter
         .map(|f| checked_condition(project, collection, f))
         .transpose()?;
@@ -307,6 +275,11 @@ fn housekeeping() -> BeaconResult<i64> {
           WHERE s.channel = f.channel",
         &[],
     )?;
+    run(
+        "DELETE FROM beacon.subscription_failure f
+          WHERE NOT EXISTS (SELECT 1 FROM beacon.subscription s WHERE s.channel = f.channel)",
+        &[],
+    )?;
     Ok(ended.len() as i64)
 }
 
@@ -345,33 +318,11 @@ extension_sql_file!(
     requires = ["bootstrap"]
 );
 
-#[cfg(test)]
-mod unit_tests {
-    use super::*;
-
-    #[test]
-    fn trigger_body_scans_once_and_names_every_channel() {
-        let body = trigger_body(
-            "page'view",
-            &[
-                Subscription {
-                    channel: "beacon_a".into(),
-                    condition: Some("\"price\" > 10".into()),
-                },
-                Subscription {
-                    channel: "beacon_b".into(),
-                    condition: None,
-                },
-            ],
-        );
-        assert_eq!(body.matches("FROM beacon_new").count(), 1);
-        assert!(body.contains("WHERE (\"price\" > 10)\n                 OR (true)"));
-        assert!(body.contains("CASE WHEN (\"price\" > 10) THEN 'beacon_a' END"));
-        assert!(body.contains("CASE WHEN (true) THEN 'beacon_b' END"));
-        assert!(body.contains("'page''view'"), "collection name quoted");
-        assert!(body.contains("< 8000"));
-    }
-}
+extension_sql!(
+    "REVOKE ALL ON FUNCTION beacon._stream_housekeeping() FROM PUBLIC;",
+    name = "stream_housekeeping_private",
+    requires = [_stream_housekeeping]
+);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

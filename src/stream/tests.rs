@@ -150,4 +150,68 @@ mod tests {
         assert_eq!(one::<i64>("SELECT beacon._stream_housekeeping()"), Some(0));
         assert_eq!(count("SELECT 1 FROM beacon.subscriptions"), 2);
     }
+
+    /// A filter that fails on some events never fails the insert: those events are not
+    /// sent on that subscription (and are counted), everything else arrives as usual.
+    #[pg_test]
+    fn failing_filters_skip_their_events_and_never_fail_the_writer() {
+        setup();
+        let all = subscribe("NULL");
+        let dividing = subscribe("'100 / (price - 1.5) > 1'");
+        let casting = subscribe("'url::integer > 5'");
+        let stored = one::<i64>(
+            r#"SELECT beacon.collect_batch('shop', '[
+                 {"collection": "pageview", "properties": {"url": "7", "price": 1.5}},
+                 {"collection": "pageview", "properties": {"url": "/a", "price": 2}},
+                 {"collection": "pageview", "properties": {"url": "9", "price": 3}}]')"#,
+        );
+        assert_eq!(stored, Some(3), "the batch is stored whole");
+        assert_eq!(count("SELECT 1 FROM shop.pageview"), 4);
+        assert_eq!(sent(&all), 3);
+        // 1.5 divides by zero; 2 and 3 give 200 and 66: both sent
+        assert_eq!(sent(&dividing), 2);
+        // '/a' does not cast; 7 and 9 are > 5
+        assert_eq!(sent(&casting), 2);
+        let failed = |channel: &str| {
+            one::<i64>(&format!(
+                "SELECT events_failed FROM beacon.subscriptions WHERE channel = '{channel}'"
+            ))
+        };
+        assert_eq!(failed(&all), Some(0));
+        assert_eq!(failed(&dividing), Some(1));
+        assert_eq!(failed(&casting), Some(1));
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT last_error FROM beacon.subscriptions WHERE channel = '{dividing}'"
+            ))
+            .as_deref(),
+            Some("division by zero")
+        );
+        // single events too
+        exec(r#"SELECT beacon.collect('shop', 'pageview', '{"url": "x", "price": 1.5}')"#);
+        assert_eq!(sent(&all), 4);
+        assert_eq!(failed(&dividing), Some(2));
+    }
+
+    #[pg_test]
+    fn subscriptions_and_filters_are_bounded() {
+        setup();
+        exec("SET beacon.max_subscriptions = 3");
+        for _ in 0..3 {
+            subscribe("NULL");
+        }
+        assert_eq!(
+            sqlstate_of("SELECT beacon.subscribe('shop', 'pageview', NULL)").as_deref(),
+            Some("54000")
+        );
+        exec("RESET beacon.max_subscriptions");
+        let long = format!("'url = ''{}'''", "x".repeat(3000));
+        assert_eq!(
+            sqlstate_of(&format!(
+                "SELECT beacon.subscribe('shop', 'pageview', {long})"
+            ))
+            .as_deref(),
+            Some("54000")
+        );
+    }
 }

@@ -204,13 +204,34 @@ impl Server {
         client
     }
 
-    /// A new, empty database.
-    pub fn plain_db(&self, name: &str) {
+    /// Drops a database and, first, its pg_beacon projects: their roles belong to the
+    /// cluster, outlive the database, and are never adopted by a new project.
+    pub fn drop_db(&self, name: &str) {
         let mut admin = self.connect("postgres");
-        // two statements: DROP/CREATE DATABASE refuse to run in one implicit transaction
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .unwrap()
+            .is_some();
+        if exists {
+            let mut db = self.connect(name);
+            db.batch_execute(
+                "DO $$ BEGIN
+                   IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_beacon') THEN
+                     PERFORM beacon.drop_project(name) FROM beacon.project;
+                   END IF;
+                 END $$",
+            )
+            .unwrap();
+        }
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .unwrap();
+    }
+
+    /// A new, empty database (an old one of that name is dropped with `drop_db`).
+    pub fn plain_db(&self, name: &str) {
+        self.drop_db(name);
+        let mut admin = self.connect("postgres");
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
