@@ -4,6 +4,7 @@
 //! in a data directory under /tmp, and is stopped when the test binary exits.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod catalog;
 
 use postgres::{Client, NoTls};
