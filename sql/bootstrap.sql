@@ -52,20 +52,24 @@ SELECT p.name,
 -- _users is registered like a collection (its properties live in beacon.field) but
 -- has system columns of its own.
 CREATE VIEW beacon.fields WITH (security_barrier) AS
-SELECT c.project, c.name AS collection, s.property, s.property AS column_name, s.type, true AS system
-  FROM beacon.collection c
-  JOIN (VALUES (false, '_id', 'bigint'),
-               (false, '_time', 'timestamptz'),
-               (false, '_user', 'text'),
-               (true, 'id', 'text'),
-               (true, 'created_at', 'timestamptz'),
-               (true, 'updated_at', 'timestamptz')) AS s (users, property, type)
-    ON s.users = (c.name = '_users')
- WHERE has_schema_privilege(c.project, 'USAGE')
-UNION ALL
-SELECT f.project, f.collection, f.property, f.column_name, f.type, false
-  FROM beacon.field f
- WHERE has_schema_privilege(f.project, 'USAGE');
+-- the filter sits above the UNION ALL: PostgreSQL flattens a UNION ALL view into its
+-- branches, and the caller's conditions would then run on every branch's rows before the
+-- view's own filter, security_barrier or not
+SELECT u.project, u.collection, u.property, u.column_name, u.type, u.system
+  FROM (SELECT c.project, c.name AS collection, s.property, s.property AS column_name, s.type,
+               true AS system
+          FROM beacon.collection c
+          JOIN (VALUES (false, '_id', 'bigint'),
+                       (false, '_time', 'timestamptz'),
+                       (false, '_user', 'text'),
+                       (true, 'id', 'text'),
+                       (true, 'created_at', 'timestamptz'),
+                       (true, 'updated_at', 'timestamptz')) AS s (users, property, type)
+            ON s.users = (c.name = '_users')
+        UNION ALL
+        SELECT f.project, f.collection, f.property, f.column_name, f.type, false
+          FROM beacon.field f) AS u
+ WHERE has_schema_privilege(u.project, 'USAGE');
 
 GRANT USAGE ON SCHEMA beacon TO PUBLIC;
 GRANT SELECT ON beacon.projects, beacon.fields TO PUBLIC;

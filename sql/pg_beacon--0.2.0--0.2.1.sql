@@ -18,6 +18,27 @@ ALTER VIEW beacon.continuous_queries SET (security_barrier = true);
 ALTER VIEW beacon.subscriptions SET (security_barrier = true);
 ALTER VIEW beacon.materialized_views SET (security_barrier = true);
 
+-- security: beacon.fields filters above its UNION ALL (see sql/bootstrap.sql)
+CREATE OR REPLACE VIEW beacon.fields WITH (security_barrier) AS
+-- the filter sits above the UNION ALL: PostgreSQL flattens a UNION ALL view into its
+-- branches, and the caller's conditions would then run on every branch's rows before the
+-- view's own filter, security_barrier or not
+SELECT u.project, u.collection, u.property, u.column_name, u.type, u.system
+  FROM (SELECT c.project, c.name AS collection, s.property, s.property AS column_name, s.type,
+               true AS system
+          FROM beacon.collection c
+          JOIN (VALUES (false, '_id', 'bigint'),
+                       (false, '_time', 'timestamptz'),
+                       (false, '_user', 'text'),
+                       (true, 'id', 'text'),
+                       (true, 'created_at', 'timestamptz'),
+                       (true, 'updated_at', 'timestamptz')) AS s (users, property, type)
+            ON s.users = (c.name = '_users')
+        UNION ALL
+        SELECT f.project, f.collection, f.property, f.column_name, f.type, false
+          FROM beacon.field f) AS u
+ WHERE has_schema_privilege(u.project, 'USAGE');
+
 -- security: SECURITY DEFINER functions read their SQL under pg_beacon's settings, not the
 -- caller's (see OWNER_SETTINGS in src/security.rs)
 ALTER FUNCTION beacon._record_error(text, text, text)
