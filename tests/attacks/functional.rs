@@ -4,9 +4,7 @@
 //! refused before anything runs, and `beacon.query` must leave the caller's session as
 //! it found it (settings, advisory locks, LISTENs, notifications sent).
 
-mod common;
-
-use common::attack::*;
+use crate::common::attack::*;
 use postgres::fallible_iterator::FallibleIterator;
 use std::time::{Duration, Instant};
 
@@ -51,7 +49,6 @@ fn through(
     call: impl Fn(&str, usize) -> String,
     content: Option<&dyn Fn(usize) -> String>,
 ) {
-    let _turn = turn();
     let canary = Canary::new(tag);
     canary.control(role);
     let schema = format!("own_{role}");
@@ -108,6 +105,7 @@ fn through(
 
 #[test]
 fn attacks_functional_notation_in_query() {
+    let _turn = turn();
     // legitimate: a plain column and an allowed function
     let mut reader = Session::connect("reader");
     reader.ok("SELECT * FROM beacon.query('alpha', 'SELECT e.url, md5(e.url) AS h FROM events e')");
@@ -127,6 +125,7 @@ fn attacks_functional_notation_in_query() {
 
 #[test]
 fn attacks_functional_notation_in_materialized_views() {
+    let _turn = turn();
     Session::connect("boss").ok(
         "SELECT beacon.create_materialized_view('alpha', 'fn_legit', 'SELECT e.url, count(*) AS n FROM events e GROUP BY e.url', '1 hour')",
     );
@@ -147,6 +146,7 @@ fn attacks_functional_notation_in_materialized_views() {
 
 #[test]
 fn attacks_functional_notation_in_continuous_queries() {
+    let _turn = turn();
     Session::connect("boss").ok(
         "SELECT beacon.create_continuous_query('alpha', 'fn_legit_cq', 'SELECT e.url, count(*) AS n FROM events e GROUP BY e.url')",
     );
@@ -169,6 +169,7 @@ fn attacks_functional_notation_in_continuous_queries() {
 
 #[test]
 fn attacks_functional_notation_in_filters() {
+    let _turn = turn();
     Session::connect("reader")
         .ok("SELECT beacon.subscribe('alpha', 'events', 'lower(url) = ''/a''', false)");
     through(

@@ -7,10 +7,8 @@
 //!   (`_cq_<q>_state`, `_delta`, `_columns`, …): a continuous query always equals its
 //!   defining query.
 
-mod common;
-
-use common::attack::*;
-use common::server;
+use crate::common::attack::*;
+use crate::common::server;
 use std::time::{Duration, Instant};
 
 fn count(table: &str) -> i64 {
@@ -119,7 +117,7 @@ fn attacks_writers_survive_hostile_filters() {
 /// refused somewhere (at whatever limit a setting defines), and cleanly.
 #[test]
 fn attacks_writers_subscriptions_per_collection_are_capped() {
-    world();
+    let _turn = turn();
     let db = "atk_cap";
     let mut admin = server().fresh_db(db);
     admin
@@ -232,7 +230,12 @@ fn attacks_writers_cannot_forge_hidden_tables() {
         } else {
             &["42501"]
         };
-        if documented.contains(&table.as_str()) {
+        // this test's queries, the shared world's, and every hidden table that is not a
+        // continuous query's (other tests' queries would only repeat the same finding)
+        let ours = ["_cq_w8_", "_cq_alpha_cq_"]
+            .iter()
+            .any(|p| table.starts_with(p));
+        if documented.contains(&table.as_str()) || (table.starts_with("_cq_") && !ours) {
             continue;
         }
         let columns = row[1].clone().unwrap();

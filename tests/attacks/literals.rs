@@ -5,10 +5,8 @@
 //! `SELECT nextval(<canary sequence>)` (a trace that survives a rollback) and
 //! `CREATE ROLE atk_pwned_<tag>`.
 
-mod common;
-
-use common::attack::*;
-use common::server;
+use crate::common::attack::*;
+use crate::common::server;
 
 /// The smuggled statements (no single quote in them, so they survive any quoting).
 fn payload(canary: &Canary) -> String {

@@ -5,9 +5,7 @@
 //! single events and a 100-event batch: no canary may fire, every insert must succeed and
 //! store every event, and no project column may be left typed outside pg_catalog.
 
-mod common;
-
-use common::attack::*;
+use crate::common::attack::*;
 
 /// The attacker's objects: canary, domains `my_domain` (text) and `my_int` (bigint) in
 /// pg_temp and in its own schema, and an operator `=` (text, text) in its own schema.

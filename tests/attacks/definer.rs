@@ -4,9 +4,7 @@
 //! caller's function. Every `_`-prefixed function must either not be executable by an
 //! outsider or be harmless whatever it is passed.
 
-mod common;
-
-use common::attack::*;
+use crate::common::attack::*;
 
 /// `_cq_x_delta` in `schema`: what `_backlog(schema, 'x')` counts, with a column `_at`
 /// that runs the canary.

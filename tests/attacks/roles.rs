@@ -6,10 +6,8 @@
 //!   (SUPERUSER, CREATEDB, membership in pg_read_all_data, …) are refused, not adopted;
 //! - `beacon.max_fields` can be changed by superusers only.
 
-mod common;
-
-use common::attack::*;
-use common::{eventually, server};
+use crate::common::attack::*;
+use crate::common::{eventually, server};
 
 fn scheduler_pid(db: &str) -> Option<i32> {
     server()
@@ -24,6 +22,7 @@ fn scheduler_pid(db: &str) -> Option<i32> {
 
 #[test]
 fn attacks_roles_cannot_stop_another_databases_scheduler() {
+    let _turn = turn();
     world();
     let target = "atk_sched";
     drop(server().fresh_db(target));
@@ -122,6 +121,7 @@ fn attacks_roles_preexisting_project_roles_with_powers_are_refused() {
 
 #[test]
 fn attacks_roles_cannot_change_max_fields() {
+    let _turn = turn();
     // legitimate: the superuser may
     let mut admin = Session::connect("postgres");
     admin.ok("SET beacon.max_fields = 1500; RESET beacon.max_fields");

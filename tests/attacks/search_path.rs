@@ -5,10 +5,8 @@
 //! point its level allows (and some it does not). Whatever pg_beacon runs as the owner
 //! must resolve to pg_catalog's objects, never the caller's.
 
-mod common;
-
-use common::attack::*;
-use common::server;
+use crate::common::attack::*;
+use crate::common::server;
 
 /// Runs each call as `role`: first, when marked legitimate, in a clean session (where it
 /// must succeed, so the attack below is the same statement), then in one session after
