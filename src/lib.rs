@@ -18,6 +18,7 @@ mod project;
 mod query;
 mod security;
 mod spi;
+mod sql_policy;
 mod sqlident;
 mod stream;
 #[cfg(any(test, feature = "pg_test"))]

@@ -45,6 +45,13 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> BeaconResu
             "relation \"{name}\" already exists in project \"{project}\""
         )));
     }
+    // the decisive check, in the owner's role and settings the view is built and refreshed in
+    if let Err(refusal) = crate::sql_policy::check(
+        &rewritten,
+        &crate::sql_policy::Policy::materialized_view(project),
+    ) {
+        refusal.raise("query refused");
+    }
     let key = materialize(project, name, &rewritten)?;
     generated::record(Kind::MaterializedView, project, name)?;
     run(

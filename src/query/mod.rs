@@ -3,7 +3,9 @@
 //!
 //! 1. `analyze` parses the text and refuses anything outside a read-only subset that
 //!    names only the project's tables and allow-listed functions, and the query run is
-//!    its rewritten, fully qualified form, never the caller's text.
+//!    its rewritten, fully qualified form, never the caller's text. `sql_policy::check`
+//!    then judges what PostgreSQL itself resolves that text to (functional notation,
+//!    types and operators found through search_path), right before it runs.
 //! 2. That query runs as the project's read role (a restricted security context, as
 //!    inside SECURITY DEFINER code, so it cannot SET ROLE back), with `search_path` set
 //!    to the project schema, with the transaction flagged read-only and under its own
@@ -20,6 +22,7 @@ use crate::guc;
 use crate::names::quote_ident;
 use crate::project::require_project;
 use crate::security::{pin_settings, require_level, role_name, AsOwner, Level};
+use crate::sql_policy::{self, Policy};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -131,18 +134,27 @@ fn run_query(project: &str, sql: &str, row_limit: i32) -> BeaconResult<Vec<JsonB
         .ok_or_else(|| BeaconError::UnknownProject(project.to_string()))?
     };
     let rewritten = checked_query(project, sql)?;
-    // one row more than allowed tells a complete result from a cut one
-    let wrapped = format!(
-        "SELECT r.j, pg_catalog.pg_column_size(r.j)::bigint
-           FROM (SELECT pg_catalog.to_jsonb(q) AS j FROM ({rewritten}) AS q LIMIT $1::bigint + 1) AS r"
+    // one row more than allowed tells a complete result from a cut one; a literal, so
+    // that the text checked below is exactly the text run (inside pg_beacon's own
+    // measurement of each row's size)
+    let checked = format!(
+        "SELECT pg_catalog.to_jsonb(q) AS j FROM ({rewritten}) AS q LIMIT {}",
+        i64::from(row_limit) + 1
     );
+    let wrapped =
+        format!("SELECT r.j, pg_catalog.pg_column_size(r.j)::bigint FROM ({checked}) AS r");
     let max_bytes = i64::from(guc::QUERY_MAX_BYTES.get());
     let mut rows = {
         let _confined = Confined::enter(project, read_role, guc::QUERY_TIMEOUT_MS.get())?;
+        // the decisive check: PostgreSQL's own reading of the statement, in the role and
+        // search_path it runs with
+        if let Err(refusal) = sql_policy::check(&checked, &Policy::query(project)) {
+            refusal.raise("query refused");
+        }
         Spi::connect(|client| {
             let mut total = 0i64;
             let mut rows = Vec::new();
-            for row in client.select(&wrapped, None, &[row_limit.into()])? {
+            for row in client.select(&wrapped, None, &[])? {
                 total += row.get::<i64>(2)?.unwrap_or(0);
                 if total > max_bytes {
                     return Err(BeaconError::LimitExceeded(format!(
