@@ -139,6 +139,14 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
         ),
         &[],
     )?;
+    // the decisive check: what PostgreSQL resolves the rendered query to, in the owner's
+    // role and settings the capture trigger runs with
+    if let Err(refusal) = crate::sql_policy::check(
+        &plan.defining_query(),
+        &crate::sql_policy::Policy::continuous_query(project),
+    ) {
+        refusal.raise("query refused");
+    }
     plan.output_types = probe_types(&plan)?;
     for statement in plan.create_state() {
         run(&statement, &[])?;
