@@ -16,7 +16,7 @@
 //! and reach the client as such; nothing runs in a subtransaction, and what parse analysis
 //! allocates lives in a memory context dropped on return, also when an error unwinds.
 
-use super::catalog::{owned, Objects};
+use super::catalog::{cells, oids, owned, version, Objects, Scratch};
 use super::{Policy, Refusal};
 use pgrx::pg_guard;
 use pgrx::pg_sys::{self, NodeTag, Oid};
@@ -61,45 +61,6 @@ pub fn check(sql: &str, policy: &Policy) -> Result<(), Refusal> {
             walk.filter_shape(query)?;
         }
         walk.walk(query.cast(), Phase::Analyzed)
-    }
-}
-
-/// A memory context for one check, current while it lasts and deleted afterwards.
-struct Scratch {
-    previous: pg_sys::MemoryContext,
-    context: pg_sys::MemoryContext,
-}
-
-impl Scratch {
-    /// # Safety
-    /// Backend thread only; the returned guard must be dropped before anything that was
-    /// current before it is used again.
-    unsafe fn enter() -> Scratch {
-        // SAFETY: creates a child of the current context and makes it current, as
-        // MemoryContextSwitchTo does; the name is a static string as AllocSet requires.
-        unsafe {
-            let previous = pg_sys::CurrentMemoryContext;
-            let context = pg_sys::AllocSetContextCreateExtended(
-                previous,
-                c"pg_beacon sql_policy".as_ptr(),
-                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-            );
-            pg_sys::CurrentMemoryContext = context;
-            Scratch { previous, context }
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // SAFETY: `context` is ours and nothing allocated in it outlives the check (what
-        // leaves it, refusals and error reports, is copied into Rust strings first).
-        unsafe {
-            pg_sys::CurrentMemoryContext = self.previous;
-            pg_sys::MemoryContextDelete(self.context);
-        }
     }
 }
 
@@ -650,39 +611,5 @@ impl<'p> Walk<'p> {
             "data-modifying statements are not allowed in a {}, not even inside WITH",
             self.objects.policy.surface
         ))
-    }
-}
-
-/// # Safety
-/// `list` is null or a valid List; the slice must not outlive it.
-unsafe fn cells<'a>(list: *mut pg_sys::List) -> &'a [pg_sys::ListCell] {
-    if list.is_null() {
-        &[]
-    } else {
-        // SAFETY: a List's `elements` holds `length` cells.
-        unsafe { std::slice::from_raw_parts((*list).elements, (*list).length as usize) }
-    }
-}
-
-/// # Safety
-/// `list` is null or a valid OID List.
-unsafe fn oids(list: *mut pg_sys::List) -> Vec<Oid> {
-    // SAFETY: the caller's promise: every cell holds an OID.
-    unsafe { cells(list).iter().map(|cell| cell.oid_value).collect() }
-}
-
-/// What differs between the supported majors.
-mod version {
-    use pgrx::pg_sys::RTEKind;
-
-    /// PostgreSQL 18 represents GROUP BY in the range table.
-    #[cfg(feature = "pg18")]
-    pub fn is_group_rte(kind: RTEKind::Type) -> bool {
-        kind == RTEKind::RTE_GROUP
-    }
-
-    #[cfg(not(feature = "pg18"))]
-    pub fn is_group_rte(_kind: RTEKind::Type) -> bool {
-        false
     }
 }

@@ -1,6 +1,8 @@
 //! The objects parse analysis resolved, judged by OID: relations, types, functions,
 //! operators and collations, each looked up in the catalogs (syscache, never SQL, so the
-//! caller's search_path plays no part), each allowed one remembered.
+//! caller's search_path plays no part), each allowed one remembered. Also the bits of
+//! PostgreSQL plumbing the walk needs: its memory context, List access, version
+//! differences.
 
 use super::{is_hidden_table, Policy, Refusal, TYPES};
 use pgrx::pg_sys::{self, Oid};
@@ -387,5 +389,78 @@ unsafe fn is_cast_function(oid: Oid) -> bool {
         let castfunc = (*pg_sys::GETSTRUCT(tuple).cast::<FormDataPgCast>()).castfunc;
         pg_sys::ReleaseSysCache(tuple);
         castfunc == oid
+    }
+}
+
+/// A memory context for one check, current while it lasts and deleted afterwards.
+pub(super) struct Scratch {
+    previous: pg_sys::MemoryContext,
+    context: pg_sys::MemoryContext,
+}
+
+impl Scratch {
+    /// # Safety
+    /// Backend thread only; the returned guard must be dropped before anything that was
+    /// current before it is used again.
+    pub(super) unsafe fn enter() -> Scratch {
+        // SAFETY: creates a child of the current context and makes it current, as
+        // MemoryContextSwitchTo does; the name is a static string as AllocSet requires.
+        unsafe {
+            let previous = pg_sys::CurrentMemoryContext;
+            let context = pg_sys::AllocSetContextCreateExtended(
+                previous,
+                c"pg_beacon sql_policy".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            );
+            pg_sys::CurrentMemoryContext = context;
+            Scratch { previous, context }
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: `context` is ours and nothing allocated in it outlives the check (what
+        // leaves it, refusals and error reports, is copied into Rust strings first).
+        unsafe {
+            pg_sys::CurrentMemoryContext = self.previous;
+            pg_sys::MemoryContextDelete(self.context);
+        }
+    }
+}
+
+/// # Safety
+/// `list` is null or a valid List; the slice must not outlive it.
+pub(super) unsafe fn cells<'a>(list: *mut pg_sys::List) -> &'a [pg_sys::ListCell] {
+    if list.is_null() {
+        &[]
+    } else {
+        // SAFETY: a List's `elements` holds `length` cells.
+        unsafe { std::slice::from_raw_parts((*list).elements, (*list).length as usize) }
+    }
+}
+
+/// # Safety
+/// `list` is null or a valid OID List.
+pub(super) unsafe fn oids(list: *mut pg_sys::List) -> Vec<Oid> {
+    // SAFETY: the caller's promise: every cell holds an OID.
+    unsafe { cells(list).iter().map(|cell| cell.oid_value).collect() }
+}
+
+/// What differs between the supported majors.
+pub(super) mod version {
+    use pgrx::pg_sys::RTEKind;
+
+    /// PostgreSQL 18 represents GROUP BY in the range table.
+    #[cfg(feature = "pg18")]
+    pub fn is_group_rte(kind: RTEKind::Type) -> bool {
+        kind == RTEKind::RTE_GROUP
+    }
+
+    #[cfg(not(feature = "pg18"))]
+    pub fn is_group_rte(_kind: RTEKind::Type) -> bool {
+        false
     }
 }

@@ -96,8 +96,6 @@ pub fn is_hidden_table(table: &str) -> bool {
 
 /// The statement a stream filter is checked as: a condition over one collection's rows.
 /// The parentheses keep the filter one condition, as wherever it is pasted later.
-// built and tested here, called once the cq, stream and mv code adopt the check
-#[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
 pub fn filter_statement(project: &str, collection: &str, filter: &str) -> String {
     format!(
         "SELECT 1 FROM {}.{} WHERE ({filter})",
@@ -166,8 +164,6 @@ impl Policy {
 
     /// Materialized views are refreshed by the owner, and pass the same checks as
     /// `beacon.query`.
-    // built and tested here, called once the cq, stream and mv code adopt the check
-    #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
     pub fn materialized_view(project: &str) -> Policy {
         Policy {
             surface: "materialized view",
@@ -177,8 +173,6 @@ impl Policy {
 
     /// Continuous queries: the deterministic functions and maintainable aggregates of
     /// `cq::analyze`, no subqueries, no window functions, no clock.
-    // built and tested here, called once the cq, stream and mv code adopt the check
-    #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
     pub fn continuous_query(project: &str) -> Policy {
         Policy {
             operators: CQ_OPERATORS,
@@ -195,8 +189,6 @@ impl Policy {
 
     /// A subscription filter on `<project>.<collection>`, checked as
     /// [`filter_statement`]: the functions and operators of `stream::filter`.
-    // built and tested here, called once the cq, stream and mv code adopt the check
-    #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
     pub fn stream_filter(project: &str, collection: &str) -> Policy {
         Policy {
             only_table: Some(collection.to_string()),

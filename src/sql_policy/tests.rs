@@ -229,10 +229,15 @@ mod tests {
             "operator mine.=",
         );
         refused("SELECT mine.f('a', 'b')", "function mine.f");
-        // where the statement runs (beacon.query: the project as search_path), = is
-        // pg_catalog's again
-        exec("SET LOCAL search_path = alpha");
-        allowed("query", "SELECT 1 FROM alpha.events WHERE url = 'x'");
+        // beacon.query analyzes and runs under its own search_path, where = is
+        // pg_catalog's again (mine.= would find nothing)
+        assert_eq!(
+            one::<String>(
+                "SELECT r::text FROM beacon.query('alpha', 'SELECT count(*) AS n FROM events WHERE url = ''/a''') r"
+            )
+            .as_deref(),
+            Some(r#"{"n": 1}"#)
+        );
         exec("RESET search_path");
         // a pg_temp type named like a built-in shadows it wherever pg_temp is searched
         // implicitly (first, for types)...
