@@ -63,6 +63,10 @@ impl Confined {
         }
         // the rendered query is read under pg_beacon's settings, never the caller's
         let guc_level = pin_settings(Some(&search_path));
+        // SAFETY: what PostgreSQL does around a SECURITY DEFINER call and a statement
+        // timeout, on the backend's only thread: the user id and XactReadOnly are saved
+        // here and restored on drop (and by (sub)transaction abort); the timeout calls use
+        // PostgreSQL's own STATEMENT_TIMEOUT id and are undone on drop.
         unsafe {
             let mut confined = Confined {
                 previous_user: pg_sys::InvalidOid,
@@ -103,6 +107,8 @@ impl Confined {
 
 impl Drop for Confined {
     fn drop(&mut self) {
+        // SAFETY: restores exactly what `enter` saved, in reverse order; the GUC level is
+        // the one `pin_settings` opened for this guard.
         unsafe {
             if self.armed {
                 match self.outer_timeout {
