@@ -119,5 +119,22 @@ SELECT s.project, s.collection, s.filter, s.channel, s.temporary,
 COMMENT ON VIEW beacon.subscriptions IS
   'Event stream subscriptions of the projects the current role may read: filter, channel, owning session, events sent, events its filter failed on and the last such error.';
 
+-- PostgreSQL's own float8 transition state {N, Sx, Sxx} as a value: the partial of
+-- var*/stddev* over real and double precision, merged with PostgreSQL's combine function
+-- and finalized with its float8_var_samp and friends, so that a continuous query's
+-- variance is computed exactly as the defining query's (src/cq/aggregates.rs).
+CREATE AGGREGATE beacon._float8_state(double precision) (
+    SFUNC = pg_catalog.float8_accum, STYPE = double precision[], INITCOND = '{0,0,0}',
+    COMBINEFUNC = pg_catalog.float8_combine, PARALLEL = SAFE
+);
+CREATE AGGREGATE beacon._float8_merge(double precision[]) (
+    SFUNC = pg_catalog.float8_combine, STYPE = double precision[], INITCOND = '{0,0,0}',
+    COMBINEFUNC = pg_catalog.float8_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE beacon._float8_state(double precision) IS
+  'Internal: the float8 variance transition state of its rows (partial of continuous queries).';
+COMMENT ON AGGREGATE beacon._float8_merge(double precision[]) IS
+  'Internal: merges float8 variance transition states.';
+
 -- every upgrade ends here: rebuild what the previous version generated with this one's code
 SELECT beacon.regenerate();

@@ -3,10 +3,50 @@
 //! compaction and the view are generated from these entries only, so adding an aggregate
 //! means adding an entry here.
 //!
+//! An entry depends on the argument's type, because PostgreSQL's own aggregates do: the
+//! view must give what the defining query gives, digit for digit.
+//! - Integers: `avg`, `var*` and `stddev*` are numeric in PostgreSQL, computed from exact
+//!   sums; the partials are exact numeric sums too, so deletes subtract them exactly.
+//! - numeric: the result's scale is the largest scale among the *remaining* rows, which a
+//!   subtraction cannot know: sums are recomputed for groups that lost rows.
+//! - Floating point: NaN and ±Infinity cannot be subtracted back out, and subtracting a
+//!   large value cancels the small ones: recomputed on delete too. Variances keep
+//!   PostgreSQL's own transition state (Youngs–Cramer, `float8_accum`), merged with its
+//!   own combine function, so {1e9+1, 1e9+2, 1e9+3} has variance 1, as in PostgreSQL.
+//! - interval: no zero to start from (`coalesce(a, 0)` fails), and infinite intervals
+//!   cannot be subtracted: merged null-safely, recomputed on delete.
+//!
 //! Templates: `{x}` is the aggregate's argument, `{p}` a partial column of this aggregate
 //! (`{p:s}` names partial `s`), `{a}`/`{b}` two partial values being merged.
 
 use super::analyze::AggKind;
+
+/// What decides an aggregate's arithmetic: the argument's type (domains by their base).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ArgType {
+    /// smallint, integer, bigint
+    Integer,
+    Numeric,
+    /// real, double precision
+    Float,
+    Interval,
+    /// Anything else (money, a type an aggregate has no special case for).
+    #[default]
+    Other,
+}
+
+impl ArgType {
+    pub fn of_type_oid(oid: u32) -> ArgType {
+        // pg_type.h's fixed OIDs
+        match oid {
+            20 | 21 | 23 => ArgType::Integer,
+            1700 => ArgType::Numeric,
+            700 | 701 => ArgType::Float,
+            1186 => ArgType::Interval,
+            _ => ArgType::Other,
+        }
+    }
+}
 
 pub struct Partial {
     pub suffix: &'static str,
@@ -22,10 +62,14 @@ pub struct Partial {
 }
 
 pub struct Spec {
-    pub partials: &'static [Partial],
+    pub partials: Vec<&'static Partial>,
     /// Final value from the partials; `{count}` is the group's row count.
-    pub finalize: &'static str,
+    pub finalize: String,
 }
+
+/// Null-safe for every type with a `+`: an absent partial (a delete's, for a partial it
+/// does not subtract) leaves the other one as it is.
+const MERGE_SUM: &str = "coalesce({a} + {b}, {a}, {b})";
 
 const fn additive(suffix: &'static str, compute: &'static str, negate: &'static str) -> Partial {
     Partial {
@@ -33,14 +77,49 @@ const fn additive(suffix: &'static str, compute: &'static str, negate: &'static 
         compute,
         negate: Some(negate),
         merge_agg: "sum({a})",
-        merge_two: "coalesce({a}, 0) + coalesce({b}, 0)",
+        merge_two: MERGE_SUM,
+    }
+}
+
+const fn recomputed_sum(suffix: &'static str, compute: &'static str) -> Partial {
+    Partial {
+        suffix,
+        compute,
+        negate: None,
+        merge_agg: "sum({a})",
+        merge_two: MERGE_SUM,
     }
 }
 
 const COUNT: Partial = additive("n", "count({x})", "-count({x})");
+/// Integer sums are exact: bigint for smallint/integer, numeric for bigint (PostgreSQL's
+/// own result types of `sum`).
 const SUM: Partial = additive("s", "sum({x})", "-sum({x})");
-/// Float sums of squares for stddev/variance; numeric arguments keep numeric precision.
-const SQUARES: Partial = additive("q", "sum(({x}) * ({x}))", "-sum(({x}) * ({x}))");
+const EXACT_SUM: Partial = additive(
+    "s",
+    "sum(({x})::pg_catalog.numeric)",
+    "-sum(({x})::pg_catalog.numeric)",
+);
+const EXACT_SQUARES: Partial = additive(
+    "q",
+    "sum(({x})::pg_catalog.numeric * ({x})::pg_catalog.numeric)",
+    "-sum(({x})::pg_catalog.numeric * ({x})::pg_catalog.numeric)",
+);
+const NUMERIC_SUM: Partial = recomputed_sum("s", "sum({x})");
+const NUMERIC_SQUARES: Partial = recomputed_sum("q", "sum(({x}) * ({x}))");
+/// `sum(real)` is real in PostgreSQL, accumulated in real; accumulating in double
+/// precision and rounding once is at least as close to the exact sum.
+const FLOAT_SUM: Partial = recomputed_sum("s", "sum(({x})::pg_catalog.float8)");
+const INTERVAL_SUM: Partial = recomputed_sum("s", "sum({x})");
+/// PostgreSQL's own float8 transition state {N, Sx, Sxx}: what var/stddev of real and
+/// double precision compute with.
+const FLOAT_STATE: Partial = Partial {
+    suffix: "y",
+    compute: "beacon._float8_state(({x})::pg_catalog.float8)",
+    negate: None,
+    merge_agg: "beacon._float8_merge({a})",
+    merge_two: "coalesce(pg_catalog.float8_combine({a}, {b}), {a}, {b})",
+};
 
 const MIN: Partial = Partial {
     suffix: "m",
@@ -58,77 +137,8 @@ const MAX: Partial = Partial {
 };
 
 const DISTINCT: Partial = additive("d", "0::bigint", "0::bigint");
-const VARIANCE_PARTIALS: &[Partial] = &[COUNT, SUM, SQUARES];
-
-pub fn spec(kind: AggKind) -> Spec {
-    match kind {
-        AggKind::CountStar => Spec {
-            partials: &[],
-            finalize: "{count}",
-        },
-        AggKind::Count => Spec {
-            partials: &[COUNT],
-            finalize: "coalesce({p:n}, 0)",
-        },
-        AggKind::Sum => Spec {
-            partials: &[COUNT, SUM],
-            finalize: "CASE WHEN {p:n} > 0 THEN {p:s} END",
-        },
-        AggKind::Avg => Spec {
-            partials: &[COUNT, SUM],
-            finalize: "CASE WHEN {p:n} > 0 THEN {p:s} / {p:n} END",
-        },
-        AggKind::Min => Spec {
-            partials: &[MIN],
-            finalize: "{p:m}",
-        },
-        AggKind::Max => Spec {
-            partials: &[MAX],
-            finalize: "{p:m}",
-        },
-        AggKind::VarSamp => Spec {
-            partials: VARIANCE_PARTIALS,
-            finalize: "CASE WHEN {p:n} > 1 THEN greatest(({p:q} - {p:s} * {p:s} / {p:n}) / ({p:n} - 1), 0) END",
-        },
-        AggKind::VarPop => Spec {
-            partials: VARIANCE_PARTIALS,
-            finalize: "CASE WHEN {p:n} > 0 THEN greatest(({p:q} - {p:s} * {p:s} / {p:n}) / {p:n}, 0) END",
-        },
-        AggKind::StddevSamp => Spec {
-            partials: VARIANCE_PARTIALS,
-            finalize: "CASE WHEN {p:n} > 1 THEN sqrt(greatest(({p:q} - {p:s} * {p:s} / {p:n}) / ({p:n} - 1), 0)) END",
-        },
-        AggKind::StddevPop => Spec {
-            partials: VARIANCE_PARTIALS,
-            finalize: "CASE WHEN {p:n} > 0 THEN sqrt(greatest(({p:q} - {p:s} * {p:s} / {p:n}) / {p:n}, 0)) END",
-        },
-        AggKind::BoolAnd => Spec {
-            partials: &[TRUES, FALSES],
-            finalize: "CASE WHEN coalesce({p:t}, 0) + coalesce({p:f}, 0) > 0 THEN coalesce({p:f}, 0) = 0 END",
-        },
-        AggKind::BoolOr => Spec {
-            partials: &[TRUES, FALSES],
-            finalize: "CASE WHEN coalesce({p:t}, 0) + coalesce({p:f}, 0) > 0 THEN coalesce({p:t}, 0) > 0 END",
-        },
-        AggKind::ApproxCountDistinct => Spec {
-            partials: &[Partial {
-                suffix: "h",
-                compute: "beacon.hll_sketch({x})",
-                negate: None,
-                merge_agg: "beacon.hll_union_agg({a})",
-                merge_two: "beacon.hll_union({a}, {b})",
-            }],
-            finalize: "coalesce(beacon.hll_estimate({p:h}), 0)",
-        },
-        // Exact distinct counts: a hidden (keys, value, multiplicity) table, kept by the
-        // capture code, whose 0 ↔ positive transitions are this additive partial; rows
-        // themselves contribute nothing to it directly.
-        AggKind::CountDistinct => Spec {
-            partials: &[DISTINCT],
-            finalize: "coalesce({p:d}, 0)",
-        },
-    }
-}
+/// Squares in the argument's own type: for types with no exact path (money and such).
+const SQUARES: Partial = additive("q", "sum(({x}) * ({x}))", "-sum(({x}) * ({x}))");
 
 const TRUES: Partial = additive(
     "t",
@@ -140,61 +150,159 @@ const FALSES: Partial = additive(
     "count(*) FILTER (WHERE NOT {x})",
     "-count(*) FILTER (WHERE NOT {x})",
 );
+const SKETCH: Partial = Partial {
+    suffix: "h",
+    compute: "beacon.hll_sketch({x})",
+    negate: None,
+    merge_agg: "beacon.hll_union_agg({a})",
+    merge_two: "beacon.hll_union({a}, {b})",
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spread {
+    Variance,
+    Stddev,
+}
+
+/// numeric_stddev_internal's arithmetic over exact sums, in SQL: N·Σx² − (Σx)² over
+/// N(N−1) (or N²), 0 when rounding would make it negative, NaN from NaN or infinities;
+/// numeric division picks the result's scale exactly as the C code does. The square root
+/// is taken 30 digits beyond that scale and rounded to it once.
+fn numeric_spread(spread: Spread, sample: bool) -> String {
+    let n = "({p:n})::pg_catalog.numeric";
+    let numerator = format!("({n} * {{p:q}} - {{p:s}} * {{p:s}})");
+    let denominator = if sample {
+        format!("({n} * ({n} - 1))")
+    } else {
+        format!("({n} * {n})")
+    };
+    let variance = format!("({numerator} / {denominator})");
+    let value = match spread {
+        Spread::Variance => variance,
+        Spread::Stddev => format!(
+            "pg_catalog.round(pg_catalog.sqrt(pg_catalog.round({variance}, pg_catalog.scale({variance}) + 30)), pg_catalog.scale({variance}))"
+        ),
+    };
+    let least = if sample { 1 } else { 0 };
+    format!(
+        "CASE WHEN coalesce({{p:n}}, 0) = 0 THEN NULL \
+              WHEN {numerator} = 'NaN'::pg_catalog.numeric THEN 'NaN'::pg_catalog.numeric \
+              WHEN {{p:n}} <= {least} THEN NULL \
+              WHEN {numerator} <= 0 THEN 0::pg_catalog.numeric \
+              ELSE {value} END"
+    )
+}
+
+/// The naive formula, for argument types with no exact path.
+fn naive_spread(spread: Spread, sample: bool) -> String {
+    let (least, divisor) = if sample {
+        (1, "({p:n} - 1)")
+    } else {
+        (0, "{p:n}")
+    };
+    let variance = format!("greatest(({{p:q}} - {{p:s}} * {{p:s}} / {{p:n}}) / {divisor}, 0)");
+    let value = match spread {
+        Spread::Variance => variance,
+        Spread::Stddev => format!("sqrt({variance})"),
+    };
+    format!("CASE WHEN {{p:n}} > {least} THEN {value} END")
+}
+
+fn spread(spread: Spread, sample: bool, ty: ArgType) -> Spec {
+    match ty {
+        ArgType::Integer => Spec {
+            partials: vec![&COUNT, &EXACT_SUM, &EXACT_SQUARES],
+            finalize: numeric_spread(spread, sample),
+        },
+        ArgType::Numeric => Spec {
+            partials: vec![&COUNT, &NUMERIC_SUM, &NUMERIC_SQUARES],
+            finalize: numeric_spread(spread, sample),
+        },
+        ArgType::Float => {
+            let function = match (spread, sample) {
+                (Spread::Variance, true) => "float8_var_samp",
+                (Spread::Variance, false) => "float8_var_pop",
+                (Spread::Stddev, true) => "float8_stddev_samp",
+                (Spread::Stddev, false) => "float8_stddev_pop",
+            };
+            Spec {
+                partials: vec![&FLOAT_STATE],
+                finalize: format!("pg_catalog.{function}({{p:y}})"),
+            }
+        }
+        ArgType::Interval | ArgType::Other => Spec {
+            partials: vec![&COUNT, &SUM, &SQUARES],
+            finalize: naive_spread(spread, sample),
+        },
+    }
+}
+
+fn sum_partial(ty: ArgType) -> &'static Partial {
+    match ty {
+        ArgType::Integer | ArgType::Other => &SUM,
+        ArgType::Numeric => &NUMERIC_SUM,
+        ArgType::Float => &FLOAT_SUM,
+        ArgType::Interval => &INTERVAL_SUM,
+    }
+}
+
+fn spec_of(partials: Vec<&'static Partial>, finalize: &str) -> Spec {
+    Spec {
+        partials,
+        finalize: finalize.to_string(),
+    }
+}
+
+pub fn spec(kind: AggKind, ty: ArgType) -> Spec {
+    match kind {
+        AggKind::CountStar => spec_of(vec![], "{count}"),
+        AggKind::Count => spec_of(vec![&COUNT], "coalesce({p:n}, 0)"),
+        AggKind::Sum => spec_of(
+            vec![&COUNT, sum_partial(ty)],
+            "CASE WHEN {p:n} > 0 THEN {p:s} END",
+        ),
+        AggKind::Avg => spec_of(
+            vec![&COUNT, sum_partial(ty)],
+            match ty {
+                // numeric_div picks the scale, as PostgreSQL's int*_avg and numeric_avg do
+                ArgType::Integer | ArgType::Numeric => {
+                    "CASE WHEN {p:n} > 0 THEN ({p:s})::pg_catalog.numeric / ({p:n})::pg_catalog.numeric END"
+                }
+                ArgType::Float | ArgType::Interval => {
+                    "CASE WHEN {p:n} > 0 THEN {p:s} / ({p:n})::pg_catalog.float8 END"
+                }
+                ArgType::Other => "CASE WHEN {p:n} > 0 THEN {p:s} / {p:n} END",
+            },
+        ),
+        AggKind::Min => spec_of(vec![&MIN], "{p:m}"),
+        AggKind::Max => spec_of(vec![&MAX], "{p:m}"),
+        AggKind::VarSamp => spread(Spread::Variance, true, ty),
+        AggKind::VarPop => spread(Spread::Variance, false, ty),
+        AggKind::StddevSamp => spread(Spread::Stddev, true, ty),
+        AggKind::StddevPop => spread(Spread::Stddev, false, ty),
+        AggKind::BoolAnd => spec_of(
+            vec![&TRUES, &FALSES],
+            "CASE WHEN coalesce({p:t}, 0) + coalesce({p:f}, 0) > 0 THEN coalesce({p:f}, 0) = 0 END",
+        ),
+        AggKind::BoolOr => spec_of(
+            vec![&TRUES, &FALSES],
+            "CASE WHEN coalesce({p:t}, 0) + coalesce({p:f}, 0) > 0 THEN coalesce({p:t}, 0) > 0 END",
+        ),
+        AggKind::ApproxCountDistinct => spec_of(
+            vec![&SKETCH],
+            "coalesce(beacon.hll_estimate({p:h}), 0)",
+        ),
+        // Exact distinct counts: a hidden (keys, value, multiplicity) table, kept by the
+        // capture code, whose 0 ↔ positive transitions are this additive partial; rows
+        // themselves contribute nothing to it directly.
+        AggKind::CountDistinct => spec_of(vec![&DISTINCT], "coalesce({p:d}, 0)"),
+    }
+}
 
 /// Whether deleting rows can be expressed as negative partials for this aggregate.
-pub fn invertible(kind: AggKind) -> bool {
-    spec(kind).partials.iter().all(|p| p.negate.is_some())
+pub fn invertible(kind: AggKind, ty: ArgType) -> bool {
+    spec(kind, ty).partials.iter().all(|p| p.negate.is_some())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ALL: [AggKind; 14] = [
-        AggKind::CountStar,
-        AggKind::Count,
-        AggKind::CountDistinct,
-        AggKind::ApproxCountDistinct,
-        AggKind::Sum,
-        AggKind::Avg,
-        AggKind::Min,
-        AggKind::Max,
-        AggKind::StddevSamp,
-        AggKind::StddevPop,
-        AggKind::VarSamp,
-        AggKind::VarPop,
-        AggKind::BoolAnd,
-        AggKind::BoolOr,
-    ];
-
-    #[test]
-    fn every_partial_named_in_finalize_exists() {
-        for kind in ALL {
-            let s = spec(kind);
-            let mut rest = s.finalize;
-            while let Some(at) = rest.find("{p:") {
-                let name = &rest[at + 3..at + 3 + rest[at + 3..].find('}').unwrap()];
-                assert!(
-                    s.partials.iter().any(|p| p.suffix == name),
-                    "{kind:?} finalizes with unknown partial {name}"
-                );
-                rest = &rest[at + 3..];
-            }
-        }
-    }
-
-    #[test]
-    fn min_max_and_sketches_are_recomputed_not_inverted() {
-        let recomputed: Vec<AggKind> = ALL.into_iter().filter(|k| !invertible(*k)).collect();
-        assert_eq!(
-            recomputed,
-            vec![AggKind::ApproxCountDistinct, AggKind::Min, AggKind::Max]
-        );
-    }
-
-    #[test]
-    fn merge_of_extremes_matches_their_aggregate() {
-        assert_eq!(spec(AggKind::Min).partials[0].merge_agg, "min({a})");
-        assert_eq!(spec(AggKind::Max).partials[0].merge_agg, "max({a})");
-    }
-}
+mod tests;

@@ -7,10 +7,11 @@
 //! SECURITY DEFINER (writers need no rights on the hidden tables) with a fixed
 //! search_path, and its `SET TimeZone` clause makes every `set_config('TimeZone', …,
 //! true)` inside it local to the call: each query computes its keys in its own time zone
-//! and the writer's setting is untouched afterwards.
+//! and the writer's setting is untouched afterwards. The other settings that change what
+//! an expression computes are fixed by its SET clauses too (see `settings`).
 
 use super::plan::{Mode, Rows};
-use super::plan_of;
+use super::{settings, typed_plan_of};
 use crate::error::BeaconResult;
 use crate::generated::{self, Kind};
 use crate::names::{column_for_property, dollar_quote, quote_ident, quote_literal};
@@ -84,7 +85,7 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let mut updated = String::new();
     let mut truncated = String::new();
     for (name, query, mode, time_zone) in &queries {
-        let plan = plan_of(
+        let plan = typed_plan_of(
             project,
             name,
             query,
@@ -94,18 +95,16 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             "    PERFORM pg_catalog.set_config('TimeZone', {}, true);\n",
             quote_literal(time_zone)
         );
-        let block = |rows: &[Rows]| -> String {
+        let block = |statements: Vec<String>| -> String {
             let mut text = zone.clone();
-            for r in rows {
-                for statement in plan.capture(*r) {
-                    text.push_str(&format!("    {statement};\n"));
-                }
+            for statement in statements {
+                text.push_str(&format!("    {statement};\n"));
             }
             text
         };
-        inserted.push_str(&block(&[Rows::Inserted]));
-        deleted.push_str(&block(&[Rows::Deleted]));
-        updated.push_str(&block(&[Rows::Deleted, Rows::Inserted]));
+        inserted.push_str(&block(plan.capture(Rows::Inserted)));
+        deleted.push_str(&block(plan.capture(Rows::Deleted)));
+        updated.push_str(&block(plan.capture_update()));
         for statement in plan.truncate() {
             truncated.push_str(&format!("    {statement};\n"));
         }
@@ -117,8 +116,9 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     run(
         &format!(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
-             SECURITY DEFINER {} SET TimeZone = 'UTC' AS {}",
+             SECURITY DEFINER {} {} AS {}",
             function_settings(),
+            settings::set_clauses("UTC"),
             dollar_quote(&generated::stamp(&body))
         ),
         &[],

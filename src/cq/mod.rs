@@ -9,6 +9,7 @@ pub mod analyze;
 mod capture;
 pub mod hll;
 pub mod plan;
+mod settings;
 mod sketch;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -17,11 +18,13 @@ use crate::error::{report, BeaconError, BeaconResult};
 use crate::generated::{self, Kind};
 use crate::names::{quote_ident, quote_literal, validate_collection_name};
 use crate::project::require_project;
-use crate::security::{require_level, role_name, AsOwner, Level};
+use crate::security::{function_settings, require_level, role_name, AsOwner, Level};
 use crate::spi::{exists, run};
+use aggregates::ArgType;
 use analyze::analyze;
 use pgrx::prelude::*;
 use plan::{Mode, Plan};
+use std::collections::HashMap;
 
 /// Query names become `_cq_<name>_columns` and the like, which must fit 63 bytes.
 const MAX_NAME_BYTES: usize = 40;
@@ -57,7 +60,91 @@ pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResu
         mode,
         query: analyzed,
         output_types: Vec::new(),
+        arg_types: Vec::new(),
     })
+}
+
+/// `plan_of` with each aggregate argument's type, which decides its arithmetic (see
+/// `aggregates`). For code running as the owner, once the source is known to exist.
+pub fn typed_plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResult<Plan> {
+    let mut plan = plan_of(project, name, query, mode)?;
+    let args: Vec<(usize, String)> = plan
+        .query
+        .outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            analyze::Output::Aggregate { arg: Some(arg), .. } => Some((i, arg.clone())),
+            _ => None,
+        })
+        .collect();
+    plan.arg_types = vec![ArgType::Other; plan.query.outputs.len()];
+    if args.is_empty() {
+        return Ok(plan);
+    }
+    let probe = format!(
+        "SELECT {} FROM {} LIMIT 0",
+        args.iter()
+            .map(|(_, a)| format!("({a})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.source_table()
+    );
+    let oids = Spi::connect(|client| {
+        let table = client.select(&probe, None, &[])?;
+        (1..=args.len())
+            .map(|column| table.column_type_oid(column).map(|oid| oid.value()))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    for ((output, _), oid) in args.iter().zip(oids) {
+        // SAFETY: a catalog lookup by OID; an OID that is not a domain is returned as is
+        let base = unsafe { pg_sys::getBaseType(oid) };
+        plan.arg_types[*output] = ArgType::of_type_oid(base.to_u32());
+    }
+    Ok(plan)
+}
+
+/// A relation's column types by name.
+fn column_types(relation: &str) -> BeaconResult<HashMap<String, String>> {
+    Ok(Spi::connect(|client| {
+        client
+            .select(
+                "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+                  WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+                None,
+                &[relation.into()],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<HashMap<_, _>, pgrx::spi::Error>>()
+    })?)
+}
+
+/// The view and the function it calls for dirty groups, created or replaced.
+fn create_views(plan: &Plan, time_zone: &str, replace_view: bool) -> BeaconResult<()> {
+    if let Some(function) = plan.create_fresh_function(
+        &column_types(&plan.state_table())?,
+        &format!(
+            "{} {}",
+            function_settings(),
+            settings::set_clauses(time_zone)
+        ),
+    ) {
+        run(&function, &[])?;
+    }
+    let view = plan.create_view();
+    if replace_view {
+        run(
+            &view.replacen("CREATE VIEW", "CREATE OR REPLACE VIEW", 1),
+            &[],
+        )
+    } else {
+        run(&view, &[])
+    }
 }
 
 /// The defining query's column types, probed by creating it as a temporary view, which
@@ -130,6 +217,9 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
             ))
         }
     }
+    plan.arg_types = typed_plan_of(project, name, query, mode)?.arg_types;
+    let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
+        .unwrap_or_else(|| "UTC".into());
     // Writers wait from here to commit: every row is then either visible to the backfill
     // or captured by the trigger, never both and never neither.
     run(
@@ -152,12 +242,10 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
         run(&statement, &[])?;
     }
     run(&plan.create_columns_view(), &[])?;
-    run(&plan.create_view(), &[])?;
+    create_views(&plan, &time_zone, false)?;
     hide(&plan)?;
     comment_view(&plan, query)?;
     generated::record(Kind::CqView, project, name)?;
-    let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
-        .unwrap_or_else(|| "UTC".into());
     run(
         "INSERT INTO beacon.continuous_query (project, name, query, source, mode, time_zone)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -184,6 +272,22 @@ fn hide(plan: &Plan) -> BeaconResult<()> {
     for relation in plan.hidden_relations() {
         run(
             &format!("REVOKE ALL ON {relation} FROM PUBLIC, {roles}"),
+            &[],
+        )?;
+    }
+    // the view's readers call it for dirty groups; it answers what the view shows
+    if exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                         WHERE n.nspname = $1 AND p.proname = $2)",
+        &[plan.project.as_str().into(), format!("_cq_{}_fresh", plan.name).as_str().into()],
+    )? {
+        let function = plan.fresh_function();
+        run(&format!("REVOKE ALL ON FUNCTION {function} FROM PUBLIC"), &[])?;
+        run(
+            &format!(
+                "GRANT EXECUTE ON FUNCTION {function} TO {}",
+                quote_ident(&role_name(&plan.project, Level::Read))
+            ),
             &[],
         )?;
     }
@@ -222,12 +326,17 @@ fn view_types(view: &str) -> BeaconResult<Vec<String>> {
 /// Regenerates a query's views with the running code (see `generated`); false when its
 /// source is gone and there is nothing to regenerate. Runs as the owner.
 pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
-    let (query, mode) = stored(project, name)?;
+    let (query, mode, time_zone) = stored(project, name)?;
     let mut plan = plan_of(project, name, &query, mode)?;
     if source_kind(&plan)?.as_deref() != Some("r") {
         return Ok(false);
     }
+    plan.arg_types = typed_plan_of(project, name, &query, mode)?.arg_types;
     plan.output_types = probe_types(&plan)?;
+    if !state_matches(&plan)? {
+        rebuild(&plan, &query, &time_zone)?;
+        return Ok(true);
+    }
     let replace =
         |statement: String| statement.replacen("CREATE VIEW", "CREATE OR REPLACE VIEW", 1);
     run(&replace(plan.create_columns_view()), &[])?;
@@ -237,19 +346,70 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     )?;
     if exists_now && view_types(&plan.view())? == plan.output_types {
         // keeps the grants and whatever users built on the view
-        run(&replace(plan.create_view()), &[])?;
+        create_views(&plan, &time_zone, true)?;
     } else {
         // a column's type changed (a fix in how it is computed): the view must be rebuilt,
         // and PostgreSQL refuses if user objects depend on it, which the upgrade reports
         if exists_now {
             run(&format!("DROP VIEW {}", plan.view()), &[])?;
         }
-        run(&plan.create_view(), &[])?;
+        create_views(&plan, &time_zone, false)?;
     }
     hide(&plan)?;
     comment_view(&plan, &query)?;
     generated::record(Kind::CqView, project, name)?;
     Ok(true)
+}
+
+/// Whether the state table has the columns, of the types, that the running code computes.
+fn state_matches(plan: &Plan) -> BeaconResult<bool> {
+    let probe = "_beacon_state_probe";
+    run(&plan.state_probe(probe), &[])?;
+    let expected = column_types(&format!("pg_temp.{probe}"))?;
+    run(&format!("DROP TABLE pg_temp.{probe}"), &[])?;
+    Ok(column_types(&plan.state_table())? == expected)
+}
+
+/// Drops and recreates a query's hidden tables and views and backfills them from the
+/// source: for partials whose shape changed (a fix in how an aggregate is computed).
+/// Writers wait meanwhile, as they do while a query is created.
+fn rebuild(plan: &Plan, query: &str, time_zone: &str) -> BeaconResult<()> {
+    run(
+        &format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            plan.source_table()
+        ),
+        &[],
+    )?;
+    drop_objects(plan)?;
+    for statement in plan.create_state() {
+        run(&statement, &[])?;
+    }
+    run(&plan.create_columns_view(), &[])?;
+    create_views(plan, time_zone, false)?;
+    hide(plan)?;
+    comment_view(plan, query)?;
+    generated::record(Kind::CqView, &plan.project, &plan.name)?;
+    backfill(plan, time_zone)
+}
+
+fn drop_objects(plan: &Plan) -> BeaconResult<()> {
+    for relation in plan.owned_relations() {
+        let kind = if relation == plan.view() || relation == plan.columns_view() {
+            "VIEW"
+        } else {
+            "TABLE"
+        };
+        run(&format!("DROP {kind} IF EXISTS {relation}"), &[])?;
+        if relation == plan.view() {
+            // the view calls it; it reads the state's row types
+            run(
+                &format!("DROP FUNCTION IF EXISTS {}", plan.fresh_function()),
+                &[],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Regenerates the capture function and triggers of a source table. Runs as the owner.
@@ -264,11 +424,8 @@ fn backfill(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
         &[plan.source_table().as_str().into()],
     )?
     .unwrap_or(0);
-    // keys are computed in the query's time zone, as the trigger computes them
-    run(
-        "SELECT pg_catalog.set_config('TimeZone', $1, true)",
-        &[time_zone.into()],
-    )?;
+    // keys are computed under the query's settings, as the trigger computes them
+    settings::apply(time_zone)?;
     let mut from = 0;
     while from < blocks {
         let to = (from + BACKFILL_BLOCKS).min(blocks);
@@ -287,14 +444,16 @@ fn backfill(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
     Ok(())
 }
 
-fn stored(project: &str, name: &str) -> BeaconResult<(String, Mode)> {
-    let row = Spi::get_two_with_args::<String, String>(
-        "SELECT query, mode FROM beacon.continuous_query WHERE project = $1 AND name = $2
-          UNION ALL SELECT NULL, NULL LIMIT 1",
+fn stored(project: &str, name: &str) -> BeaconResult<(String, Mode, String)> {
+    let row = Spi::get_three_with_args::<String, String, String>(
+        "SELECT query, mode, time_zone FROM beacon.continuous_query WHERE project = $1 AND name = $2
+          UNION ALL SELECT NULL, NULL, NULL LIMIT 1",
         &[project.into(), name.into()],
     )?;
     match row {
-        (Some(query), Some(mode)) => Ok((query, Mode::parse(&mode).unwrap_or(Mode::Async))),
+        (Some(query), Some(mode), Some(zone)) => {
+            Ok((query, Mode::parse(&mode).unwrap_or(Mode::Async), zone))
+        }
         _ => Err(BeaconError::UnknownObject(format!(
             "continuous query \"{name}\" does not exist in project \"{project}\""
         ))),
@@ -304,7 +463,7 @@ fn stored(project: &str, name: &str) -> BeaconResult<(String, Mode)> {
 fn drop(project: &str, name: &str) -> BeaconResult<()> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::enter()?;
-    let (query, mode) = stored(project, name)?;
+    let (query, mode, _) = stored(project, name)?;
     let plan = plan_of(project, name, &query, mode)?;
     run(
         "DELETE FROM beacon.continuous_query WHERE project = $1 AND name = $2",
@@ -312,30 +471,24 @@ fn drop(project: &str, name: &str) -> BeaconResult<()> {
     )?;
     capture::install(project, &plan.source)?;
     generated::forget(Kind::CqView, project, name)?;
-    for relation in plan.owned_relations() {
-        let kind = if relation == plan.view() || relation == plan.columns_view() {
-            "VIEW"
-        } else {
-            "TABLE"
-        };
-        run(&format!("DROP {kind} IF EXISTS {relation}"), &[])?;
-    }
-    Ok(())
+    drop_objects(&plan)
 }
 
 fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::enter()?;
-    let (query, mode) = stored(project, name)?;
+    let (query, mode, time_zone) = stored(project, name)?;
     if mode != Mode::Async {
         return Ok(0);
     }
+    // dirty groups are recomputed with the keys the writers computed
+    settings::apply(&time_zone)?;
     // concurrent compactions of one query would only wait on each other's rows
     run(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
         &[format!("beacon.compact {project}.{name}").into()],
     )?;
-    let plan = plan_of(project, name, &query, mode)?;
+    let plan = typed_plan_of(project, name, &query, mode)?;
     let mut statements = plan.compaction().into_iter();
     let applied = match statements.next() {
         Some(first) => Spi::get_one::<i64>(&first)?.unwrap_or(0),

@@ -3,7 +3,7 @@
 //! from the analyzed query and the aggregate table; identifiers are always quoted, and
 //! expressions come from sqlparser's rendering of the parsed query, never from raw input.
 
-use super::aggregates::{invertible, spec, Partial};
+use super::aggregates::{invertible, spec, ArgType, Partial};
 use super::analyze::{AggKind, ContinuousQuery, Output};
 use crate::names::quote_ident;
 
@@ -68,6 +68,8 @@ pub struct Plan {
     pub query: ContinuousQuery,
     /// The defining query's column types, in output order (from a probe of that query).
     pub output_types: Vec<String>,
+    /// Each output's aggregate argument type, in output order (empty: not probed, `Other`).
+    pub arg_types: Vec<ArgType>,
 }
 
 struct PartialsQuery {
@@ -135,6 +137,10 @@ impl Plan {
         }
     }
 
+    fn arg_type(&self, output: usize) -> ArgType {
+        self.arg_types.get(output).copied().unwrap_or_default()
+    }
+
     fn key_columns(&self) -> Vec<String> {
         (0..self.key_exprs().len())
             .map(|i| format!("k{i}"))
@@ -155,7 +161,7 @@ impl Plan {
     fn partial_columns(&self) -> Vec<PartialColumn> {
         let mut columns = Vec::new();
         for (i, kind, arg) in self.aggregates() {
-            for partial in spec(kind).partials {
+            for partial in spec(kind, self.arg_type(i)).partials {
                 columns.push(PartialColumn {
                     column: format!("a{i}_{}", partial.suffix),
                     partial,
@@ -253,7 +259,8 @@ impl Plan {
     }
 
     pub fn recomputes_on_delete(&self) -> bool {
-        self.aggregates().any(|(_, kind, _)| !invertible(kind))
+        self.aggregates()
+            .any(|(i, kind, _)| !invertible(kind, self.arg_type(i)))
     }
 
     fn filter(&self) -> String {
@@ -364,6 +371,16 @@ impl Plan {
         ddl
     }
 
+    /// A temporary table of the state's shape, to compare with an existing state.
+    pub fn state_probe(&self, name: &str) -> String {
+        let query = self.partials_query(&self.source_table(), Rows::Inserted, None);
+        format!(
+            "CREATE TEMP TABLE {} AS {} WITH NO DATA",
+            quote_ident(name),
+            query.aliased()
+        )
+    }
+
     /// Appends one delta row holding every row of `select` (whose columns are named
     /// `targets`, a subset of the state's) as an array of the state's row type: a statement
     /// that touches a thousand groups writes one row, not a thousand.
@@ -450,6 +467,39 @@ impl Plan {
         }
     }
 
+    /// Statements for an UPDATE: its deleted rows, then its inserted ones. In immediate
+    /// mode dirty groups are recomputed once, after both: the source already holds the
+    /// new rows, so a recompute in between would count rows moved into a dirty group
+    /// twice (once recomputed, once inserted).
+    pub fn capture_update(&self) -> Vec<String> {
+        match self.mode {
+            Mode::Async => {
+                let mut statements = self.capture(Rows::Deleted);
+                statements.extend(self.capture(Rows::Inserted));
+                statements
+            }
+            Mode::Immediate => {
+                let mut statements = Vec::new();
+                for rows in [Rows::Deleted, Rows::Inserted] {
+                    let query = self.partials_query(rows.table(), rows, None);
+                    statements.extend(self.capture_distinct(
+                        rows.table(),
+                        rows,
+                        None,
+                        Target::State,
+                    ));
+                    statements.push(self.upsert_into_state(&query.targets, &query.select()));
+                }
+                statements.push(format!(
+                    "DELETE FROM {} WHERE _count = 0",
+                    self.state_table()
+                ));
+                statements.extend(self.recompute_dirty());
+                statements
+            }
+        }
+    }
+
     pub fn truncate(&self) -> Vec<String> {
         let mut tables = vec![self.state_table()];
         if self.mode == Mode::Async {
@@ -463,11 +513,7 @@ impl Plan {
     /// source. Recomputing is idempotent for them (min, max, sketches), so it is exact at
     /// whatever later snapshot it runs.
     fn recompute_dirty(&self) -> Vec<String> {
-        let recomputed: Vec<PartialColumn> = self
-            .partial_columns()
-            .into_iter()
-            .filter(|p| p.partial.negate.is_none())
-            .collect();
+        let recomputed = self.recomputed_partials();
         if recomputed.is_empty() {
             return Vec::new();
         }
@@ -532,33 +578,116 @@ impl Plan {
     }
 
     /// Moves every visible delta into the state in one statement (each delta is deleted
-    /// and merged exactly once), then drops empty groups and recomputes dirty ones.
+    /// and merged exactly once), then drops empty groups. Groups a delete made dirty get
+    /// their non-subtractable partials recomputed from the source *in that same
+    /// statement*: one snapshot sees exactly the rows whose deltas it merges, so a sum
+    /// recomputed for a dirty group counts each row once (a later statement would also see
+    /// rows committed meanwhile, whose deltas are merged next time: twice).
     /// The first statement returns the number of deltas applied.
     pub fn compaction(&self) -> Vec<String> {
-        let keys = self.key_columns().join(", ");
-        let mut merged = vec![keys.clone(), "sum(_count)".into()];
-        merged.extend(
-            self.partial_columns()
-                .iter()
-                .map(|p| p.partial.merge_agg.replace("{a}", &p.column)),
-        );
-        merged.push("bool_or(_dirty)".into());
-        let mut statements = vec![format!(
-            "WITH d AS (DELETE FROM {delta} RETURNING _rows), \
-                  u AS (SELECT r.* FROM d, unnest(d._rows) r), \
-                  merged AS ({upsert} RETURNING 1) \
-             SELECT count(*) FROM u",
-            delta = self.delta_table(),
-            upsert = self.upsert_into_state(
-                &self.state_columns(),
-                &format!("SELECT {} FROM u GROUP BY {keys}", merged.join(", "))
+        let keys = self.key_columns();
+        let key_list = keys.join(", ");
+        let mut merged = vec![key_list.clone(), "sum(_count) AS _count".into()];
+        merged.extend(self.partial_columns().iter().map(|p| {
+            format!(
+                "{} AS {}",
+                p.partial.merge_agg.replace("{a}", &p.column),
+                p.column
+            )
+        }));
+        merged.push("bool_or(_dirty) AS _dirty".into());
+        let recomputed = self.recomputed_partials();
+        let mut ctes = vec![
+            format!(
+                "_beacon_d AS (DELETE FROM {} RETURNING _rows)",
+                self.delta_table()
             ),
+            "_beacon_u AS (SELECT r.* FROM _beacon_d, unnest(_beacon_d._rows) r)".to_string(),
+            format!(
+                "_beacon_g AS (SELECT {} FROM _beacon_u GROUP BY {key_list})",
+                merged.join(", ")
+            ),
+        ];
+        let mut select: Vec<String> = keys.iter().map(|k| format!("_beacon_g.{k}")).collect();
+        select.push("_beacon_g._count".into());
+        let mut assignments = vec!["_count = s._count + excluded._count".to_string()];
+        for p in self.partial_columns() {
+            let c = &p.column;
+            let merge = p
+                .partial
+                .merge_two
+                .replace("{a}", &format!("s.{c}"))
+                .replace("{b}", &format!("excluded.{c}"));
+            if p.partial.negate.is_none() {
+                select.push(format!(
+                    "CASE WHEN _beacon_g._dirty THEN _beacon_f.{c} ELSE _beacon_g.{c} END"
+                ));
+                assignments.push(format!(
+                    "{c} = CASE WHEN excluded._dirty THEN excluded.{c} ELSE {merge} END"
+                ));
+            } else {
+                select.push(format!("_beacon_g.{c}"));
+                assignments.push(format!("{c} = {merge}"));
+            }
+        }
+        select.push("_beacon_g._dirty".into());
+        assignments.push("_dirty = false".into());
+        let mut from = "_beacon_g".to_string();
+        if !recomputed.is_empty() {
+            let mut exprs: Vec<String> = self
+                .key_exprs()
+                .iter()
+                .zip(&keys)
+                .map(|(e, k)| format!("({e}) AS {k}"))
+                .collect();
+            exprs.extend(recomputed.iter().map(|p| {
+                format!(
+                    "{} AS {}",
+                    p.partial.compute.replace("{x}", &p.arg),
+                    p.column
+                )
+            }));
+            let dirty_match = self
+                .key_exprs()
+                .iter()
+                .zip(&keys)
+                .map(|(e, k)| format!("({e}) IS NOT DISTINCT FROM _beacon_g.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let filter = match &self.query.filter {
+                Some(f) => format!("({f}) AND "),
+                None => String::new(),
+            };
+            ctes.push(format!(
+                "_beacon_f AS (SELECT {} FROM {} WHERE {filter}EXISTS (SELECT 1 FROM _beacon_g WHERE _beacon_g._dirty AND {dirty_match}){})",
+                exprs.join(", "),
+                self.source_table(),
+                self.group_by()
+            ));
+            let join = keys
+                .iter()
+                .map(|k| format!("_beacon_f.{k} IS NOT DISTINCT FROM _beacon_g.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            from = format!("_beacon_g LEFT JOIN _beacon_f ON {join}");
+        }
+        ctes.push(format!(
+            "_beacon_m AS (INSERT INTO {} AS s ({}) SELECT {} FROM {from} ORDER BY {} \
+             ON CONFLICT ({key_list}) DO UPDATE SET {} RETURNING 1)",
+            self.state_table(),
+            self.state_columns().join(", "),
+            select.join(", "),
+            self.key_positions(),
+            assignments.join(", ")
+        ));
+        let mut statements = vec![format!(
+            "WITH {} SELECT count(*) FROM _beacon_u",
+            ctes.join(", ")
         )];
         statements.push(format!(
             "DELETE FROM {} WHERE _count = 0",
             self.state_table()
         ));
-        statements.extend(self.recompute_dirty());
         statements.extend(
             self.distinct_tables()
                 .into_iter()
@@ -630,29 +759,28 @@ impl Plan {
             self.unpacked_delta()
         );
         // `m` is either the state itself (one row per group) or the state merged with the
-        // pending deltas; both have the state's columns
+        // pending deltas; both have the state's columns. `fr` is the group recomputed from
+        // the source, for groups a delete made dirty (see `create_fresh_function`).
+        let fresh = if self.recomputed_partials().is_empty() {
+            String::new()
+        } else {
+            let m_keys: Vec<String> = self
+                .key_columns()
+                .iter()
+                .map(|k| format!("m.{k}"))
+                .collect();
+            format!(
+                " LEFT JOIN LATERAL (SELECT * FROM {}({}) WHERE m._dirty) fr ON true",
+                self.fresh_function(),
+                m_keys.join(", ")
+            )
+        };
         let from = |relation: &str, only_if: &str| -> String {
             if self.query.keys.is_empty() {
-                format!("(SELECT 1) AS one LEFT JOIN {relation} m ON m._count > 0{only_if}")
+                format!("(SELECT 1) AS one LEFT JOIN {relation} m ON m._count > 0{only_if}{fresh}")
             } else {
-                format!("{relation} m WHERE m._count > 0{only_if}")
+                format!("{relation} m{fresh} WHERE m._count > 0{only_if}")
             }
-        };
-        let m_keys: Vec<String> = self
-            .key_columns()
-            .iter()
-            .map(|k| format!("m.{k}"))
-            .collect();
-        let dirty_match = self
-            .key_exprs()
-            .iter()
-            .zip(&m_keys)
-            .map(|(e, k)| format!("{e} IS NOT DISTINCT FROM {k}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let filter = match &self.query.filter {
-            Some(f) => format!("({f}) AND "),
-            None => String::new(),
         };
         let items: Vec<String> = self
             .query
@@ -663,21 +791,15 @@ impl Plan {
             .map(|(i, (output, ty))| {
                 let (name, expr) = match output {
                     Output::Key { name, key } => (name, format!("m.k{key}")),
-                    Output::Aggregate { name, kind, arg } => {
-                        let s = spec(*kind);
-                        let mut expr = s
-                            .finalize
-                            .replace("{count}", "coalesce(m._count, 0)");
+                    Output::Aggregate { name, kind, .. } => {
+                        let s = spec(*kind, self.arg_type(i));
+                        let mut expr = s.finalize.replace("{count}", "coalesce(m._count, 0)");
                         for partial in s.partials {
-                            let column = format!("m.a{i}_{}", partial.suffix);
+                            let column = format!("a{i}_{}", partial.suffix);
                             let value = if partial.negate.is_none() {
-                                format!(
-                                    "CASE WHEN m._dirty THEN (SELECT {} FROM {} WHERE {filter}{dirty_match}) ELSE {column} END",
-                                    partial.compute.replace("{x}", arg.as_deref().unwrap_or("")),
-                                    self.source_table()
-                                )
+                                format!("CASE WHEN m._dirty THEN fr.{column} ELSE m.{column} END")
                             } else {
-                                column
+                                format!("m.{column}")
                             };
                             expr = expr.replace(&format!("{{p:{}}}", partial.suffix), &value);
                         }
@@ -711,6 +833,66 @@ impl Plan {
             }
         };
         format!("CREATE VIEW {} AS {body}", self.view())
+    }
+
+    /// The partials recomputed from the source when a delete makes their group dirty.
+    fn recomputed_partials(&self) -> Vec<PartialColumn> {
+        self.partial_columns()
+            .into_iter()
+            .filter(|p| p.partial.negate.is_none())
+            .collect()
+    }
+
+    pub fn fresh_function(&self) -> String {
+        self.qualified(&format!("_cq_{}_fresh", self.name))
+    }
+
+    /// A function the view calls for a dirty group: its recomputed partials, evaluated
+    /// under the query's own settings (time zone, DateStyle, float output...) as capture
+    /// and compaction evaluate them, not under the reader's: a key like
+    /// `date_trunc('day', _time)` must find the same rows whoever reads. A function's SET
+    /// clauses are the only way a view can fix settings. `types` are the state's column
+    /// types by name. None when no partial is ever recomputed.
+    pub fn create_fresh_function(
+        &self,
+        types: &std::collections::HashMap<String, String>,
+        settings: &str,
+    ) -> Option<String> {
+        let recomputed = self.recomputed_partials();
+        if recomputed.is_empty() {
+            return None;
+        }
+        let type_of = |column: &str| types.get(column).cloned().unwrap_or_default();
+        let parameters: Vec<String> = self.key_columns().iter().map(|k| type_of(k)).collect();
+        let returns: Vec<String> = recomputed
+            .iter()
+            .map(|p| format!("{} {}", p.column, type_of(&p.column)))
+            .collect();
+        let exprs: Vec<String> = recomputed
+            .iter()
+            .map(|p| p.partial.compute.replace("{x}", &p.arg))
+            .collect();
+        let mut conditions: Vec<String> =
+            self.query.filter.iter().map(|f| format!("({f})")).collect();
+        conditions.extend(
+            self.key_exprs()
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("({e}) IS NOT DISTINCT FROM ${}", i + 1)),
+        );
+        let body = format!(
+            "SELECT {} FROM {} WHERE {}",
+            exprs.join(", "),
+            self.source_table(),
+            conditions.join(" AND ")
+        );
+        Some(format!(
+            "CREATE OR REPLACE FUNCTION {}({}) RETURNS TABLE ({}) LANGUAGE sql STABLE SECURITY DEFINER {settings} AS {}",
+            self.fresh_function(),
+            parameters.join(", "),
+            returns.join(", "),
+            crate::names::dollar_quote(&body)
+        ))
     }
 
     pub fn create_columns_view(&self) -> String {
@@ -781,6 +963,7 @@ mod tests {
             mode,
             query,
             output_types: vec![],
+            arg_types: vec![],
         }
     }
 
