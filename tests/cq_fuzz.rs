@@ -11,8 +11,8 @@ use std::fmt::Write;
 
 /// The short run: epochs × rounds, each round 3 writers × 20 statements over 3 tables
 /// with 3 queries each, compared before and after compaction.
-const EPOCHS: u64 = 2;
-const ROUNDS: u64 = 5;
+const EPOCHS: u64 = 3;
+const ROUNDS: u64 = 7;
 
 #[test]
 fn cq_fuzz() {
@@ -34,7 +34,7 @@ fn cq_fuzz() {
     eprintln!("{report}");
     if let Some(path) = &config.report {
         let mut full = report.clone();
-        for (_, (_, first)) in &summary.failures {
+        for (_, first) in summary.failures.values() {
             writeln!(full, "\n{first}").unwrap();
         }
         std::fs::write(path, full).expect("BEACON_FUZZ_REPORT");

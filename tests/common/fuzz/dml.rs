@@ -4,7 +4,7 @@
 
 use super::classes::{DATE_STYLES, DML, EXTRA_FLOAT_DIGITS, INTERVAL_STYLES, TIME_ZONES};
 use super::gen::{copy_line, literal, row_literal, Env};
-use super::{describe, sqlstate, Rng};
+use super::{describe, Rng};
 use postgres::{Client, GenericClient};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -13,7 +13,6 @@ use std::sync::Mutex;
 pub struct WriterError {
     pub table: usize,
     pub class: &'static str,
-    pub sqlstate: String,
     pub text: String,
     pub statement: String,
     pub settings: String,
@@ -96,7 +95,6 @@ impl Writer {
                 Err(e) => self.errors.push(WriterError {
                     table: slot,
                     class,
-                    sqlstate: sqlstate(&e),
                     text: describe(&e),
                     statement: self.statements.last().cloned().unwrap_or_default(),
                     settings: self.settings.clone(),

@@ -156,3 +156,20 @@ pub fn shorten(text: &str, max: usize) -> String {
 pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+/// An error's SQLSTATE and message without details or numbers: what failure classes of
+/// errors are named by.
+pub fn error_class(text: &str) -> String {
+    let mut message = text;
+    for cut in [" DETAIL: ", " HINT: ", " CONTEXT: "] {
+        if let Some(at) = message.find(cut) {
+            message = &message[..at];
+        }
+    }
+    let message: String = message
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .collect();
+    let state: String = text.chars().take(5).collect();
+    format!("{state}{}", shorten(&message[5.min(message.len())..], 90))
+}

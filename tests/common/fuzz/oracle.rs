@@ -81,7 +81,7 @@ fn float_ok(v: &str, o: &str, tolerance: f64, scale: Option<&str>) -> String {
     let scale = match scale {
         Some(s) => format!("o.{s}"),
         None => {
-            format!("pg_catalog.greatest(pg_catalog.abs({v}::float8), pg_catalog.abs({o}::float8))")
+            format!("greatest(pg_catalog.abs({v}::float8), pg_catalog.abs({o}::float8))")
         }
     };
     format!(

@@ -7,7 +7,7 @@ use super::classes::{CI_COLLATION, DATE_STYLES, EXTRA_FLOAT_DIGITS, INTERVAL_STY
 use super::dml::{Shared, Writer};
 use super::gen::{self, row_literal, Env, QuerySpec};
 use super::oracle::{self, creator_settings, Attributes};
-use super::{describe, shorten, sqlstate, Config, Rng};
+use super::{describe, error_class, shorten, sqlstate, Config, Rng};
 use crate::common::Server;
 use postgres::Client;
 use std::collections::BTreeMap;
@@ -153,7 +153,7 @@ impl Fuzz<'_> {
                 self.summary.refusals += 1;
                 return None;
             }
-            let class = format!("create fails {} ({})", sqlstate(&e), q.spec.classes());
+            let class = format!("create fails {}", error_class(&describe(&e)));
             let text = format!(
                 "{}\n  error: {}",
                 Self::query_text(&q),
@@ -291,11 +291,7 @@ impl Fuzz<'_> {
                         blamed.push_str(&format!("{}\n", Self::query_text(q)));
                     }
                     self.fail(
-                        format!(
-                            "initial load fails {} ({})",
-                            sqlstate(&e),
-                            text.chars().skip(6).take(40).collect::<String>()
-                        ),
+                        format!("writer error {} [initial load]", error_class(&text)),
                         format!(
                             "  {}\n  statement: {}\n{blamed}",
                             shorten(&text, 1500),
@@ -426,7 +422,7 @@ impl Fuzz<'_> {
                     shorten(&error, 1500)
                 );
                 self.fail(
-                    format!("compaction error recorded ({})", q.spec.classes()),
+                    format!("compaction error recorded: {}", shorten(&error, 80)),
                     text,
                 );
             }
@@ -467,22 +463,19 @@ impl Fuzz<'_> {
                     .collect();
                 let blamed = if named.is_empty() { &on_table } else { &named };
                 blamed_names.extend(named.iter().map(|q| q.name.clone()));
-                let message: String = e.text.chars().skip(6).take(50).collect();
+                let mut modes: Vec<&str> = blamed.iter().map(|q| q.mode).collect();
+                modes.sort();
+                modes.dedup();
                 let class = format!(
-                    "writer error {} in {}: {message}… (blamed: {})",
-                    e.sqlstate,
-                    e.class,
-                    blamed
-                        .iter()
-                        .map(|q| format!("{} {}", q.mode, q.spec.classes()))
-                        .collect::<Vec<_>>()
-                        .join(" | ")
+                    "writer error {} [{}]",
+                    error_class(&e.text),
+                    modes.join(", ")
                 );
                 let entry = groups.entry(class).or_insert((0, String::new()));
                 entry.0 += 1;
                 if entry.1.is_empty() {
                     let mut text = format!(
-                        "  writer {} ({}) on table t{}, {}: {}\n  statement: {}\n",
+                        "  writer {} ({}) on table t{}, DML class {}: {}\n  statement: {}\n",
                         w.no,
                         e.settings,
                         e.table,
