@@ -9,10 +9,10 @@ mod fuzz;
 
 use std::fmt::Write;
 
-/// The short run: epochs × rounds, each round 3 writers × 20 statements over 3 tables
+/// The short run: epochs × rounds, each round 3 writers × 30 statements over 3 tables
 /// with 3 queries each, compared before and after compaction.
-const EPOCHS: u64 = 3;
-const ROUNDS: u64 = 7;
+const EPOCHS: u64 = 5;
+const ROUNDS: u64 = 18;
 
 #[test]
 fn cq_fuzz() {

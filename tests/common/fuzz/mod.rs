@@ -166,9 +166,19 @@ pub fn error_class(text: &str) -> String {
             message = &message[..at];
         }
     }
+    // generated names and numbers differ from one occurrence to the next
+    let mut quoted = false;
     let message: String = message
         .chars()
-        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .filter_map(|c| match c {
+            '"' => {
+                quoted = !quoted;
+                Some('"')
+            }
+            _ if quoted => None,
+            c if c.is_ascii_digit() => Some('#'),
+            c => Some(c),
+        })
         .collect();
     let state: String = text.chars().take(5).collect();
     format!("{state}{}", shorten(&message[5.min(message.len())..], 90))

@@ -19,7 +19,7 @@ const PROJECT: &str = "fz";
 const TABLES: usize = 3;
 const QUERIES_PER_TABLE: usize = 3;
 const WRITERS: usize = 3;
-const OPS_PER_ROUND: u64 = 20;
+const OPS_PER_ROUND: u64 = 30;
 const INITIAL_ROWS: usize = 40;
 
 struct Query {
