@@ -317,9 +317,22 @@ impl Fuzz<'_> {
             self.drop_query(&q.name, Self::query_text(q));
         }
         for table in &shared.tables {
-            self.admin
-                .batch_execute(&format!("DROP TABLE {table}"))
-                .expect("drop a source table");
+            // with every query dropped, nothing of pg_beacon's may still depend on it
+            if let Err(e) = self.admin.batch_execute(&format!("DROP TABLE {table}")) {
+                self.fail(
+                    format!(
+                        "objects left after drop_continuous_query: {}",
+                        error_class(&describe(&e))
+                    ),
+                    format!(
+                        "  DROP TABLE {table} after dropping its queries: {}",
+                        describe(&e)
+                    ),
+                );
+                self.admin
+                    .batch_execute(&format!("DROP TABLE {table} CASCADE"))
+                    .expect("drop a source table");
+            }
         }
     }
 
