@@ -147,8 +147,8 @@ const TRUES: Partial = additive(
 );
 const FALSES: Partial = additive(
     "f",
-    "count(*) FILTER (WHERE NOT {x})",
-    "-count(*) FILTER (WHERE NOT {x})",
+    "count(*) FILTER (WHERE NOT ({x}))",
+    "-count(*) FILTER (WHERE NOT ({x}))",
 );
 const SKETCH: Partial = Partial {
     suffix: "h",
@@ -164,8 +164,9 @@ enum Spread {
     Stddev,
 }
 
-/// numeric_stddev_internal's arithmetic over exact sums, in SQL: N·Σx² − (Σx)² over
-/// N(N−1) (or N²), 0 when rounding would make it negative, NaN from NaN or infinities;
+/// numeric_stddev_internal's arithmetic over exact sums, in SQL: NULL for too few rows
+/// (NaN and infinities count), then NaN from NaN or infinities, else N·Σx² − (Σx)² over
+/// N(N−1) (or N²), 0 when rounding would make it negative;
 /// numeric division picks the result's scale exactly as the C code does. The square root
 /// is taken 30 digits beyond that scale and rounded to it once.
 fn numeric_spread(spread: Spread, sample: bool) -> String {
@@ -185,9 +186,8 @@ fn numeric_spread(spread: Spread, sample: bool) -> String {
     };
     let least = if sample { 1 } else { 0 };
     format!(
-        "CASE WHEN coalesce({{p:n}}, 0) = 0 THEN NULL \
+        "CASE WHEN coalesce({{p:n}}, 0) <= {least} THEN NULL \
               WHEN {numerator} = 'NaN'::pg_catalog.numeric THEN 'NaN'::pg_catalog.numeric \
-              WHEN {{p:n}} <= {least} THEN NULL \
               WHEN {numerator} <= 0 THEN 0::pg_catalog.numeric \
               ELSE {value} END"
     )

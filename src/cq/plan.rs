@@ -133,7 +133,8 @@ impl Plan {
         if self.query.keys.is_empty() {
             vec!["true".to_string()]
         } else {
-            self.query.keys.clone()
+            // parenthesized: a key such as `a OR b` is pasted next to other operators
+            self.query.keys.iter().map(|k| format!("({k})")).collect()
         }
     }
 
@@ -165,7 +166,7 @@ impl Plan {
                 columns.push(PartialColumn {
                     column: format!("a{i}_{}", partial.suffix),
                     partial,
-                    arg: arg.cloned().unwrap_or_default(),
+                    arg: arg.map(|a| format!("({a})")).unwrap_or_default(),
                 });
             }
         }
@@ -976,13 +977,13 @@ mod tests {
         let deleted = with_max.capture(Rows::Deleted).join(";");
         assert!(deleted.contains("-count(*)"), "{deleted}");
         assert!(
-            !deleted.contains("max(price)"),
+            !deleted.contains("max((price))"),
             "max is recomputed, not negated: {deleted}"
         );
         assert!(deleted.contains("true AS _dirty"), "{deleted}");
         let inserted = with_max.capture(Rows::Inserted).join(";");
         assert!(
-            inserted.contains("max(price) AS a2_m") && inserted.contains("false AS _dirty"),
+            inserted.contains("max((price)) AS a2_m") && inserted.contains("false AS _dirty"),
             "{inserted}"
         );
 
@@ -992,7 +993,7 @@ mod tests {
         );
         let deleted = sums.capture(Rows::Deleted).join(";");
         assert!(
-            deleted.contains("-sum(price)") && deleted.contains("false AS _dirty"),
+            deleted.contains("-sum((price))") && deleted.contains("false AS _dirty"),
             "{deleted}"
         );
     }
