@@ -489,6 +489,12 @@ fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
         &[format!("beacon.compact {project}.{name}").into()],
     )?;
     let plan = typed_plan_of(project, name, &query, mode)?;
+    // the source first, as writers (and TRUNCATE, and drop) lock it before the hidden
+    // tables: compaction reads it to recompute dirty groups
+    run(
+        &format!("LOCK TABLE {} IN ACCESS SHARE MODE", plan.source_table()),
+        &[],
+    )?;
     let mut statements = plan.compaction().into_iter();
     let applied = match statements.next() {
         Some(first) => Spi::get_one::<i64>(&first)?.unwrap_or(0),

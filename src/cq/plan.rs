@@ -778,7 +778,7 @@ impl Plan {
         };
         let from = |relation: &str, only_if: &str| -> String {
             if self.query.keys.is_empty() {
-                format!("(SELECT 1) AS one LEFT JOIN {relation} m ON m._count > 0{only_if}{fresh}")
+                format!("(SELECT 1) AS one LEFT JOIN {relation} m ON m._count > 0{fresh}{only_if}")
             } else {
                 format!("{relation} m{fresh} WHERE m._count > 0{only_if}")
             }
@@ -1040,6 +1040,16 @@ mod tests {
                 .any(|s| s.contains("SET a3_m = r.a3_m, _dirty = false")),
             "{statements:?}"
         );
+    }
+
+    #[test]
+    fn a_global_views_recompute_join_comes_before_its_filter() {
+        let p = plan("SELECT min(x) FROM src", Mode::Async);
+        let view = p.create_view();
+        for branch in view.split(" UNION ALL ") {
+            let lateral = branch.find("LEFT JOIN LATERAL").expect(&view);
+            assert!(lateral < branch.find("WHERE").unwrap(), "{view}");
+        }
     }
 
     #[test]
