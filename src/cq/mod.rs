@@ -7,9 +7,12 @@
 pub mod aggregates;
 pub mod analyze;
 mod capture;
+pub mod guard;
 pub mod hll;
 pub mod plan;
 mod sketch;
+#[cfg(any(test, feature = "pg_test"))]
+mod keys_tests;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
@@ -21,7 +24,8 @@ use crate::security::{require_level, role_name, AsOwner, Level};
 use crate::spi::{exists, run};
 use analyze::analyze;
 use pgrx::prelude::*;
-use plan::{Mode, Plan};
+use plan::{Digest, Mode, Plan};
+use std::collections::BTreeMap;
 
 /// Query names become `_cq_<name>_columns` and the like, which must fit 63 bytes.
 const MAX_NAME_BYTES: usize = 40;
@@ -57,7 +61,141 @@ pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResu
         mode,
         query: analyzed,
         output_types: Vec::new(),
+        digests: BTreeMap::new(),
     })
+    .and_then(|mut plan| {
+        plan.digests = indexed_digests(&plan)?;
+        Ok(plan)
+    })
+}
+
+/// Which columns the existing unique indexes hold as digests: their expression columns
+/// (a key is `k<i>` at position i, a distinct value `v` after the keys). Read from the
+/// indexes rather than decided anew, so the conflict targets match whatever version made
+/// them.
+fn indexed_digests(plan: &Plan) -> BeaconResult<BTreeMap<String, Digest>> {
+    let mut tables = vec![(plan.state_table(), None)];
+    tables.extend(
+        plan.distinct_table_names()
+            .into_iter()
+            .map(|(table, i)| (table, Some(i))),
+    );
+    let mut digests = BTreeMap::new();
+    for (table, distinct) in tables {
+        let columns: Vec<(String, bool)> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT a.attname::text, t.typname OPERATOR(pg_catalog.=) 'bytea'
+                       FROM pg_catalog.pg_index i
+                      CROSS JOIN LATERAL pg_catalog.generate_series(0, i.indnatts - 1) g(j)
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid
+                        AND a.attnum OPERATOR(pg_catalog.=) g.j + 1
+                       JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                      WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisunique
+                        AND i.indkey[g.j] OPERATOR(pg_catalog.=) 0",
+                    None,
+                    &[table.as_str().into()],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<bool>(2)?.unwrap_or(false),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })?;
+        for (column, bytes) in columns {
+            let digest = if bytes { Digest::Bytes } else { Digest::Text };
+            match distinct {
+                None => digests.insert(column, digest),
+                // its keys are the state's, digested alike
+                Some(i) if column == "v" => digests.insert(format!("d{i}"), digest),
+                Some(_) => None,
+            };
+        }
+    }
+    Ok(digests)
+}
+
+/// Checks the columns of a new query's tables (made by `create_state`, before their
+/// indexes), which hold exactly its keys, min/max values and distinct values with their
+/// types and collations, and decides which to index as digests.
+fn new_table_digests(plan: &Plan) -> BeaconResult<BTreeMap<String, Digest>> {
+    let mut tables = vec![(plan.state_table(), None)];
+    tables.extend(
+        plan.distinct_table_names()
+            .into_iter()
+            .map(|(table, i)| (table, Some(i))),
+    );
+    let mut digests = BTreeMap::new();
+    for (table, distinct) in tables {
+        // (column, type, type in pg_catalog, collation name, deterministic)
+        type Column = (String, String, bool, Option<String>, bool);
+        let columns: Vec<Column> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT a.attname::text, t.typname::text,
+                            t.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace,
+                            c.collname::text, coalesce(c.collisdeterministic, true)
+                       FROM pg_catalog.pg_attribute a
+                       JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                       LEFT JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation
+                      WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0
+                        AND NOT a.attisdropped
+                        AND (a.attname ~ '^(k[0-9]+|a[0-9]+_m)$' OR a.attname = 'v')
+                      ORDER BY a.attnum",
+                    None,
+                    &[table.as_str().into()],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<bool>(3)?.unwrap_or(false),
+                        row.get::<String>(4)?,
+                        row.get::<bool>(5)?.unwrap_or(true),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })?;
+        for (column, type_name, in_catalog, collation, deterministic) in columns {
+            let what = match (distinct, column.as_str()) {
+                (Some(_), "v") => "a count(DISTINCT) argument",
+                (Some(_), _) => continue,
+                (None, c) if c.starts_with('k') => "a key",
+                (None, _) => "a min/max argument",
+            };
+            // generated SQL compares them with `=` and IS NOT DISTINCT FROM, resolved in
+            // pg_catalog: a type of another schema would be compared with whatever `=`
+            // the capture finds, or none
+            if !in_catalog {
+                return Err(BeaconError::Unsupported(format!(
+                    "{what} of type {type_name} is not supported: continuous queries group, \
+                     count and compare only PostgreSQL's own types"
+                )));
+            }
+            // equal values under such a collation can differ ('a' and 'A'): the state would
+            // keep the representative of a deleted row
+            if !deterministic {
+                return Err(BeaconError::Unsupported(format!(
+                    "{what} under the nondeterministic collation {} is not supported: \
+                     use COLLATE with a deterministic collation, or a function such as lower()",
+                    collation.unwrap_or_default()
+                )));
+            }
+            let digest = match type_name.as_str() {
+                "text" | "varchar" => Digest::Text,
+                "bytea" => Digest::Bytes,
+                _ => continue,
+            };
+            match distinct {
+                Some(i) => digests.insert(format!("d{i}"), digest),
+                None if what == "a key" => digests.insert(column, digest),
+                None => None,
+            };
+        }
+    }
+    Ok(digests)
 }
 
 /// The defining query's column types, probed by creating it as a temporary view, which
@@ -94,6 +232,36 @@ fn source_kind(plan: &Plan) -> BeaconResult<Option<String>> {
     )?)
 }
 
+/// The view is kept from the source's own capture triggers. A query over a parent table
+/// also reads its children's rows, which fire only the children's triggers; a partition
+/// also receives rows written through its parent, whose statement-level triggers are the
+/// parent's. Neither is captured, so neither is accepted (and the utility hook refuses
+/// making a source a parent later, see `guard`).
+fn refuse_inheritance(plan: &Plan) -> BeaconResult<()> {
+    let (partition, parent) = Spi::get_two_with_args::<bool, bool>(
+        "SELECT c.relispartition,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relname = $2",
+        &[plan.project.as_str().into(), plan.source.as_str().into()],
+    )?;
+    if partition == Some(true) {
+        return Err(BeaconError::Unsupported(format!(
+            "\"{}\" is a partition: a continuous query over it would miss the rows written \
+             through its parent",
+            plan.source
+        )));
+    }
+    if parent == Some(true) {
+        return Err(BeaconError::Unsupported(format!(
+            "\"{}\" has inheritance children: a continuous query over it would miss the rows \
+             written to them",
+            plan.source
+        )));
+    }
+    Ok(())
+}
+
 fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()> {
     checked_name(name)?;
     let mode = Mode::parse(mode).ok_or_else(|| {
@@ -117,6 +285,13 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     }
     match source_kind(&plan)?.as_deref() {
         Some("r") => {}
+        Some("p") => {
+            return Err(BeaconError::Unsupported(format!(
+                "\"{}\" is a partitioned table: continuous queries over partitioned tables \
+                 are not supported yet (their rows are written to the partitions)",
+                plan.source
+            )))
+        }
         Some(_) => {
             return Err(BeaconError::Unsupported(format!(
                 "\"{}\" is not a table: continuous queries read tables",
@@ -139,6 +314,9 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
         ),
         &[],
     )?;
+    // after the lock: a child attached since would be refused by the utility hook only
+    // once this query exists
+    refuse_inheritance(&plan)?;
     // the decisive check: what PostgreSQL resolves the rendered query to, in the owner's
     // role and settings the capture trigger runs with
     if let Err(refusal) = crate::sql_policy::check(
@@ -149,6 +327,10 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     }
     plan.output_types = probe_types(&plan)?;
     for statement in plan.create_state() {
+        run(&statement, &[])?;
+    }
+    plan.digests = new_table_digests(&plan)?;
+    for statement in plan.create_indexes() {
         run(&statement, &[])?;
     }
     run(&plan.create_columns_view(), &[])?;
