@@ -26,30 +26,36 @@ pub unsafe fn before_utility(node: *mut pg_sys::Node) {
                 let renames_table = stmt.renameType == pg_sys::ObjectType::OBJECT_TABLE;
                 let renames_column = stmt.renameType == pg_sys::ObjectType::OBJECT_COLUMN
                     && stmt.relationType == pg_sys::ObjectType::OBJECT_TABLE;
-                if renames_table || renames_column {
-                    refuse_if_source(stmt.relation, "renaming");
+                if renames_table {
+                    refuse_if_source(stmt.relation, "renaming table", None);
+                } else if renames_column && !stmt.subname.is_null() {
+                    let column = std::ffi::CStr::from_ptr(stmt.subname).to_string_lossy();
+                    refuse_if_source(
+                        stmt.relation,
+                        &format!("renaming column \"{column}\" of table"),
+                        Some(&column),
+                    );
                 }
             }
             NodeTag::T_AlterObjectSchemaStmt => {
                 let stmt = &*node.cast::<pg_sys::AlterObjectSchemaStmt>();
                 if stmt.objectType == pg_sys::ObjectType::OBJECT_TABLE {
-                    refuse_if_source(stmt.relation, "moving to another schema");
+                    refuse_if_source(stmt.relation, "moving to another schema the table", None);
                 }
             }
             NodeTag::T_AlterTableStmt => {
                 let stmt = &*node.cast::<pg_sys::AlterTableStmt>();
                 for cell in cells(stmt.cmds) {
                     let cmd = &*cell.ptr_value.cast::<pg_sys::AlterTableCmd>();
-                    if cmd.subtype == pg_sys::AlterTableType::AT_AddInherit && !cmd.def.is_null()
-                    {
-                        refuse_if_source(cmd.def.cast(), "inheriting from");
+                    if cmd.subtype == pg_sys::AlterTableType::AT_AddInherit && !cmd.def.is_null() {
+                        refuse_if_source(cmd.def.cast(), "inheriting from table", None);
                     }
                 }
             }
             NodeTag::T_CreateStmt => {
                 let stmt = &*node.cast::<pg_sys::CreateStmt>();
                 for cell in cells(stmt.inhRelations) {
-                    refuse_if_source(cell.ptr_value.cast(), "inheriting from");
+                    refuse_if_source(cell.ptr_value.cast(), "inheriting from table", None);
                 }
             }
             _ => {}
@@ -68,9 +74,12 @@ unsafe fn cells<'a>(list: *mut pg_sys::List) -> &'a [pg_sys::ListCell] {
     }
 }
 
+/// Refuses the statement when `relation` is a continuous query's source (and, given
+/// `column`, a column a query reads: the `_cq_<name>_columns` view depends on it).
+///
 /// # Safety
 /// `relation` is null or a valid RangeVar.
-unsafe fn refuse_if_source(relation: *mut pg_sys::RangeVar, doing: &str) {
+unsafe fn refuse_if_source(relation: *mut pg_sys::RangeVar, doing: &str, column: Option<&str>) {
     if relation.is_null() {
         return;
     }
@@ -88,19 +97,29 @@ unsafe fn refuse_if_source(relation: *mut pg_sys::RangeVar, doing: &str) {
     if oid == pg_sys::InvalidOid {
         return;
     }
-    // A source is a table with pg_beacon's capture trigger: pg_trigger is readable by
-    // everyone, and exists in databases without pg_beacon, unlike its catalog.
+    // A source is a table with pg_beacon's capture trigger: the pg_catalog tables are
+    // readable by everyone, and exist in databases without pg_beacon, unlike its catalog.
     let source = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
           WHERE c.oid = $1 AND EXISTS (
                 SELECT 1 FROM pg_catalog.pg_trigger t
-                 WHERE t.tgrelid = c.oid AND t.tgname OPERATOR(pg_catalog.=) '_beacon_cq_insert')",
-        &[oid.into()],
+                 WHERE t.tgrelid = c.oid AND t.tgname OPERATOR(pg_catalog.=) '_beacon_cq_insert')
+            AND ($2::pg_catalog.text IS NULL OR EXISTS (
+                SELECT 1 FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_depend d ON d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
+                  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+                  JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+                 WHERE a.attrelid = c.oid AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+                   AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                   AND v.relnamespace = c.relnamespace
+                   AND v.relname OPERATOR(pg_catalog.~) '^_cq_.*_columns$'))",
+        &[oid.into(), column.into()],
     );
     if let Ok(Some(source)) = source {
         report::<()>(Err(BeaconError::Unsupported(format!(
-            "{doing} table {source} is not supported: continuous queries read it \
+            "{doing} {source} is not supported: continuous queries read it \
              (drop them first, see beacon.continuous_queries)"
         ))));
     }

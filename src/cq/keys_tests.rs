@@ -3,7 +3,7 @@ use pgrx::prelude::*;
 /// Keys, names and sources (issue 11): user expressions next to generated SQL, user names
 /// next to generated aliases, long keys, and the sources and DDL that are refused.
 #[pg_schema]
-mod keys_tests {
+mod tests {
     use crate::testing::{count, exec, one};
     use pgrx::prelude::*;
 
@@ -31,8 +31,7 @@ mod keys_tests {
                BEGIN EXECUTE stmt; RETURN NULL;
                EXCEPTION WHEN others THEN RETURN SQLSTATE || ' ' || SQLERRM; END $$",
         );
-        Spi::get_one_with_args::<String>("SELECT pg_temp.keys_error_of($1)", &[sql.into()])
-            .unwrap()
+        Spi::get_one_with_args::<String>("SELECT pg_temp.keys_error_of($1)", &[sql.into()]).unwrap()
     }
 
     fn refused(sql: &str, state: &str, what: &str) {
@@ -117,8 +116,25 @@ mod keys_tests {
     /// Relation and column names pg_beacon's generated SQL uses as aliases, CTEs and state
     /// columns.
     const GENERATED_NAMES: [&str; 19] = [
-        "m", "d", "s", "r", "u", "p", "i", "q", "x0", "one", "pending", "input", "upserted",
-        "changes", "merged", "excluded", "beacon_new", "beacon_old", "true",
+        "m",
+        "d",
+        "s",
+        "r",
+        "u",
+        "p",
+        "i",
+        "q",
+        "x0",
+        "one",
+        "pending",
+        "input",
+        "upserted",
+        "changes",
+        "merged",
+        "excluded",
+        "beacon_new",
+        "beacon_old",
+        "true",
     ];
 
     #[pg_test]
@@ -134,7 +150,7 @@ mod keys_tests {
             let shapes = [
                 format!("SELECT k0, count(*) AS c, max(v) AS top, min(_count) AS low, count(DISTINCT mult) AS dm FROM \"{table}\" GROUP BY k0"),
                 format!("SELECT max(n) AS top, count(DISTINCT dd) AS dd, min(a1_m) AS low FROM \"{table}\""),
-                format!("SELECT _dirty, m AS k1, max(d) AS top, min(x0) AS low FROM \"{table}\" WHERE a2_m > 0 GROUP BY _dirty, m"),
+                format!("SELECT _dirty AS k0, m AS k1, max(d) AS top, min(x0) AS low FROM \"{table}\" WHERE a2_m > 0 GROUP BY 1, 2"),
             ];
             for mode in MODES {
                 for (j, shape) in shapes.iter().enumerate() {
@@ -200,7 +216,11 @@ mod keys_tests {
             "values long enough to break a plain btree entry"
         );
         assert_all_match(&queries, "after inserts");
-        assert_eq!(count("SELECT 1 FROM shop.a_0 WHERE c = 4"), 3, "one group per body");
+        assert_eq!(
+            count("SELECT 1 FROM shop.a_0 WHERE c = 4"),
+            3,
+            "one group per body"
+        );
         exec("DELETE FROM shop.docs WHERE id % 3 = 0");
         exec("UPDATE shop.docs SET body = body || 'x' WHERE id % 4 = 1");
         assert_all_match(&queries, "after deletes and updates");
@@ -217,6 +237,9 @@ mod keys_tests {
                 "0A000",
                 "system column",
             );
+        }
+        // (xid has no ordering, which count(DISTINCT) needs)
+        for column in ["ctid", "tableoid"] {
             refused_query(
                 &format!("SELECT count(DISTINCT {column}) AS n FROM src"),
                 "0A000",
@@ -265,10 +288,10 @@ mod keys_tests {
         ] {
             refused_query(query, "0A000", "nondeterministic collation");
         }
-        // a deterministic collation on the same column is a key like any other
+        // counting such values involves no comparison of them
         create(
-            "by_name",
-            "SELECT name_ci2 COLLATE \"C\" AS k, count(*) AS n FROM src GROUP BY 1",
+            "named",
+            "SELECT country, count(name_ci2) AS n FROM src GROUP BY country",
             "immediate",
         );
         assert_eq!(
@@ -317,7 +340,7 @@ mod keys_tests {
             "0A000",
             "shop.plain",
         );
-        exec("CREATE TABLE shop.orphan (id bigint, country text)");
+        exec("CREATE TABLE shop.orphan (id bigint NOT NULL, country text)");
         refused(
             "ALTER TABLE shop.orphan INHERIT shop.plain",
             "0A000",
@@ -340,7 +363,7 @@ mod keys_tests {
         }
         for ddl in [
             "ALTER TABLE shop.src RENAME COLUMN country TO land",
-            "ALTER TABLE shop.src RENAME COLUMN qty TO quantity",
+            "ALTER TABLE shop.src RENAME COLUMN price TO cost",
             "ALTER TABLE shop.src RENAME TO source",
             "ALTER TABLE IF EXISTS shop.src RENAME TO source",
             "ALTER TABLE shop.src SET SCHEMA elsewhere",
@@ -358,7 +381,9 @@ mod keys_tests {
             "0A000",
             "used by a view",
         );
-        // other DDL on the source, and renaming other tables, is untouched
+        // other DDL on the source, renaming a column no query reads, and renaming other
+        // tables are untouched
+        exec("ALTER TABLE shop.src RENAME COLUMN qty TO quantity");
         exec("ALTER TABLE shop.src ADD COLUMN note text");
         exec("ALTER TABLE shop.src RENAME COLUMN note TO remark");
         exec("ALTER TABLE shop.src DROP COLUMN remark");

@@ -9,10 +9,10 @@ pub mod analyze;
 mod capture;
 pub mod guard;
 pub mod hll;
-pub mod plan;
-mod sketch;
 #[cfg(any(test, feature = "pg_test"))]
 mod keys_tests;
+pub mod plan;
+mod sketch;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 

@@ -729,7 +729,9 @@ impl Plan {
         // pending deltas; both have the state's columns
         let from = |relation: &str, only_if: &str| -> String {
             if self.query.keys.is_empty() {
-                format!("(SELECT 1) AS one LEFT JOIN {relation} {GROUP} ON {GROUP}._count > 0{only_if}")
+                format!(
+                    "(SELECT 1) AS one LEFT JOIN {relation} {GROUP} ON {GROUP}._count > 0{only_if}"
+                )
             } else {
                 format!("{relation} {GROUP} WHERE {GROUP}._count > 0{only_if}")
             }
@@ -971,7 +973,10 @@ mod tests {
         p.digests.insert("k1".into(), Digest::Text);
         p.digests.insert("d2".into(), Digest::Bytes);
         let all = p.capture(Rows::Deleted).join(";");
-        assert!(all.contains("(price IS NULL) AS k0, (NOT flag) AS k1"), "{all}");
+        assert!(
+            all.contains("(price IS NULL) AS k0, (NOT flag) AS k1"),
+            "{all}"
+        );
         assert!(all.contains("WHERE (a OR b)"), "{all}");
         assert!(all.contains("((a OR b)) AS v"), "{all}");
         assert!(

@@ -511,10 +511,7 @@ mod tests {
             "0A000",
             "a system column",
         );
-        allowed(
-            "query",
-            "SELECT ctid, xmin FROM alpha.events",
-        );
+        allowed("query", "SELECT ctid, xmin FROM alpha.events");
         let mv = "materialized view";
         allowed(
             mv,
