@@ -206,8 +206,8 @@ mod tests {
                  SELECT {}, {}, pg_catalog.convert_to({}, 'UTF8'), i
                    FROM generate_series(1, 4) i",
                 long(&format!("'b{round}'")),
-                long(&format!("'t' || (i % 2)")),
-                long(&format!("'x' || (i % 3)")),
+                long("'t' || (i % 2)"),
+                long("'x' || (i % 3)"),
             ));
         }
         exec("INSERT INTO shop.docs (body, tag, blob, n) VALUES (NULL, NULL, NULL, 7), ('', '', '', 8)");
