@@ -3,7 +3,8 @@
 //! columns, and the capture trigger, compaction and drop are generated from it: renaming
 //! the table or a read column, or moving the table to another schema, would make them
 //! fail. A child table's rows are read by a query over its parent but fire only the
-//! child's triggers, so a source may not become a parent either. (Dropping or retyping a
+//! child's triggers, so a source may not become a parent either, nor a partition (rows
+//! written through the parent fire the parent's statement triggers). (Dropping or retyping a
 //! read column is already refused by PostgreSQL: the `_cq_<name>_columns` view depends
 //! on it.)
 
@@ -47,8 +48,20 @@ pub unsafe fn before_utility(node: *mut pg_sys::Node) {
                 let stmt = &*node.cast::<pg_sys::AlterTableStmt>();
                 for cell in cells(stmt.cmds) {
                     let cmd = &*cell.ptr_value.cast::<pg_sys::AlterTableCmd>();
-                    if cmd.subtype == pg_sys::AlterTableType::AT_AddInherit && !cmd.def.is_null() {
+                    if cmd.def.is_null() {
+                        continue;
+                    }
+                    if cmd.subtype == pg_sys::AlterTableType::AT_AddInherit {
                         refuse_if_source(cmd.def.cast(), "inheriting from table", None);
+                    }
+                    // rows written through the new parent would fire its triggers only
+                    if cmd.subtype == pg_sys::AlterTableType::AT_AttachPartition {
+                        let partition = &*cmd.def.cast::<pg_sys::PartitionCmd>();
+                        refuse_if_source(
+                            partition.name,
+                            "attaching as a partition the table",
+                            None,
+                        );
                     }
                 }
             }

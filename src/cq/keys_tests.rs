@@ -346,6 +346,12 @@ mod tests {
             "0A000",
             "shop.plain",
         );
+        exec("CREATE TABLE shop.plain_parent (id bigint NOT NULL, country text) PARTITION BY RANGE (id)");
+        refused(
+            "ALTER TABLE shop.plain_parent ATTACH PARTITION shop.plain FOR VALUES FROM (0) TO (100)",
+            "0A000",
+            "shop.plain",
+        );
         exec("SELECT beacon.drop_continuous_query('shop', 'of_plain')");
         exec("ALTER TABLE shop.orphan INHERIT shop.plain");
     }

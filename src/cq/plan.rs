@@ -978,7 +978,7 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("WHERE (a OR b)"), "{all}");
-        assert!(all.contains("((a OR b)) AS v"), "{all}");
+        assert!(all.contains(", (a OR b) AS v"), "{all}");
         assert!(
             all.contains("IS NOT DISTINCT FROM _beacon_row.k0"),
             "keys are compared as computed in the derived table: {all}"
