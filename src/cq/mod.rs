@@ -128,6 +128,11 @@ fn new_table_digests(plan: &Plan) -> BeaconResult<BTreeMap<String, Digest>> {
             .map(|(table, i)| (table, Some(i))),
     );
     let mut digests = BTreeMap::new();
+    // the new library before ALTER EXTENSION UPDATE made the function: plain indexes
+    let text_digest = exists(
+        "SELECT pg_catalog.to_regprocedure('beacon._text_digest(pg_catalog.text)') IS NOT NULL",
+        &[],
+    )?;
     for (table, distinct) in tables {
         // (column, type, type in pg_catalog, collation name, deterministic)
         type Column = (String, String, bool, Option<String>, bool);
@@ -184,7 +189,7 @@ fn new_table_digests(plan: &Plan) -> BeaconResult<BTreeMap<String, Digest>> {
                 )));
             }
             let digest = match type_name.as_str() {
-                "text" | "varchar" => Digest::Text,
+                "text" | "varchar" if text_digest => Digest::Text,
                 "bytea" => Digest::Bytes,
                 _ => continue,
             };
