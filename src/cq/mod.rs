@@ -119,8 +119,9 @@ fn indexed_digests(plan: &Plan) -> BeaconResult<BTreeMap<String, Digest>> {
 
 /// Checks the columns of a new query's tables (made by `create_state`, before their
 /// indexes), which hold exactly its keys, min/max values and distinct values with their
-/// types and collations, and decides which to index as digests.
-fn new_table_digests(plan: &Plan) -> BeaconResult<BTreeMap<String, Digest>> {
+/// types and collations, and decides which to index as digests. `refuse` false only
+/// decides (an existing query being regenerated).
+fn new_table_digests(plan: &Plan, refuse: bool) -> BeaconResult<BTreeMap<String, Digest>> {
     let mut tables = vec![(plan.state_table(), None)];
     tables.extend(
         plan.distinct_table_names()
@@ -173,7 +174,7 @@ fn new_table_digests(plan: &Plan) -> BeaconResult<BTreeMap<String, Digest>> {
             // generated SQL compares them with `=` and IS NOT DISTINCT FROM, resolved in
             // pg_catalog: a type of another schema would be compared with whatever `=`
             // the capture finds, or none
-            if !in_catalog {
+            if refuse && !in_catalog {
                 return Err(BeaconError::Unsupported(format!(
                     "{what} of type {type_name} is not supported: continuous queries group, \
                      count and compare only PostgreSQL's own types"
@@ -181,7 +182,7 @@ fn new_table_digests(plan: &Plan) -> BeaconResult<BTreeMap<String, Digest>> {
             }
             // equal values under such a collation can differ ('a' and 'A'): the state would
             // keep the representative of a deleted row
-            if !deterministic {
+            if refuse && !deterministic {
                 return Err(BeaconError::Unsupported(format!(
                     "{what} under the nondeterministic collation {} is not supported: \
                      use COLLATE with a deterministic collation, or a function such as lower()",
@@ -334,7 +335,7 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     for statement in plan.create_state() {
         run(&statement, &[])?;
     }
-    plan.digests = new_table_digests(&plan)?;
+    plan.digests = new_table_digests(&plan, true)?;
     for statement in plan.create_indexes() {
         run(&statement, &[])?;
     }
@@ -435,8 +436,45 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     }
     hide(&plan)?;
     comment_view(&plan, &query)?;
+    rebuild_indexes(&mut plan)?;
     generated::record(Kind::CqView, project, name)?;
     Ok(true)
+}
+
+/// Rebuilds the unique indexes of a query made by an older version when this one indexes
+/// some columns differently (digests of text keys): the capture, regenerated after the
+/// views, then finds conflict targets that match.
+fn rebuild_indexes(plan: &mut Plan) -> BeaconResult<()> {
+    let wanted = new_table_digests(plan, false)?;
+    if wanted == plan.digests {
+        return Ok(());
+    }
+    let mut tables = vec![plan.state_table()];
+    tables.extend(plan.distinct_table_names().into_iter().map(|(t, _)| t));
+    for table in tables {
+        let indexes: Vec<String> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                       FROM pg_catalog.pg_index i
+                       JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisunique",
+                    None,
+                    &[table.as_str().into()],
+                )?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        for index in indexes {
+            run(&format!("DROP INDEX {index}"), &[])?;
+        }
+    }
+    plan.digests = wanted;
+    for statement in plan.create_indexes() {
+        run(&statement, &[])?;
+    }
+    Ok(())
 }
 
 /// Regenerates the capture function and triggers of a source table. Runs as the owner.
