@@ -136,5 +136,15 @@ COMMENT ON AGGREGATE beacon._float8_state(double precision) IS
 COMMENT ON AGGREGATE beacon._float8_merge(double precision[]) IS
   'Internal: merges float8 variance transition states.';
 
+-- continuous queries: long text keys and distinct values
+-- The digest a continuous query's unique indexes hold for a text key or distinct value,
+-- whose size btree limits to about 2.7 kB. Under a deterministic collation text equality
+-- is byte equality, which the digest of the bytes keeps exact. convert_to the database's
+-- own encoding is the bytes as stored, which never change in a database: IMMUTABLE holds
+-- (textsend would be stable: it converts to the client's encoding).
+CREATE FUNCTION beacon._text_digest(value text) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT pg_catalog.sha256(pg_catalog.convert_to(value, pg_catalog.getdatabaseencoding())) $$;
+
 -- every upgrade ends here: rebuild what the previous version generated with this one's code
 SELECT beacon.regenerate();

@@ -291,6 +291,7 @@ unsafe extern "C-unwind" fn before_utility(statement: *mut pg_sys::PlannedStmt) 
     // SAFETY: `statement` is the PlannedStmt PostgreSQL is about to run; a DropdbStmt's
     // dbname is a NUL-terminated string owned by it.
     let node = (*statement).utilityStmt;
+    crate::cq::guard::before_utility(node);
     if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_DropdbStmt {
         let name = (*(node as *mut pg_sys::DropdbStmt)).dbname;
         if !name.is_null() {

@@ -7,7 +7,11 @@
 pub mod aggregates;
 pub mod analyze;
 mod capture;
+pub mod guard;
 pub mod hll;
+mod indexes;
+#[cfg(any(test, feature = "pg_test"))]
+mod keys_tests;
 pub mod plan;
 mod settings;
 mod sketch;
@@ -22,9 +26,10 @@ use crate::security::{function_settings, require_level, role_name, AsOwner, Leve
 use crate::spi::{exists, run};
 use aggregates::ArgType;
 use analyze::analyze;
+use indexes::{indexed_digests, new_table_digests, rebuild_indexes};
 use pgrx::prelude::*;
 use plan::{Mode, Plan};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Query names become `_cq_<name>_columns` and the like, which must fit 63 bytes.
 const MAX_NAME_BYTES: usize = 40;
@@ -61,6 +66,11 @@ pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResu
         query: analyzed,
         output_types: Vec::new(),
         arg_types: Vec::new(),
+        digests: BTreeMap::new(),
+    })
+    .and_then(|mut plan| {
+        plan.digests = indexed_digests(&plan)?;
+        Ok(plan)
     })
 }
 
@@ -181,6 +191,36 @@ fn source_kind(plan: &Plan) -> BeaconResult<Option<String>> {
     )?)
 }
 
+/// The view is kept from the source's own capture triggers. A query over a parent table
+/// also reads its children's rows, which fire only the children's triggers; a partition
+/// also receives rows written through its parent, whose statement-level triggers are the
+/// parent's. Neither is captured, so neither is accepted (and the utility hook refuses
+/// making a source a parent later, see `guard`).
+fn refuse_inheritance(plan: &Plan) -> BeaconResult<()> {
+    let (partition, parent) = Spi::get_two_with_args::<bool, bool>(
+        "SELECT c.relispartition,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relname = $2",
+        &[plan.project.as_str().into(), plan.source.as_str().into()],
+    )?;
+    if partition == Some(true) {
+        return Err(BeaconError::Unsupported(format!(
+            "\"{}\" is a partition: a continuous query over it would miss the rows written \
+             through its parent",
+            plan.source
+        )));
+    }
+    if parent == Some(true) {
+        return Err(BeaconError::Unsupported(format!(
+            "\"{}\" has inheritance children: a continuous query over it would miss the rows \
+             written to them",
+            plan.source
+        )));
+    }
+    Ok(())
+}
+
 fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()> {
     checked_name(name)?;
     let mode = Mode::parse(mode).ok_or_else(|| {
@@ -204,6 +244,13 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     }
     match source_kind(&plan)?.as_deref() {
         Some("r") => {}
+        Some("p") => {
+            return Err(BeaconError::Unsupported(format!(
+                "\"{}\" is a partitioned table: continuous queries over partitioned tables \
+                 are not supported yet (their rows are written to the partitions)",
+                plan.source
+            )))
+        }
         Some(_) => {
             return Err(BeaconError::Unsupported(format!(
                 "\"{}\" is not a table: continuous queries read tables",
@@ -229,6 +276,9 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
         ),
         &[],
     )?;
+    // after the lock: a child attached since would be refused by the utility hook only
+    // once this query exists
+    refuse_inheritance(&plan)?;
     // the decisive check: what PostgreSQL resolves the rendered query to, in the owner's
     // role and settings the capture trigger runs with
     if let Err(refusal) = crate::sql_policy::check(
@@ -239,6 +289,10 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     }
     plan.output_types = probe_types(&plan)?;
     for statement in plan.create_state() {
+        run(&statement, &[])?;
+    }
+    plan.digests = new_table_digests(&plan, true)?;
+    for statement in plan.create_indexes() {
         run(&statement, &[])?;
     }
     run(&plan.create_columns_view(), &[])?;
@@ -357,6 +411,7 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     }
     hide(&plan)?;
     comment_view(&plan, &query)?;
+    rebuild_indexes(&mut plan)?;
     generated::record(Kind::CqView, project, name)?;
     Ok(true)
 }

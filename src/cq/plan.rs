@@ -6,6 +6,34 @@
 use super::aggregates::{invertible, spec, ArgType, Partial};
 use super::analyze::{AggKind, ContinuousQuery, Output};
 use crate::names::quote_ident;
+use std::collections::BTreeMap;
+
+/// The view's alias for a group, visible in the read-time recompute's subquery over the
+/// source. A source table cannot take it and shadow it: collection names start with a
+/// letter (names.rs) and pg_beacon's own tables never start with `_beacon`.
+const GROUP: &str = "_beacon_group";
+
+/// The recompute's alias for the source rows with their keys and arguments computed,
+/// for the same reason.
+const ROW: &str = "_beacon_row";
+
+/// How a unique index holds a column whose values can exceed btree's row size (about
+/// 2.7 kB): as the SHA-256 of its bytes. Only for types whose equality is byte equality
+/// (text and varchar under a deterministic collation, bytea), so groups stay exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Digest {
+    Text,
+    Bytes,
+}
+
+impl Digest {
+    fn of(self, column: &str) -> String {
+        match self {
+            Digest::Text => format!("(beacon._text_digest({column}))"),
+            Digest::Bytes => format!("(pg_catalog.sha256({column}))"),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -70,6 +98,10 @@ pub struct Plan {
     pub output_types: Vec<String>,
     /// Each output's aggregate argument type, in output order (empty: not probed, `Other`).
     pub arg_types: Vec<ArgType>,
+    /// Indexed columns held as digests: key `k<i>` under its name, the value of
+    /// count(DISTINCT) output `i` as `d<i>`. Read from the existing indexes (see
+    /// `cq::digests`), so the conflict targets always match them.
+    pub digests: BTreeMap<String, Digest>,
 }
 
 struct PartialsQuery {
@@ -133,7 +165,8 @@ impl Plan {
         if self.query.keys.is_empty() {
             vec!["true".to_string()]
         } else {
-            // parenthesized: a key such as `a OR b` is pasted next to other operators
+            // parenthesized: a key like `a IS NULL` or `a OR b` is pasted next to
+            // IS NOT DISTINCT FROM and the like
             self.query.keys.iter().map(|k| format!("({k})")).collect()
         }
     }
@@ -171,6 +204,35 @@ impl Plan {
             }
         }
         columns
+    }
+
+    /// The state's unique index columns, which are also its conflict target.
+    fn state_index(&self) -> String {
+        self.key_columns()
+            .iter()
+            .map(|k| match self.digests.get(k) {
+                Some(digest) => digest.of(k),
+                None => k.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The unique index columns of count(DISTINCT) output `i`'s table.
+    fn distinct_index(&self, i: usize) -> String {
+        let value = match self.digests.get(&format!("d{i}")) {
+            Some(digest) => digest.of("v"),
+            None => "v".to_string(),
+        };
+        format!("{}, {value}", self.state_index())
+    }
+
+    /// (table, output position) of every count(DISTINCT x).
+    pub fn distinct_table_names(&self) -> Vec<(String, usize)> {
+        self.distinct_tables()
+            .into_iter()
+            .map(|(table, i, _)| (table, i))
+            .collect()
     }
 
     /// (table, argument) of every count(DISTINCT x): the multiplicity of each value per group.
@@ -234,14 +296,15 @@ impl Plan {
                     }
                     Target::State => format!(
                         "INSERT INTO {} AS s ({key_list}, _count, {column}, _dirty) SELECT {key_list}, 0, dd, false FROM changes WHERE dd <> 0 \
-                         ON CONFLICT ({key_list}) DO UPDATE SET {column} = coalesce(s.{column}, 0) + excluded.{column}",
-                        self.state_table()
+                         ON CONFLICT ({}) DO UPDATE SET {column} = coalesce(s.{column}, 0) + excluded.{column}",
+                        self.state_table(),
+                        self.state_index()
                     ),
                 };
                 format!(
                     "WITH input AS (SELECT {}, ({arg}) AS v, {sign}count(*) AS n FROM {from} WHERE {} GROUP BY {}), \
                      upserted AS (INSERT INTO {table} AS d ({key_list}, v, mult) SELECT * FROM input ORDER BY {} \
-                                  ON CONFLICT ({key_list}, v) DO UPDATE SET mult = d.mult + excluded.mult \
+                                  ON CONFLICT ({}) DO UPDATE SET mult = d.mult + excluded.mult \
                                   RETURNING {}, d.v, d.mult), \
                      changes AS (SELECT {}, sum(CASE WHEN u.mult > 0 AND u.mult - i.n <= 0 THEN 1 \
                                                     WHEN u.mult <= 0 AND u.mult - i.n > 0 THEN -1 ELSE 0 END) AS dd \
@@ -251,6 +314,7 @@ impl Plan {
                     wheres.join(" AND "),
                     positions.join(", "),
                     positions.join(", "),
+                    self.distinct_index(i),
                     keys.iter().map(|k| format!("d.{k}")).collect::<Vec<_>>().join(", "),
                     u_keys.iter().zip(&keys).map(|(u, k)| format!("{u} AS {k}")).collect::<Vec<_>>().join(", "),
                     u_keys.join(", "),
@@ -335,7 +399,6 @@ impl Plan {
     pub fn create_state(&self) -> Vec<String> {
         let query = self.partials_query(&self.source_table(), Rows::Inserted, None);
         let state = self.state_table();
-        let keys = self.key_columns().join(", ");
         let mut ddl = vec![
             // groups are updated in place all the time: room on each page keeps those
             // updates HOT (no new index entry per update)
@@ -343,7 +406,6 @@ impl Plan {
                 "CREATE TABLE {state} WITH (fillfactor = 50) AS {} WITH NO DATA",
                 query.aliased()
             ),
-            format!("CREATE UNIQUE INDEX ON {state} ({keys}) NULLS NOT DISTINCT"),
         ];
         if self.mode == Mode::Async {
             // one row per statement: that statement's partials, packed as the state's own row type
@@ -365,8 +427,22 @@ impl Plan {
                 self.source_table(),
                 (1..=exprs.len() + 1).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
             ));
+        }
+        ddl
+    }
+
+    /// The unique indexes of the tables `create_state` made, once `digests` says which
+    /// of their columns need a digest.
+    pub fn create_indexes(&self) -> Vec<String> {
+        let mut ddl = vec![format!(
+            "CREATE UNIQUE INDEX ON {} ({}) NULLS NOT DISTINCT",
+            self.state_table(),
+            self.state_index()
+        )];
+        for (table, i, _) in self.distinct_tables() {
             ddl.push(format!(
-                "CREATE UNIQUE INDEX ON {table} ({keys}, v) NULLS NOT DISTINCT"
+                "CREATE UNIQUE INDEX ON {table} ({}) NULLS NOT DISTINCT",
+                self.distinct_index(i)
             ));
         }
         ddl
@@ -437,7 +513,7 @@ impl Plan {
             self.state_table(),
             targets.join(", "),
             self.key_positions(),
-            self.key_columns().join(", "),
+            self.state_index(),
             self.merge_assignments("s", "excluded").join(", ")
         )
     }
@@ -527,28 +603,47 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         };
-        let mut exprs = self.key_exprs();
+        // keys and arguments are computed in a derived table over the source alone: in
+        // the EXISTS below, a source column named like a state column (k0, _dirty, …)
+        // would otherwise be read from the state
+        let mut inner: Vec<String> = self
+            .key_exprs()
+            .into_iter()
+            .zip(self.key_columns())
+            .map(|(e, k)| format!("{e} AS {k}"))
+            .collect();
+        inner.extend(
+            recomputed
+                .iter()
+                .enumerate()
+                .map(|(j, p)| format!("{} AS x{j}", p.arg)),
+        );
+        let row_keys: Vec<String> = self
+            .key_columns()
+            .iter()
+            .map(|k| format!("{ROW}.{k}"))
+            .collect();
+        let mut exprs = row_keys.clone();
         exprs.extend(
             recomputed
                 .iter()
-                .map(|p| p.partial.compute.replace("{x}", &p.arg)),
+                .enumerate()
+                .map(|(j, p)| p.partial.compute.replace("{x}", &format!("{ROW}.x{j}"))),
         );
         let mut names = self.key_columns();
         names.extend(recomputed.iter().map(|p| p.column.clone()));
-        let filter = match &self.query.filter {
-            Some(f) => format!("({f}) AND "),
-            None => String::new(),
-        };
         let fresh = format!(
-            "SELECT {} FROM {} WHERE {filter}EXISTS (SELECT 1 FROM {state} d WHERE d._dirty AND {}){}",
+            "SELECT {} FROM (SELECT {} FROM {}{}) {ROW} WHERE EXISTS (SELECT 1 FROM {state} d WHERE d._dirty AND {}){}",
             exprs
                 .iter()
                 .zip(&names)
                 .map(|(e, n)| format!("{e} AS {n}"))
                 .collect::<Vec<_>>()
                 .join(", "),
+            inner.join(", "),
             self.source_table(),
-            key_match("d", &self.key_exprs()),
+            self.filter(),
+            key_match("d", &row_keys),
             self.group_by()
         );
         let r_keys: Vec<String> = self
@@ -674,11 +769,12 @@ impl Plan {
         }
         ctes.push(format!(
             "_beacon_m AS (INSERT INTO {} AS s ({}) SELECT {} FROM {from} ORDER BY {} \
-             ON CONFLICT ({key_list}) DO UPDATE SET {} RETURNING 1)",
+             ON CONFLICT ({}) DO UPDATE SET {} RETURNING 1)",
             self.state_table(),
             self.state_columns().join(", "),
             select.join(", "),
             self.key_positions(),
+            self.state_index(),
             assignments.join(", ")
         ));
         let mut statements = vec![format!(
@@ -759,28 +855,31 @@ impl Plan {
             self.state_table(),
             self.unpacked_delta()
         );
-        // `m` is either the state itself (one row per group) or the state merged with the
-        // pending deltas; both have the state's columns. `fr` is the group recomputed from
-        // the source, for groups a delete made dirty (see `create_fresh_function`).
+        // the group is either the state itself (one row per group) or the state merged with
+        // the pending deltas; both have the state's columns. `_beacon_fresh` is the group
+        // recomputed from the source, for groups a delete made dirty (see
+        // `create_fresh_function`).
         let fresh = if self.recomputed_partials().is_empty() {
             String::new()
         } else {
-            let m_keys: Vec<String> = self
+            let g_keys: Vec<String> = self
                 .key_columns()
                 .iter()
-                .map(|k| format!("m.{k}"))
+                .map(|k| format!("{GROUP}.{k}"))
                 .collect();
             format!(
-                " LEFT JOIN LATERAL (SELECT * FROM {}({}) WHERE m._dirty) fr ON true",
+                " LEFT JOIN LATERAL (SELECT * FROM {}({}) WHERE {GROUP}._dirty) _beacon_fresh ON true",
                 self.fresh_function(),
-                m_keys.join(", ")
+                g_keys.join(", ")
             )
         };
         let from = |relation: &str, only_if: &str| -> String {
             if self.query.keys.is_empty() {
-                format!("(SELECT 1) AS one LEFT JOIN {relation} m ON m._count > 0{fresh}{only_if}")
+                format!(
+                    "(SELECT 1) AS one LEFT JOIN {relation} {GROUP} ON {GROUP}._count > 0{fresh}{only_if}"
+                )
             } else {
-                format!("{relation} m{fresh} WHERE m._count > 0{only_if}")
+                format!("{relation} {GROUP}{fresh} WHERE {GROUP}._count > 0{only_if}")
             }
         };
         let items: Vec<String> = self
@@ -791,16 +890,18 @@ impl Plan {
             .enumerate()
             .map(|(i, (output, ty))| {
                 let (name, expr) = match output {
-                    Output::Key { name, key } => (name, format!("m.k{key}")),
+                    Output::Key { name, key } => (name, format!("{GROUP}.k{key}")),
                     Output::Aggregate { name, kind, .. } => {
                         let s = spec(*kind, self.arg_type(i));
-                        let mut expr = s.finalize.replace("{count}", "coalesce(m._count, 0)");
+                        let mut expr = s
+                            .finalize
+                            .replace("{count}", &format!("coalesce({GROUP}._count, 0)"));
                         for partial in s.partials {
                             let column = format!("a{i}_{}", partial.suffix);
                             let value = if partial.negate.is_none() {
-                                format!("CASE WHEN m._dirty THEN fr.{column} ELSE m.{column} END")
+                                format!("CASE WHEN {GROUP}._dirty THEN _beacon_fresh.{column} ELSE {GROUP}.{column} END")
                             } else {
-                                format!("m.{column}")
+                                format!("{GROUP}.{column}")
                             };
                             expr = expr.replace(&format!("{{p:{}}}", partial.suffix), &value);
                         }
@@ -965,6 +1066,7 @@ mod tests {
             query,
             output_types: vec![],
             arg_types: vec![],
+            digests: BTreeMap::new(),
         }
     }
 
@@ -1057,6 +1159,46 @@ mod tests {
         let p = plan("SELECT count(*), sum(x) FROM src", Mode::Immediate);
         assert!(!p.defining_query().contains("GROUP BY"));
         assert!(p.capture(Rows::Inserted)[0].contains("SELECT true, count(*)"));
+    }
+
+    #[test]
+    fn user_expressions_are_parenthesized_and_conflict_targets_follow_digests() {
+        let mut p = plan(
+            "SELECT count(*), max(qty), count(DISTINCT a OR b) AS d FROM src WHERE a OR b GROUP BY price IS NULL, NOT flag",
+            Mode::Immediate,
+        );
+        p.digests.insert("k1".into(), Digest::Text);
+        p.digests.insert("d2".into(), Digest::Bytes);
+        let all = p.capture(Rows::Deleted).join(";");
+        assert!(
+            all.contains("(price IS NULL) AS k0, (NOT flag) AS k1"),
+            "{all}"
+        );
+        assert!(all.contains("WHERE (a OR b)"), "{all}");
+        assert!(all.contains(", (a OR b) AS v"), "{all}");
+        assert!(
+            all.contains("IS NOT DISTINCT FROM _beacon_row.k0"),
+            "keys are compared as computed in the derived table: {all}"
+        );
+        assert!(
+            all.contains("ON CONFLICT (k0, (beacon._text_digest(k1)), (pg_catalog.sha256(v)))"),
+            "{all}"
+        );
+        assert!(
+            all.contains("ON CONFLICT (k0, (beacon._text_digest(k1))) DO UPDATE"),
+            "{all}"
+        );
+        let indexes = p.create_indexes();
+        assert!(
+            indexes[0].ends_with("(k0, (beacon._text_digest(k1))) NULLS NOT DISTINCT"),
+            "{indexes:?}"
+        );
+        p.output_types = vec!["bigint".into(); 3];
+        let view = p.create_view();
+        assert!(
+            view.contains("(price IS NULL) IS NOT DISTINCT FROM _beacon_group.k0"),
+            "{view}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! allocates lives in a memory context dropped on return, also when an error unwinds.
 
 use super::catalog::{cells, oids, owned, version, Objects, Scratch};
-use super::{Policy, Refusal};
+use super::{Policy, Refusal, RefusalKind};
 use pgrx::pg_guard;
 use pgrx::pg_sys::{self, NodeTag, Oid};
 use std::ffi::{c_void, CStr, CString};
@@ -463,6 +463,15 @@ impl<'p> Walk<'p> {
                         != pg_sys::ParamKind::PARAM_SUBLINK =>
                 {
                     return self.objects.refuse("a parameter");
+                }
+                T_Var if !policy.system_columns && (*node.cast::<pg_sys::Var>()).varattno <= 0 => {
+                    return Err(Refusal {
+                        kind: RefusalKind::Unsupported,
+                        message: format!(
+                            "a system column or whole-row reference is not supported in a {}",
+                            policy.surface
+                        ),
+                    });
                 }
                 T_Aggref => {
                     let aggref = &*node.cast::<pg_sys::Aggref>();

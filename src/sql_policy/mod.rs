@@ -31,6 +31,9 @@ pub enum RefusalKind {
     Object,
     /// A size or nesting limit: 54001.
     Limit,
+    /// Allowed SQL that the surface cannot maintain (a continuous query over a system
+    /// column): 0A000.
+    Unsupported,
 }
 
 /// Why a statement is refused; the message names the refused object.
@@ -59,6 +62,7 @@ impl Refusal {
         match self.kind {
             RefusalKind::Object => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             RefusalKind::Limit => PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX,
+            RefusalKind::Unsupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         }
     }
 
@@ -127,6 +131,8 @@ pub struct Policy {
     pub(crate) clock: bool,
     /// The statement must be [`filter_statement`]'s shape.
     pub(crate) filter_shape: bool,
+    /// System columns (ctid, xmin, tableoid, …) and whole-row references.
+    pub(crate) system_columns: bool,
 }
 
 impl Policy {
@@ -143,6 +149,7 @@ impl Policy {
             window_functions: true,
             clock: true,
             filter_shape: false,
+            system_columns: true,
         }
     }
 
@@ -179,6 +186,9 @@ impl Policy {
             subqueries: false,
             window_functions: false,
             clock: false,
+            // a transition table has no system columns, and a whole row is not a key the
+            // state can hold: every capture would fail
+            system_columns: false,
             ..Policy::new(
                 "continuous query",
                 project,

@@ -24,6 +24,7 @@ mod tests {
             let state = match refusal.kind {
                 RefusalKind::Object => "42501",
                 RefusalKind::Limit => "54001",
+                RefusalKind::Unsupported => "0A000",
             };
             format!("{state} {}", refusal.message)
         })
@@ -489,6 +490,31 @@ mod tests {
             "42501",
             "clock",
         );
+        // a transition table has no system columns: every capture would fail
+        for column in ["ctid", "xmin", "tableoid", "cmax"] {
+            refused_as(
+                cq,
+                &format!("SELECT {column} AS k, count(*) AS n FROM alpha.events GROUP BY 1"),
+                "0A000",
+                "a system column",
+            );
+        }
+        // (xid and cid have no ordering, which count(DISTINCT) needs)
+        for column in ["ctid", "tableoid"] {
+            refused_as(
+                cq,
+                &format!("SELECT url, count(DISTINCT {column}) AS n FROM alpha.events GROUP BY 1"),
+                "0A000",
+                "a system column",
+            );
+        }
+        refused_as(
+            cq,
+            "SELECT url, count(*) AS n FROM alpha.events WHERE xmin IS NOT NULL GROUP BY 1",
+            "0A000",
+            "a system column",
+        );
+        allowed("query", "SELECT ctid, xmin FROM alpha.events");
         let mv = "materialized view";
         allowed(
             mv,
