@@ -17,7 +17,7 @@ use crate::error::{report, BeaconError, BeaconResult};
 use crate::generated::{self, Kind};
 use crate::names::{quote_ident, quote_literal, validate_collection_name};
 use crate::project::require_project;
-use crate::security::{require_level, role_name, AsOwner, Level};
+use crate::security::{function_settings, require_level, role_name, AsOwner, Level};
 use crate::spi::{exists, run};
 use analyze::analyze;
 use pgrx::prelude::*;
@@ -170,8 +170,58 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
             time_zone.as_str().into(),
         ],
     )?;
+    install_merge(&plan, &time_zone)?;
     capture::install(project, &plan.source)?;
     backfill(&plan, &time_zone)
+}
+
+/// The immediate-mode merge function (see plan/merge.rs), callable only by pg_beacon.
+fn install_merge(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
+    if plan.mode != Mode::Immediate {
+        return Ok(());
+    }
+    run(&plan.create_merge_function(time_zone, &function_settings()), &[])?;
+    run(
+        &format!(
+            "REVOKE ALL ON FUNCTION {}() FROM PUBLIC",
+            plan.merge_function()
+        ),
+        &[],
+    )
+}
+
+/// Brings the hidden tables of a query made by an earlier version to this version's
+/// shape: immediate queries gain their delta table, deltas their count(DISTINCT) columns.
+/// Runs as the owner.
+fn upgrade_tables(plan: &Plan) -> BeaconResult<()> {
+    let delta = plan.delta_table();
+    if !exists(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[delta.as_str().into()],
+    )? {
+        for statement in plan.create_delta() {
+            run(&statement, &[])?;
+        }
+        return Ok(());
+    }
+    for (column, ty) in plan.distinct_delta_columns() {
+        if !exists(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                             WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped)",
+            &[delta.as_str().into(), column.as_str().into()],
+        )? {
+            run(&format!("ALTER TABLE {delta} ADD COLUMN {column} {ty}"), &[])?;
+        }
+    }
+    Ok(())
+}
+
+fn time_zone_of(project: &str, name: &str) -> BeaconResult<String> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT time_zone FROM beacon.continuous_query WHERE project = $1 AND name = $2",
+        &[project.into(), name.into()],
+    )?
+    .unwrap_or_else(|| "UTC".into()))
 }
 
 /// The project's default privileges make every new table readable by `read` and writable
@@ -228,6 +278,8 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
         return Ok(false);
     }
     plan.output_types = probe_types(&plan)?;
+    upgrade_tables(&plan)?;
+    install_merge(&plan, &time_zone_of(project, name)?)?;
     let replace =
         |statement: String| statement.replacen("CREATE VIEW", "CREATE OR REPLACE VIEW", 1);
     run(&replace(plan.create_columns_view()), &[])?;
@@ -301,11 +353,32 @@ fn stored(project: &str, name: &str) -> BeaconResult<(String, Mode)> {
     }
 }
 
+/// Takes the lock on a query's source that orders drop, compaction and writers: drop
+/// and compaction take it first, before any of the query's relations, so that they never
+/// wait for each other in opposite orders; writers hold theirs from their first write to
+/// the table until they commit, which is when an immediate query's merge runs.
+fn lock_source(plan: &Plan, mode: &str) -> BeaconResult<()> {
+    let source = plan.source_table();
+    if exists(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[source.as_str().into()],
+    )? {
+        run(&format!("LOCK TABLE {source} IN {mode} MODE"), &[])?;
+    }
+    Ok(())
+}
+
 fn drop(project: &str, name: &str) -> BeaconResult<()> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::enter()?;
     let (query, mode) = stored(project, name)?;
     let plan = plan_of(project, name, &query, mode)?;
+    // waits for the transactions writing the source (their captures and merges still use
+    // the query's tables) and holds later writers until the drop commits; they then run
+    // the capture function without this query
+    lock_source(&plan, "SHARE ROW EXCLUSIVE")?;
+    // a concurrent drop may have won while we waited
+    stored(project, name)?;
     run(
         "DELETE FROM beacon.continuous_query WHERE project = $1 AND name = $2",
         &[project.into(), name.into()],
@@ -320,6 +393,10 @@ fn drop(project: &str, name: &str) -> BeaconResult<()> {
         };
         run(&format!("DROP {kind} IF EXISTS {relation}"), &[])?;
     }
+    run(
+        &format!("DROP FUNCTION IF EXISTS {}()", plan.merge_function()),
+        &[],
+    )?;
     Ok(())
 }
 
@@ -336,6 +413,15 @@ fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
         &[format!("beacon.compact {project}.{name}").into()],
     )?;
     let plan = plan_of(project, name, &query, mode)?;
+    // writers' mode: compaction runs alongside them, and waits for a drop (which takes
+    // the source first too) instead of locking the delta before it
+    lock_source(&plan, "ROW EXCLUSIVE")?;
+    if !exists(
+        "SELECT EXISTS (SELECT 1 FROM beacon.continuous_query WHERE project = $1 AND name = $2)",
+        &[project.into(), name.into()],
+    )? {
+        return Ok(0);
+    }
     let mut statements = plan.compaction().into_iter();
     let applied = match statements.next() {
         Some(first) => Spi::get_one::<i64>(&first)?.unwrap_or(0),
