@@ -780,7 +780,7 @@ mod tests {
     #[test]
     fn immediate_capture_appends_and_the_merge_at_commit_locks_in_key_order() {
         let p = plan(
-            "SELECT a, b, count(*), min(x), count(DISTINCT y) FROM src GROUP BY a, b",
+            "SELECT a, b, count(*), min(x), count(DISTINCT y) AS d FROM src GROUP BY a, b",
             Mode::Immediate,
         );
         let statements = p.capture(Rows::Deleted);

@@ -106,12 +106,12 @@ impl Plan {
     pub(super) fn register_pending(&self) -> String {
         let entry = format!("{}.{}", self.project, self.name);
         let current = format!(
-            "pg_catalog.coalesce(pg_catalog.current_setting('{PENDING_SETTING}', true), '')"
+            "coalesce(pg_catalog.current_setting('{PENDING_SETTING}', true), '')"
         );
         format!(
             "IF pg_catalog.strpos({current}, {needle}) = 0 THEN \
              PERFORM pg_catalog.set_config('{PENDING_SETTING}', \
-             pg_catalog.coalesce(pg_catalog.nullif({current}, ''), ',') || {entry}, true); END IF",
+             coalesce(nullif({current}, ''), ',') || {entry}, true); END IF",
             needle = quote_literal(&format!(",{entry},")),
             entry = quote_literal(&format!("{entry},")),
         )
