@@ -46,19 +46,20 @@ fn is_deadlock(e: &postgres::Error) -> bool {
 fn connect(db: &str) -> Client {
     let mut client = server().connect(db);
     client
-        .batch_execute("SET search_path = conc, public; SET TimeZone = 'UTC'")
+        .batch_execute(&format!("SET search_path = {db}, public; SET TimeZone = 'UTC'"))
         .unwrap();
     client
 }
 
-/// A database with project `conc`, table `conc.src` and one query per shape and mode
+/// A database with a project of its name, table `src` and one query per shape and mode
 /// (`<mode>_<i>`); returns the query names.
 fn setup(db: &str, modes: &[&str]) -> Vec<(String, &'static str)> {
-    let mut client = server().fresh_db(db);
+    server().fresh_db(db);
+    let mut client = connect(db);
     client
         .batch_execute(&format!(
-            "SELECT beacon.create_project('conc'); CREATE TABLE conc.src {SOURCE};
-             INSERT INTO conc.src (g, h, qty, product)
+            "SELECT beacon.create_project('{db}'); CREATE TABLE src {SOURCE};
+             INSERT INTO src (g, h, qty, product)
              SELECT i % 5, i % 3, i % 17, i % 7 FROM generate_series(1, 200) i"
         ))
         .unwrap();
@@ -68,7 +69,7 @@ fn setup(db: &str, modes: &[&str]) -> Vec<(String, &'static str)> {
             let name = format!("{mode}_{i}");
             client
                 .execute(
-                    "SELECT beacon.create_continuous_query('conc', $1, $2, $3)",
+                    "SELECT beacon.create_continuous_query(current_schema(), $1, $2, $3)",
                     &[&name, query, mode],
                 )
                 .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)));
@@ -86,8 +87,8 @@ fn mismatches(client: &mut Client, names: &[(String, &str)]) -> Vec<String> {
         let n: i64 = client
             .query_one(
                 &format!(
-                    "SELECT count(*) FROM ((SELECT * FROM conc.{name} EXCEPT ALL {query}) \
-                     UNION ALL ({query} EXCEPT ALL SELECT * FROM conc.{name})) x"
+                    "SELECT count(*) FROM ((SELECT * FROM {name} EXCEPT ALL {query}) \
+                     UNION ALL ({query} EXCEPT ALL SELECT * FROM {name})) x"
                 ),
                 &[],
             )
@@ -258,8 +259,8 @@ fn views_include_the_readers_own_pending_writes() {
             let n: i64 = client
                 .query_one(
                     &format!(
-                        "SELECT count(*) FROM ((SELECT * FROM conc.{name} EXCEPT ALL {query}) \
-                         UNION ALL ({query} EXCEPT ALL SELECT * FROM conc.{name})) x"
+                        "SELECT count(*) FROM ((SELECT * FROM {name} EXCEPT ALL {query}) \
+                         UNION ALL ({query} EXCEPT ALL SELECT * FROM {name})) x"
                     ),
                     &[],
                 )
@@ -285,9 +286,9 @@ fn a_row_trigger_updating_the_new_row_leaves_min_and_max_exact() {
     let mut client = connect(db);
     client
         .batch_execute(
-            "CREATE FUNCTION conc.bump() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN UPDATE conc.src SET qty = NEW.qty + 1000 WHERE id = NEW.id; RETURN NULL; END $$;
-             CREATE TRIGGER bump AFTER INSERT ON conc.src FOR EACH ROW EXECUTE FUNCTION conc.bump();
+            "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN UPDATE src SET qty = NEW.qty + 1000 WHERE id = NEW.id; RETURN NULL; END $$;
+             CREATE TRIGGER bump AFTER INSERT ON src FOR EACH ROW EXECUTE FUNCTION bump();
              INSERT INTO src (g, h, qty, product) VALUES (1, 1, -50, 1), (6, 0, -60, 2);
              BEGIN; INSERT INTO src (g, h, qty, product) VALUES (6, 2, -70, 3); COMMIT",
         )
@@ -295,10 +296,10 @@ fn a_row_trigger_updating_the_new_row_leaves_min_and_max_exact() {
     let wrong = mismatches(&mut client, &names);
     assert!(wrong.is_empty(), "{wrong:?}");
     let lo: i64 = client
-        .query_one("SELECT lo FROM conc.immediate_0 WHERE g = 6", &[])
+        .query_one("SELECT lo FROM immediate_0 WHERE g = 6", &[])
         .unwrap()
         .get(0);
-    assert_eq!(lo, 940);
+    assert_eq!(lo, 930);
     server().drop_db(db);
 }
 
@@ -363,7 +364,7 @@ fn dropping_queries_while_others_write_never_fails_a_writer() {
         });
         admin
             .execute(
-                "SELECT beacon.drop_continuous_query('conc', $1)",
+                "SELECT beacon.drop_continuous_query(current_schema(), $1)",
                 &[name],
             )
             .unwrap_or_else(|e| panic!("seed {seed}: drop {name}: {}", describe(&e)));
@@ -429,7 +430,7 @@ fn compaction_concurrent_with_drop_never_deadlocks() {
         for (name, query) in names.iter().zip(QUERIES) {
             admin
                 .execute(
-                    "SELECT beacon.create_continuous_query('conc', $1, $2, 'async')",
+                    "SELECT beacon.create_continuous_query(current_schema(), $1, $2, 'async')",
                     &[name, &query],
                 )
                 .unwrap_or_else(|e| panic!("seed {seed}: create {name}: {}", describe(&e)));
@@ -442,7 +443,7 @@ fn compaction_concurrent_with_drop_never_deadlocks() {
         for i in 0..3 {
             let name = &names[(first + i) % 3];
             if let Err(e) =
-                admin.execute("SELECT beacon.drop_continuous_query('conc', $1)", &[name])
+                admin.execute("SELECT beacon.drop_continuous_query(current_schema(), $1)", &[name])
             {
                 outcome.record(&format!("drop {name}"), &e);
             }
@@ -470,12 +471,12 @@ fn bulk_insert_timing_with_three_immediate_queries() {
     let mut client = connect(db);
     let bare = Instant::now();
     client
-        .batch_execute("CREATE TABLE conc.bare (LIKE conc.src INCLUDING ALL)")
+        .batch_execute("CREATE TABLE bare (LIKE src INCLUDING ALL)")
         .unwrap();
     for i in 0..20 {
         client
             .execute(
-                "INSERT INTO conc.bare (g, h, qty, product) SELECT (i + $1) % 50, i % 3, i, i % 97 FROM generate_series(1, 1000) i",
+                "INSERT INTO bare (g, h, qty, product) SELECT (i + $1) % 50, i % 3, i, i % 97 FROM generate_series(1, 1000) i",
                 &[&i],
             )
             .unwrap();

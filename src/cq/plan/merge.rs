@@ -296,7 +296,8 @@ impl Plan {
             .map(|s| format!("    {s};\n"))
             .collect();
         let body = format!(
-            "DECLARE\n{declare}BEGIN\n  PERFORM pg_catalog.set_config('TimeZone', {tz}, true);\n  {merge};\n  \
+            // user expressions in the recompute may name columns like the variables
+            "#variable_conflict use_column\nDECLARE\n{declare}BEGIN\n  PERFORM pg_catalog.set_config('TimeZone', {tz}, true);\n  {merge};\n  \
              IF beacon_empty IS NOT NULL THEN DELETE FROM {state} WHERE ctid = ANY (beacon_empty); END IF;\n  \
              IF beacon_dirty THEN\n{recompute}  END IF;\n{cleanup}END",
             tz = quote_literal(time_zone),
