@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-const SOURCE: &str =
-    "(id bigserial PRIMARY KEY, g int, h int, qty bigint, product int, note text)";
+const SOURCE: &str = "(id bigserial PRIMARY KEY, g int, h int, qty bigint, product int, note text)";
 
 /// Exact aggregates only (integers), so the comparison with the query is a plain EXCEPT ALL.
 const QUERIES: [&str; 3] = [
@@ -46,7 +45,9 @@ fn is_deadlock(e: &postgres::Error) -> bool {
 fn connect(db: &str) -> Client {
     let mut client = server().connect(db);
     client
-        .batch_execute(&format!("SET search_path = {db}, public; SET TimeZone = 'UTC'"))
+        .batch_execute(&format!(
+            "SET search_path = {db}, public; SET TimeZone = 'UTC'"
+        ))
         .unwrap();
     client
 }
@@ -235,7 +236,10 @@ fn concurrent_writers_never_deadlock_on_pg_beacons_locks() {
         assert_eq!(deadlocks, 0, "seed {seed}: writers deadlocked");
     }
     assert!(wrong.is_empty(), "seed {seed}: {wrong:?}");
-    assert!(wrong_compacted.is_empty(), "seed {seed}: {wrong_compacted:?}");
+    assert!(
+        wrong_compacted.is_empty(),
+        "seed {seed}: {wrong_compacted:?}"
+    );
     server().drop_db(db);
 }
 
@@ -442,9 +446,10 @@ fn compaction_concurrent_with_drop_never_deadlocks() {
         let first = rng.below(3) as usize;
         for i in 0..3 {
             let name = &names[(first + i) % 3];
-            if let Err(e) =
-                admin.execute("SELECT beacon.drop_continuous_query(current_schema(), $1)", &[name])
-            {
+            if let Err(e) = admin.execute(
+                "SELECT beacon.drop_continuous_query(current_schema(), $1)",
+                &[name],
+            ) {
                 outcome.record(&format!("drop {name}"), &e);
             }
         }

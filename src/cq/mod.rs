@@ -180,7 +180,10 @@ fn install_merge(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
     if plan.mode != Mode::Immediate {
         return Ok(());
     }
-    run(&plan.create_merge_function(time_zone, &function_settings()), &[])?;
+    run(
+        &plan.create_merge_function(time_zone, &function_settings()),
+        &[],
+    )?;
     run(
         &format!(
             "REVOKE ALL ON FUNCTION {}() FROM PUBLIC",
@@ -210,7 +213,10 @@ fn upgrade_tables(plan: &Plan) -> BeaconResult<()> {
                              WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped)",
             &[delta.as_str().into(), column.as_str().into()],
         )? {
-            run(&format!("ALTER TABLE {delta} ADD COLUMN {column} {ty}"), &[])?;
+            run(
+                &format!("ALTER TABLE {delta} ADD COLUMN {column} {ty}"),
+                &[],
+            )?;
         }
     }
     Ok(())

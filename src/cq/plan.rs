@@ -493,10 +493,7 @@ impl Plan {
     /// and merged exactly once), then drops empty groups and recomputes dirty ones.
     /// The first statement returns the number of deltas applied.
     pub fn compaction(&self) -> Vec<String> {
-        let mut statements = vec![self.merge_deltas(
-            false,
-            "SELECT count(*) FROM u",
-        )];
+        let mut statements = vec![self.merge_deltas(false, "SELECT count(*) FROM u")];
         statements.push(format!(
             "DELETE FROM {} WHERE _count = 0",
             self.state_table()
@@ -794,16 +791,23 @@ mod tests {
         assert!(statements.iter().any(|s| s.contains("',shop.v,'")));
         let merge = p.create_merge_function("UTC", "");
         assert!(
-            merge.contains("DELETE FROM \"shop\".\"_cq_v_delta\" WHERE _xid = pg_catalog.pg_current_xact_id()"),
+            merge.contains(
+                "DELETE FROM \"shop\".\"_cq_v_delta\" WHERE _xid = pg_catalog.pg_current_xact_id()"
+            ),
             "{merge}"
         );
         // distinct multiplicities first, then the state, each in key order
         let distinct = merge
             .find("INSERT INTO \"shop\".\"_cq_v_d4\" AS t (k0, k1, v, mult) SELECT * FROM x4 ORDER BY 1, 2, 3")
             .expect(&merge);
-        let state = merge.find("GROUP BY k0, k1 ORDER BY 1, 2 ON CONFLICT (k0, k1)").expect(&merge);
+        let state = merge
+            .find("GROUP BY k0, k1 ORDER BY 1, 2 ON CONFLICT (k0, k1)")
+            .expect(&merge);
         assert!(distinct < state, "{merge}");
-        assert!(merge.contains("SET a3_m = r.a3_m, _dirty = false"), "{merge}");
+        assert!(
+            merge.contains("SET a3_m = r.a3_m, _dirty = false"),
+            "{merge}"
+        );
         assert!(
             merge.contains("DELETE FROM \"shop\".\"_cq_v_state\" WHERE ctid = ANY (beacon_empty)"),
             "{merge}"

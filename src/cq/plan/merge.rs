@@ -9,7 +9,7 @@
 //! transaction waits only for other merging transactions, each of which holds only locks
 //! that come before the one it waits for: the waits cannot form a cycle.
 
-use super::{Plan, PartialColumn, Rows};
+use super::{PartialColumn, Plan, Rows};
 use crate::names::quote_literal;
 
 /// The setting in which a transaction lists the immediate queries it has pending deltas
@@ -105,9 +105,8 @@ impl Plan {
     /// first deferred trigger to fire at commit merges every listed query, in order.
     pub(super) fn register_pending(&self) -> String {
         let entry = format!("{}.{}", self.project, self.name);
-        let current = format!(
-            "coalesce(pg_catalog.current_setting('{PENDING_SETTING}', true), '')"
-        );
+        let current =
+            format!("coalesce(pg_catalog.current_setting('{PENDING_SETTING}', true), '')");
         format!(
             "IF pg_catalog.strpos({current}, {needle}) = 0 THEN \
              PERFORM pg_catalog.set_config('{PENDING_SETTING}', \
@@ -141,9 +140,8 @@ impl Plan {
         )];
         let positions: Vec<String> = (1..=keys.len() + 1).map(|i| i.to_string()).collect();
         let key_positions: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
-        let prefixed = |alias: &str| -> Vec<String> {
-            keys.iter().map(|k| format!("{alias}.{k}")).collect()
-        };
+        let prefixed =
+            |alias: &str| -> Vec<String> { keys.iter().map(|k| format!("{alias}.{k}")).collect() };
         let joined = keys
             .iter()
             .map(|k| format!("x.{k} IS NOT DISTINCT FROM w.{k}"))
