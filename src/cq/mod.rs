@@ -171,6 +171,7 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
         ],
     )?;
     install_merge(&plan, &time_zone)?;
+    install_merge_trigger(&plan)?;
     capture::install(project, &plan.source)?;
     backfill(&plan, &time_zone)
 }
@@ -202,10 +203,7 @@ fn upgrade_tables(plan: &Plan) -> BeaconResult<()> {
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
         &[delta.as_str().into()],
     )? {
-        for statement in plan.create_delta() {
-            run(&statement, &[])?;
-        }
-        return Ok(());
+        run(&plan.create_delta(), &[])?;
     }
     for (column, ty) in plan.distinct_delta_columns() {
         if !exists(
@@ -219,7 +217,40 @@ fn upgrade_tables(plan: &Plan) -> BeaconResult<()> {
             )?;
         }
     }
+    if install_merge_trigger(plan)? {
+        // deltas committed while the library was newer than the catalog (no trigger to
+        // merge them at commit yet): visible to every merge now, so merged once here, in
+        // the query's time zone as its capture computed them
+        run(
+            "SELECT pg_catalog.set_config('TimeZone', $1, true)",
+            &[time_zone_of(&plan.project, &plan.name)?.as_str().into()],
+        )?;
+        for statement in plan.compaction() {
+            run(&statement, &[])?;
+        }
+    }
     Ok(())
+}
+
+/// Creates an immediate query's merge trigger if it is missing; false if there was
+/// nothing to do, or its function is not there yet (a library newer than the catalog,
+/// before `ALTER EXTENSION pg_beacon UPDATE`, whose regenerate adds the trigger).
+fn install_merge_trigger(plan: &Plan) -> BeaconResult<bool> {
+    if plan.mode != Mode::Immediate
+        || !exists(
+            "SELECT pg_catalog.to_regprocedure('beacon._cq_merge()') IS NOT NULL",
+            &[],
+        )?
+        || exists(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                             WHERE tgrelid = $1::regclass AND tgname = '_beacon_merge')",
+            &[plan.delta_table().as_str().into()],
+        )?
+    {
+        return Ok(false);
+    }
+    run(&plan.create_merge_trigger(), &[])?;
+    Ok(true)
 }
 
 fn time_zone_of(project: &str, name: &str) -> BeaconResult<String> {

@@ -326,7 +326,7 @@ impl Plan {
             ));
         }
         // one row per statement: that statement's partials, packed as the state's own row type
-        ddl.extend(self.create_delta());
+        ddl.push(self.create_delta());
         ddl
     }
 

@@ -33,8 +33,8 @@ impl Plan {
 
     /// DDL of the delta table (after the state and distinct tables, whose row types it
     /// holds). Immediate deltas carry their top-level transaction, which merges only its
-    /// own, and a deferred trigger that merges them at commit.
-    pub fn create_delta(&self) -> Vec<String> {
+    /// own (see `create_merge_trigger`).
+    pub fn create_delta(&self) -> String {
         let mut columns = vec![
             format!("_rows {}[] NOT NULL", self.state_table()),
             "_at timestamptz NOT NULL DEFAULT pg_catalog.now()".to_string(),
@@ -47,19 +47,20 @@ impl Plan {
                 .into_iter()
                 .map(|(c, t)| format!("{c} {t}")),
         );
-        let mut ddl = vec![format!(
+        format!(
             "CREATE TABLE {} ({})",
             self.delta_table(),
             columns.join(", ")
-        )];
-        if self.mode == super::Mode::Immediate {
-            ddl.push(format!(
-                "CREATE CONSTRAINT TRIGGER _beacon_merge AFTER INSERT ON {} \
-                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION beacon._cq_merge()",
-                self.delta_table()
-            ));
-        }
-        ddl
+        )
+    }
+
+    /// The immediate-mode trigger that merges the deltas at commit.
+    pub fn create_merge_trigger(&self) -> String {
+        format!(
+            "CREATE CONSTRAINT TRIGGER _beacon_merge AFTER INSERT ON {} \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION beacon._cq_merge()",
+            self.delta_table()
+        )
     }
 
     /// Appends a statement's value multiplicity changes for each count(DISTINCT) to the
