@@ -60,6 +60,20 @@ GRANT SELECT ON beacon.continuous_queries TO PUBLIC;
 COMMENT ON VIEW beacon.continuous_queries IS
   'Continuous queries visible to the current role: mode, rows applied, pending deltas, lag, last error.';
 
+-- Async queries for beacon.compact, without their backlog: counting a delta locks it, and
+-- compaction must lock each query's source before any of the query's tables (see
+-- lock_source in src/cq/mod.rs), or it deadlocks with drop_continuous_query.
+CREATE FUNCTION beacon._async_queries() RETURNS TABLE (project text, name text)
+LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
+    SELECT q.project, q.name FROM beacon.continuous_query q
+     WHERE q.mode = 'async' AND has_schema_privilege(session_user, q.project, 'USAGE')
+$$;
+GRANT EXECUTE ON FUNCTION beacon._async_queries() TO PUBLIC;
+
 -- Compacts every async query (or one project's, or one), each in its own subtransaction
 -- so that one failing query is recorded in last_error and does not stop the others.
 CREATE FUNCTION beacon.compact(project text DEFAULT NULL, name text DEFAULT NULL) RETURNS bigint
@@ -68,8 +82,8 @@ DECLARE
     q record;
     applied bigint := 0;
 BEGIN
-    FOR q IN SELECT c.project, c.name FROM beacon.continuous_queries c
-              WHERE c.mode = 'async'
+    FOR q IN SELECT c.project, c.name FROM beacon._async_queries() c
+              WHERE has_schema_privilege(c.project, 'USAGE')
                 AND (compact.project IS NULL OR c.project = compact.project)
                 AND (compact.name IS NULL OR c.name = compact.name)
               ORDER BY 1, 2
@@ -121,3 +135,41 @@ COMMENT ON AGGREGATE beacon._float8_merge(double precision[]) IS
 CREATE FUNCTION beacon._text_digest(value text) RETURNS bytea
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT pg_catalog.sha256(pg_catalog.convert_to(value, pg_catalog.getdatabaseencoding())) $$;
+
+-- The deferred trigger of every immediate query's delta table: at commit, the first one
+-- to fire merges every immediate query the transaction has pending deltas for (listed by
+-- the capture in pg_beacon.pending_merges), ordered by project and name, each of which
+-- locks its groups in key order. So merging transactions lock groups in one global order
+-- and cannot deadlock each other; the later firings find the list empty.
+CREATE FUNCTION beacon._cq_merge() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
+DECLARE
+    pending text := current_setting('pg_beacon.pending_merges', true);
+    merge_fn regprocedure;
+BEGIN
+    IF pending IS NULL OR pending = '' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('pg_beacon.pending_merges', '', true);
+    -- only the merge functions pg_beacon made for catalogued immediate queries, whatever
+    -- the setting says
+    FOR merge_fn IN
+        SELECT p.oid::regprocedure
+          FROM unnest(string_to_array(pending, ',')) AS e (entry)
+          JOIN beacon.continuous_query q
+            ON q.project = split_part(e.entry, '.', 1) AND q.name = split_part(e.entry, '.', 2)
+           AND q.mode = 'immediate'
+          JOIN pg_namespace n ON n.nspname = q.project
+          JOIN pg_proc p ON p.pronamespace = n.oid AND p.proname = '_cq_' || q.name || '_merge' AND p.pronargs = 0
+         WHERE p.proowner = (SELECT x.extowner FROM pg_extension x WHERE x.extname = 'pg_beacon')
+         ORDER BY q.project COLLATE "C", q.name COLLATE "C"
+    LOOP
+        EXECUTE format('SELECT %s', merge_fn);
+    END LOOP;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION beacon._cq_merge() FROM PUBLIC;

@@ -312,8 +312,95 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
             time_zone.as_str().into(),
         ],
     )?;
+    install_merge(&plan, &time_zone)?;
+    install_merge_trigger(&plan)?;
     capture::install(project, &plan.source)?;
     backfill(&plan, &time_zone)
+}
+
+/// The immediate-mode merge function (see plan/merge.rs), callable only by pg_beacon.
+fn install_merge(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
+    if plan.mode != Mode::Immediate {
+        return Ok(());
+    }
+    run(
+        &plan.create_merge_function(
+            time_zone,
+            &format!("{} {}", function_settings(), settings::constant_clauses()),
+        ),
+        &[],
+    )?;
+    run(
+        &format!(
+            "REVOKE ALL ON FUNCTION {}() FROM PUBLIC",
+            plan.merge_function()
+        ),
+        &[],
+    )
+}
+
+/// Brings the hidden tables of a query made by an earlier version to this version's
+/// shape: immediate queries gain their delta table, deltas their count(DISTINCT) columns.
+/// Runs as the owner.
+fn upgrade_tables(plan: &Plan) -> BeaconResult<()> {
+    let delta = plan.delta_table();
+    if !exists(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[delta.as_str().into()],
+    )? {
+        run(&plan.create_delta(), &[])?;
+    }
+    for (column, ty) in plan.distinct_delta_columns() {
+        if !exists(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                             WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped)",
+            &[delta.as_str().into(), column.as_str().into()],
+        )? {
+            run(
+                &format!("ALTER TABLE {delta} ADD COLUMN {column} {ty}"),
+                &[],
+            )?;
+        }
+    }
+    if install_merge_trigger(plan)? {
+        // deltas committed while the library was newer than the catalog (no trigger to
+        // merge them at commit yet): visible to every merge now, so merged once here, in
+        // the query's time zone as its capture computed them
+        settings::apply(&time_zone_of(&plan.project, &plan.name)?)?;
+        for statement in plan.compaction() {
+            run(&statement, &[])?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates an immediate query's merge trigger if it is missing; false if there was
+/// nothing to do, or its function is not there yet (a library newer than the catalog,
+/// before `ALTER EXTENSION pg_beacon UPDATE`, whose regenerate adds the trigger).
+fn install_merge_trigger(plan: &Plan) -> BeaconResult<bool> {
+    if plan.mode != Mode::Immediate
+        || !exists(
+            "SELECT pg_catalog.to_regprocedure('beacon._cq_merge()') IS NOT NULL",
+            &[],
+        )?
+        || exists(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                             WHERE tgrelid = $1::regclass AND tgname = '_beacon_merge')",
+            &[plan.delta_table().as_str().into()],
+        )?
+    {
+        return Ok(false);
+    }
+    run(&plan.create_merge_trigger(), &[])?;
+    Ok(true)
+}
+
+fn time_zone_of(project: &str, name: &str) -> BeaconResult<String> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT time_zone FROM beacon.continuous_query WHERE project = $1 AND name = $2",
+        &[project.into(), name.into()],
+    )?
+    .unwrap_or_else(|| "UTC".into()))
 }
 
 /// The project's default privileges make every new table readable by `read` and writable
@@ -388,9 +475,11 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     plan.arg_types = typed_plan_of(project, name, &query, mode)?.arg_types;
     plan.output_types = probe_types(&plan)?;
     if !state_matches(&plan)? {
-        rebuild(&plan, &query, &time_zone)?;
+        rebuild(plan, &query, &time_zone)?;
         return Ok(true);
     }
+    upgrade_tables(&plan)?;
+    install_merge(&plan, &time_zone)?;
     let replace =
         |statement: String| statement.replacen("CREATE VIEW", "CREATE OR REPLACE VIEW", 1);
     run(&replace(plan.create_columns_view()), &[])?;
@@ -428,24 +517,24 @@ fn state_matches(plan: &Plan) -> BeaconResult<bool> {
 /// Drops and recreates a query's hidden tables and views and backfills them from the
 /// source: for partials whose shape changed (a fix in how an aggregate is computed).
 /// Writers wait meanwhile, as they do while a query is created.
-fn rebuild(plan: &Plan, query: &str, time_zone: &str) -> BeaconResult<()> {
-    run(
-        &format!(
-            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-            plan.source_table()
-        ),
-        &[],
-    )?;
-    drop_objects(plan)?;
+fn rebuild(mut plan: Plan, query: &str, time_zone: &str) -> BeaconResult<()> {
+    lock_source(&plan, "SHARE ROW EXCLUSIVE")?;
+    drop_objects(&plan)?;
     for statement in plan.create_state() {
         run(&statement, &[])?;
     }
+    plan.digests = new_table_digests(&plan, true)?;
+    for statement in plan.create_indexes() {
+        run(&statement, &[])?;
+    }
     run(&plan.create_columns_view(), &[])?;
-    create_views(plan, time_zone, false)?;
-    hide(plan)?;
-    comment_view(plan, query)?;
+    create_views(&plan, time_zone, false)?;
+    hide(&plan)?;
+    comment_view(&plan, query)?;
     generated::record(Kind::CqView, &plan.project, &plan.name)?;
-    backfill(plan, time_zone)
+    install_merge(&plan, time_zone)?;
+    install_merge_trigger(&plan)?;
+    backfill(&plan, time_zone)
 }
 
 fn drop_objects(plan: &Plan) -> BeaconResult<()> {
@@ -464,6 +553,10 @@ fn drop_objects(plan: &Plan) -> BeaconResult<()> {
             )?;
         }
     }
+    run(
+        &format!("DROP FUNCTION IF EXISTS {}()", plan.merge_function()),
+        &[],
+    )?;
     Ok(())
 }
 
@@ -515,11 +608,32 @@ fn stored(project: &str, name: &str) -> BeaconResult<(String, Mode, String)> {
     }
 }
 
+/// Takes the lock on a query's source that orders drop, compaction and writers: drop
+/// and compaction take it first, before any of the query's relations, so that they never
+/// wait for each other in opposite orders; writers hold theirs from their first write to
+/// the table until they commit, which is when an immediate query's merge runs.
+fn lock_source(plan: &Plan, mode: &str) -> BeaconResult<()> {
+    let source = plan.source_table();
+    if exists(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[source.as_str().into()],
+    )? {
+        run(&format!("LOCK TABLE {source} IN {mode} MODE"), &[])?;
+    }
+    Ok(())
+}
+
 fn drop(project: &str, name: &str) -> BeaconResult<()> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::enter()?;
     let (query, mode, _) = stored(project, name)?;
     let plan = plan_of(project, name, &query, mode)?;
+    // waits for the transactions writing the source (their captures and merges still use
+    // the query's tables) and holds later writers until the drop commits; they then run
+    // the capture function without this query
+    lock_source(&plan, "SHARE ROW EXCLUSIVE")?;
+    // a concurrent drop may have won while we waited
+    stored(project, name)?;
     run(
         "DELETE FROM beacon.continuous_query WHERE project = $1 AND name = $2",
         &[project.into(), name.into()],
@@ -544,12 +658,16 @@ fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
         &[format!("beacon.compact {project}.{name}").into()],
     )?;
     let plan = typed_plan_of(project, name, &query, mode)?;
-    // the source first, as writers (and TRUNCATE, and drop) lock it before the hidden
-    // tables: compaction reads it to recompute dirty groups
-    run(
-        &format!("LOCK TABLE {} IN ACCESS SHARE MODE", plan.source_table()),
-        &[],
-    )?;
+    // writers' mode: compaction runs alongside them, and waits for a drop (which takes
+    // the source first too) instead of locking the delta before it; it reads the source
+    // to recompute dirty groups, after the lock, as writers and TRUNCATE do
+    lock_source(&plan, "ROW EXCLUSIVE")?;
+    if !exists(
+        "SELECT EXISTS (SELECT 1 FROM beacon.continuous_query WHERE project = $1 AND name = $2)",
+        &[project.into(), name.into()],
+    )? {
+        return Ok(0);
+    }
     let mut statements = plan.compaction().into_iter();
     let applied = match statements.next() {
         Some(first) => Spi::get_one::<i64>(&first)?.unwrap_or(0),

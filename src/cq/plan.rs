@@ -35,27 +35,15 @@ impl Digest {
     }
 }
 
+mod merge;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Async,
     Immediate,
 }
 
-/// Where a statement's partials go: appended as deltas, or merged into the state.
-#[derive(Clone, Copy)]
-enum Target {
-    Delta,
-    State,
-}
-
 impl Mode {
-    fn target(self) -> Target {
-        match self {
-            Mode::Async => Target::Delta,
-            Mode::Immediate => Target::State,
-        }
-    }
-
     pub fn parse(mode: &str) -> Option<Mode> {
         match mode {
             "async" => Some(Mode::Async),
@@ -249,16 +237,11 @@ impl Plan {
             .collect()
     }
 
-    /// Keeps the distinct tables current for a statement's rows, and turns each group's
-    /// values that appear (multiplicity 0 → positive) or vanish (positive → 0) into ±1
-    /// on the `a<i>_d` partial, written where the other partials go (`target`).
-    fn capture_distinct(
-        &self,
-        from: &str,
-        rows: Rows,
-        condition: Option<&str>,
-        target: Target,
-    ) -> Vec<String> {
+    /// Brings the distinct tables up to date for rows read under the source's lock (the
+    /// backfill), and turns each group's values that appear (multiplicity 0 → positive)
+    /// or vanish (positive → 0) into ±1 on the state's `a<i>_d` partial. Writers append
+    /// multiplicity changes to the delta instead (`append_distinct`).
+    fn capture_distinct(&self, from: &str, rows: Rows, condition: Option<&str>) -> Vec<String> {
         let keys = self.key_columns();
         let key_list = keys.join(", ");
         let sign = if rows == Rows::Deleted { "-" } else { "" };
@@ -283,24 +266,12 @@ impl Plan {
                     .join(" AND ");
                 let u_keys: Vec<String> = keys.iter().map(|k| format!("u.{k}")).collect();
                 let column = format!("a{i}_d");
-                let write = match target {
-                    Target::Delta => {
-                        let mut targets = keys.clone();
-                        targets.extend(["_count".to_string(), column.clone(), "_dirty".to_string()]);
-                        self.append_delta(
-                            &targets,
-                            &format!(
-                                "SELECT {key_list}, 0::bigint AS _count, dd AS {column}, false AS _dirty FROM changes WHERE dd <> 0"
-                            ),
-                        )
-                    }
-                    Target::State => format!(
-                        "INSERT INTO {} AS s ({key_list}, _count, {column}, _dirty) SELECT {key_list}, 0, dd, false FROM changes WHERE dd <> 0 \
-                         ON CONFLICT ({}) DO UPDATE SET {column} = coalesce(s.{column}, 0) + excluded.{column}",
-                        self.state_table(),
-                        self.state_index()
-                    ),
-                };
+                let write = format!(
+                    "INSERT INTO {} AS s ({key_list}, _count, {column}, _dirty) SELECT {key_list}, 0, dd, false FROM changes WHERE dd <> 0 \
+                     ON CONFLICT ({}) DO UPDATE SET {column} = coalesce(s.{column}, 0) + excluded.{column}",
+                    self.state_table(),
+                    self.state_index()
+                );
                 format!(
                     "WITH input AS (SELECT {}, ({arg}) AS v, {sign}count(*) AS n FROM {from} WHERE {} GROUP BY {}), \
                      upserted AS (INSERT INTO {table} AS d ({key_list}, v, mult) SELECT * FROM input ORDER BY {} \
@@ -407,13 +378,6 @@ impl Plan {
                 query.aliased()
             ),
         ];
-        if self.mode == Mode::Async {
-            // one row per statement: that statement's partials, packed as the state's own row type
-            ddl.push(format!(
-                "CREATE TABLE {} (_rows {state}[] NOT NULL, _at timestamptz NOT NULL DEFAULT pg_catalog.now())",
-                self.delta_table()
-            ));
-        }
         for (table, _, arg) in self.distinct_tables() {
             let exprs: Vec<String> = self
                 .key_exprs()
@@ -445,6 +409,8 @@ impl Plan {
                 self.distinct_index(i)
             ));
         }
+        // one row per statement: that statement's partials, packed as the state's own row type
+        ddl.push(self.create_delta());
         ddl
     }
 
@@ -505,8 +471,8 @@ impl Plan {
         set
     }
 
-    /// Merges partials into the state. Rows are upserted in key order so that concurrent
-    /// writers lock shared groups in the same order instead of deadlocking each other.
+    /// Merges partials into the state. Rows are upserted in key order: merges lock groups
+    /// in one order (see `merge`).
     fn upsert_into_state(&self, targets: &[String], select: &str) -> String {
         format!(
             "INSERT INTO {} AS s ({}) {select} ORDER BY {} ON CONFLICT ({}) DO UPDATE SET {}",
@@ -519,82 +485,48 @@ impl Plan {
     }
 
     /// Statements the source's trigger runs for this query after a statement that
-    /// inserted or deleted `rows` (an UPDATE runs both).
+    /// inserted or deleted `rows` (an UPDATE runs both). Both modes only append deltas;
+    /// immediate mode also lists the query for the merge at commit.
     pub fn capture(&self, rows: Rows) -> Vec<String> {
         let query = self.partials_query(rows.table(), rows, None);
-        // distinct changes first: in immediate mode a group emptied by this statement must
-        // be dropped after its distinct count went to zero, not recreated by it
-        let mut statements = self.capture_distinct(rows.table(), rows, None, self.mode.target());
-        match self.mode {
-            Mode::Async => {
-                statements.push(self.append_delta(&query.targets, &query.aliased()));
-                statements
-            }
-            Mode::Immediate => {
-                statements.push(self.upsert_into_state(&query.targets, &query.select()));
-                if rows == Rows::Deleted {
-                    statements.push(format!(
-                        "DELETE FROM {} WHERE _count = 0",
-                        self.state_table()
-                    ));
-                    statements.extend(self.recompute_dirty());
-                }
-                statements
-            }
+        let filter: Vec<String> = self.query.filter.iter().map(|f| format!("({f})")).collect();
+        let mut statements = self.append_distinct(rows.table(), rows, &filter);
+        statements.push(self.append_delta(&query.targets, &query.aliased()));
+        if self.mode == Mode::Immediate {
+            statements.push(self.register_pending());
         }
+        statements
     }
 
-    /// Statements for an UPDATE: its deleted rows, then its inserted ones. In immediate
-    /// mode dirty groups are recomputed once, after both: the source already holds the
-    /// new rows, so a recompute in between would count rows moved into a dirty group
-    /// twice (once recomputed, once inserted).
+    /// Statements for an UPDATE: its deleted rows, then its inserted ones (appended to the
+    /// delta like any other; the merge recomputes dirty groups after both).
     pub fn capture_update(&self) -> Vec<String> {
-        match self.mode {
-            Mode::Async => {
-                let mut statements = self.capture(Rows::Deleted);
-                statements.extend(self.capture(Rows::Inserted));
-                statements
-            }
-            Mode::Immediate => {
-                let mut statements = Vec::new();
-                for rows in [Rows::Deleted, Rows::Inserted] {
-                    let query = self.partials_query(rows.table(), rows, None);
-                    statements.extend(self.capture_distinct(
-                        rows.table(),
-                        rows,
-                        None,
-                        Target::State,
-                    ));
-                    statements.push(self.upsert_into_state(&query.targets, &query.select()));
-                }
-                statements.push(format!(
-                    "DELETE FROM {} WHERE _count = 0",
-                    self.state_table()
-                ));
-                statements.extend(self.recompute_dirty());
-                statements
-            }
-        }
+        let mut statements = self.capture(Rows::Deleted);
+        statements.extend(self.capture(Rows::Inserted));
+        statements
     }
 
     pub fn truncate(&self) -> Vec<String> {
         let mut tables = vec![self.state_table()];
-        if self.mode == Mode::Async {
-            tables.push(self.delta_table());
-        }
         tables.extend(self.distinct_tables().into_iter().map(|(t, _, _)| t));
-        vec![format!("TRUNCATE {}", tables.join(", "))]
+        let mut statements = vec![format!("TRUNCATE {}", tables.join(", "))];
+        match self.mode {
+            Mode::Async => statements[0].push_str(&format!(", {}", self.delta_table())),
+            // PostgreSQL refuses to truncate a table with pending trigger events (the merge
+            // at commit); the source's lock keeps every other writer out meanwhile
+            Mode::Immediate => statements.push(format!("DELETE FROM {}", self.delta_table())),
+        }
+        statements
     }
 
     /// Recomputes the non-invertible partials of groups marked dirty by deletes, from the
     /// source. Recomputing is idempotent for them (min, max, sketches), so it is exact at
     /// whatever later snapshot it runs.
-    fn recompute_dirty(&self) -> Vec<String> {
+    /// The non-subtractable partials of the dirty groups in `groups` (a relation with the
+    /// key columns and `_dirty`, aliased `d`), recomputed from the source: rows of the key
+    /// columns and those partials' columns.
+    pub(super) fn fresh_groups(&self, groups: &str) -> String {
         let recomputed = self.recomputed_partials();
-        if recomputed.is_empty() {
-            return Vec::new();
-        }
-        let state = self.state_table();
         let key_match = |left: &str, right: &[String]| -> String {
             self.key_columns()
                 .iter()
@@ -632,8 +564,8 @@ impl Plan {
         );
         let mut names = self.key_columns();
         names.extend(recomputed.iter().map(|p| p.column.clone()));
-        let fresh = format!(
-            "SELECT {} FROM (SELECT {} FROM {}{}) {ROW} WHERE EXISTS (SELECT 1 FROM {state} d WHERE d._dirty AND {}){}",
+        format!(
+            "SELECT {} FROM (SELECT {} FROM {}{}) {ROW} WHERE EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND {}){}",
             exprs
                 .iter()
                 .zip(&names)
@@ -645,7 +577,24 @@ impl Plan {
             self.filter(),
             key_match("d", &row_keys),
             self.group_by()
-        );
+        )
+    }
+
+    fn recompute_dirty(&self) -> Vec<String> {
+        let recomputed = self.recomputed_partials();
+        if recomputed.is_empty() {
+            return Vec::new();
+        }
+        let state = self.state_table();
+        let key_match = |left: &str, right: &[String]| -> String {
+            self.key_columns()
+                .iter()
+                .zip(right)
+                .map(|(k, r)| format!("{left}.{k} IS NOT DISTINCT FROM {r}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let fresh = self.fresh_groups(&format!("{state} d"));
         let r_keys: Vec<String> = self
             .key_columns()
             .iter()
@@ -681,106 +630,8 @@ impl Plan {
     /// rows committed meanwhile, whose deltas are merged next time: twice).
     /// The first statement returns the number of deltas applied.
     pub fn compaction(&self) -> Vec<String> {
-        let keys = self.key_columns();
-        let key_list = keys.join(", ");
-        let mut merged = vec![key_list.clone(), "sum(_count) AS _count".into()];
-        merged.extend(self.partial_columns().iter().map(|p| {
-            format!(
-                "{} AS {}",
-                p.partial.merge_agg.replace("{a}", &p.column),
-                p.column
-            )
-        }));
-        merged.push("bool_or(_dirty) AS _dirty".into());
-        let recomputed = self.recomputed_partials();
-        let mut ctes = vec![
-            format!(
-                "_beacon_d AS (DELETE FROM {} RETURNING _rows)",
-                self.delta_table()
-            ),
-            "_beacon_u AS (SELECT r.* FROM _beacon_d, unnest(_beacon_d._rows) r)".to_string(),
-            format!(
-                "_beacon_g AS (SELECT {} FROM _beacon_u GROUP BY {key_list})",
-                merged.join(", ")
-            ),
-        ];
-        let mut select: Vec<String> = keys.iter().map(|k| format!("_beacon_g.{k}")).collect();
-        select.push("_beacon_g._count".into());
-        let mut assignments = vec!["_count = s._count + excluded._count".to_string()];
-        for p in self.partial_columns() {
-            let c = &p.column;
-            let merge = p
-                .partial
-                .merge_two
-                .replace("{a}", &format!("s.{c}"))
-                .replace("{b}", &format!("excluded.{c}"));
-            if p.partial.negate.is_none() {
-                select.push(format!(
-                    "CASE WHEN _beacon_g._dirty THEN _beacon_f.{c} ELSE _beacon_g.{c} END"
-                ));
-                assignments.push(format!(
-                    "{c} = CASE WHEN excluded._dirty THEN excluded.{c} ELSE {merge} END"
-                ));
-            } else {
-                select.push(format!("_beacon_g.{c}"));
-                assignments.push(format!("{c} = {merge}"));
-            }
-        }
-        select.push("_beacon_g._dirty".into());
-        assignments.push("_dirty = false".into());
-        let mut from = "_beacon_g".to_string();
-        if !recomputed.is_empty() {
-            let mut exprs: Vec<String> = self
-                .key_exprs()
-                .iter()
-                .zip(&keys)
-                .map(|(e, k)| format!("({e}) AS {k}"))
-                .collect();
-            exprs.extend(recomputed.iter().map(|p| {
-                format!(
-                    "{} AS {}",
-                    p.partial.compute.replace("{x}", &p.arg),
-                    p.column
-                )
-            }));
-            let dirty_match = self
-                .key_exprs()
-                .iter()
-                .zip(&keys)
-                .map(|(e, k)| format!("({e}) IS NOT DISTINCT FROM _beacon_g.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let filter = match &self.query.filter {
-                Some(f) => format!("({f}) AND "),
-                None => String::new(),
-            };
-            ctes.push(format!(
-                "_beacon_f AS (SELECT {} FROM {} WHERE {filter}EXISTS (SELECT 1 FROM _beacon_g WHERE _beacon_g._dirty AND {dirty_match}){})",
-                exprs.join(", "),
-                self.source_table(),
-                self.group_by()
-            ));
-            let join = keys
-                .iter()
-                .map(|k| format!("_beacon_f.{k} IS NOT DISTINCT FROM _beacon_g.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            from = format!("_beacon_g LEFT JOIN _beacon_f ON {join}");
-        }
-        ctes.push(format!(
-            "_beacon_m AS (INSERT INTO {} AS s ({}) SELECT {} FROM {from} ORDER BY {} \
-             ON CONFLICT ({}) DO UPDATE SET {} RETURNING 1)",
-            self.state_table(),
-            self.state_columns().join(", "),
-            select.join(", "),
-            self.key_positions(),
-            self.state_index(),
-            assignments.join(", ")
-        ));
-        let mut statements = vec![format!(
-            "WITH {} SELECT count(*) FROM _beacon_u",
-            ctes.join(", ")
-        )];
+        // dirty groups are recomputed inside the merge statement (see `merge_deltas`)
+        let mut statements = vec![self.merge_deltas(false, "SELECT count(*) FROM u")];
         statements.push(format!(
             "DELETE FROM {} WHERE _count = 0",
             self.state_table()
@@ -797,8 +648,7 @@ impl Plan {
     pub fn backfill_chunk(&self, from_block: i64, to_block: i64) -> Vec<String> {
         let chunk = format!("ctid >= '({from_block},0)'::tid AND ctid < '({to_block},0)'::tid");
         let source = self.source_table();
-        let mut statements =
-            self.capture_distinct(&source, Rows::Inserted, Some(&chunk), Target::State);
+        let mut statements = self.capture_distinct(&source, Rows::Inserted, Some(&chunk));
         let query = self.partials_query(&source, Rows::Inserted, Some(&chunk));
         statements.push(self.upsert_into_state(&query.targets, &query.select()));
         statements
@@ -835,7 +685,7 @@ impl Plan {
         )
     }
 
-    /// The view: state merged with pending deltas (async), empty groups hidden, dirty
+    /// The view: state merged with pending deltas, empty groups hidden, dirty
     /// min/max recomputed from the source, each column cast to the defining query's type.
     pub fn create_view(&self) -> String {
         let keys = self.key_columns().join(", ");
@@ -849,8 +699,13 @@ impl Plan {
             )
         }));
         merged.push("bool_or(_dirty) AS _dirty".into());
+        let distinct: String = self
+            .pending_distinct()
+            .iter()
+            .map(|s| format!(" UNION ALL {s}"))
+            .collect();
         let groups = format!(
-            "SELECT {} FROM (SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {} pending) u GROUP BY {keys}",
+            "SELECT {} FROM (SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {} pending{distinct}) u GROUP BY {keys}",
             merged.join(", "),
             self.state_table(),
             self.unpacked_delta()
@@ -913,26 +768,24 @@ impl Plan {
             .collect();
         let items = items.join(", ");
         let state = self.state_table();
-        let body = match self.mode {
-            Mode::Immediate => format!("SELECT {items} FROM {}", from(&state, "")),
-            // An uncorrelated EXISTS is evaluated once: with no pending delta the view is a
-            // plain read of the state, as fast as a materialized view; otherwise it merges.
-            Mode::Async => {
-                let delta = self.delta_table();
-                let (fast, merge) = if self.query.keys.is_empty() {
-                    (" WHERE NOT EXISTS", " WHERE EXISTS")
-                } else {
-                    (" AND NOT EXISTS", " AND EXISTS")
-                };
-                format!(
-                    "SELECT {items} FROM {} UNION ALL SELECT {items} FROM {}",
-                    from(&state, &format!("{fast} (SELECT 1 FROM {delta})")),
-                    from(
-                        &format!("({groups})"),
-                        &format!("{merge} (SELECT 1 FROM {delta})")
-                    )
+        // An uncorrelated EXISTS is evaluated once: with no pending delta the view is a
+        // plain read of the state, as fast as a materialized view; otherwise it merges. In
+        // immediate mode the only deltas a reader sees are its own transaction's.
+        let body = {
+            let delta = self.delta_table();
+            let (fast, merge) = if self.query.keys.is_empty() {
+                (" WHERE NOT EXISTS", " WHERE EXISTS")
+            } else {
+                (" AND NOT EXISTS", " AND EXISTS")
+            };
+            format!(
+                "SELECT {items} FROM {} UNION ALL SELECT {items} FROM {}",
+                from(&state, &format!("{fast} (SELECT 1 FROM {delta})")),
+                from(
+                    &format!("({groups})"),
+                    &format!("{merge} (SELECT 1 FROM {delta})")
                 )
-            }
+            )
         };
         format!("CREATE VIEW {} AS {body}", self.view())
     }
@@ -1022,10 +875,7 @@ impl Plan {
 
     pub fn owned_relations(&self) -> Vec<String> {
         // the delta's rows are of the state's type: drop it first
-        let mut relations = vec![self.view(), self.columns_view()];
-        if self.mode == Mode::Async {
-            relations.push(self.delta_table());
-        }
+        let mut relations = vec![self.view(), self.columns_view(), self.delta_table()];
         relations.push(self.state_table());
         relations.extend(self.distinct_tables().into_iter().map(|(t, _, _)| t));
         relations
@@ -1122,25 +972,42 @@ mod tests {
     }
 
     #[test]
-    fn immediate_upserts_in_key_order_and_cleans_up_after_deletes() {
+    fn immediate_capture_appends_and_the_merge_at_commit_locks_in_key_order() {
         let p = plan(
-            "SELECT a, b, count(*), min(x) FROM src GROUP BY a, b",
+            "SELECT a, b, count(*), min(x), count(DISTINCT y) AS d FROM src GROUP BY a, b",
             Mode::Immediate,
         );
         let statements = p.capture(Rows::Deleted);
         assert!(
-            statements[0].contains("GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (k0, k1)"),
-            "{}",
-            statements[0]
-        );
-        assert!(statements
-            .iter()
-            .any(|s| s.contains("DELETE FROM \"shop\".\"_cq_v_state\" WHERE _count = 0")));
-        assert!(
             statements
                 .iter()
-                .any(|s| s.contains("SET a3_m = r.a3_m, _dirty = false")),
+                .all(|s| s.starts_with("INSERT INTO \"shop\".\"_cq_v_delta\"")
+                    || s.contains("pg_beacon.pending_merges")),
             "{statements:?}"
+        );
+        assert!(statements.iter().any(|s| s.contains("',shop.v,'")));
+        let merge = p.create_merge_function("UTC", "");
+        assert!(
+            merge.contains(
+                "DELETE FROM \"shop\".\"_cq_v_delta\" WHERE _xid = pg_catalog.pg_current_xact_id()"
+            ),
+            "{merge}"
+        );
+        // distinct multiplicities first, then the state, each in key order
+        let distinct = merge
+            .find("INSERT INTO \"shop\".\"_cq_v_d4\" AS t (k0, k1, v, mult) SELECT * FROM x4 ORDER BY 1, 2, 3")
+            .expect(&merge);
+        let state = merge
+            .find("GROUP BY k0, k1 ORDER BY 1, 2 ON CONFLICT (k0, k1)")
+            .expect(&merge);
+        assert!(distinct < state, "{merge}");
+        assert!(
+            merge.contains("SET a3_m = r.a3_m, _dirty = false"),
+            "{merge}"
+        );
+        assert!(
+            merge.contains("DELETE FROM \"shop\".\"_cq_v_state\" WHERE ctid = ANY (beacon_empty)"),
+            "{merge}"
         );
     }
 
@@ -1156,7 +1023,7 @@ mod tests {
     fn a_global_aggregate_has_one_constant_group() {
         let p = plan("SELECT count(*), sum(x) FROM src", Mode::Immediate);
         assert!(!p.defining_query().contains("GROUP BY"));
-        assert!(p.capture(Rows::Inserted)[0].contains("SELECT true, count(*)"));
+        assert!(p.capture(Rows::Inserted)[0].contains("SELECT true AS k0, count(*)"));
     }
 
     #[test]

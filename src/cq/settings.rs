@@ -20,12 +20,18 @@ pub const RESULT_SETTINGS: [(&str, &str); 5] = [
 
 /// `SET` clauses for a generated function, the query's time zone included.
 pub fn set_clauses(time_zone: &str) -> String {
-    std::iter::once(format!("SET TimeZone = {}", quote_literal(time_zone)))
-        .chain(
-            RESULT_SETTINGS
-                .iter()
-                .map(|(name, value)| format!("SET {name} = {}", quote_literal(value))),
-        )
+    format!(
+        "SET TimeZone = {} {}",
+        quote_literal(time_zone),
+        constant_clauses()
+    )
+}
+
+/// `SET` clauses for everything but the time zone (for functions that set it per query).
+pub fn constant_clauses() -> String {
+    RESULT_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("SET {name} = {}", quote_literal(value)))
         .collect::<Vec<_>>()
         .join(" ")
 }
