@@ -538,6 +538,18 @@ fn rebuild(mut plan: Plan, query: &str, time_zone: &str) -> BeaconResult<()> {
 }
 
 fn drop_objects(plan: &Plan) -> BeaconResult<()> {
+    if plan.mode == Mode::Immediate
+        && exists(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+            &[plan.delta_table().as_str().into()],
+        )?
+    {
+        // this transaction's own writes left merges pending at commit on the delta, and
+        // PostgreSQL refuses to drop a table with pending trigger events: merge them now
+        let trigger = format!("{}._beacon_merge", quote_ident(&plan.project));
+        run(&format!("SET CONSTRAINTS {trigger} IMMEDIATE"), &[])?;
+        run(&format!("SET CONSTRAINTS {trigger} DEFERRED"), &[])?;
+    }
     for relation in plan.owned_relations() {
         let kind = if relation == plan.view() || relation == plan.columns_view() {
             "VIEW"

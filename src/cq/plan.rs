@@ -1034,7 +1034,10 @@ mod tests {
         );
         p.digests.insert("k1".into(), Digest::Text);
         p.digests.insert("d2".into(), Digest::Bytes);
-        let all = p.capture(Rows::Deleted).join(";");
+        let mut all = p.capture(Rows::Deleted);
+        // the merge: upserts and the recompute of dirty groups
+        all.extend(p.compaction());
+        let all = all.join(";");
         assert!(
             all.contains("(price IS NULL) AS k0, (NOT flag) AS k1"),
             "{all}"
