@@ -239,7 +239,11 @@ impl Plan {
                 assignments.push(format!("{c} = {merge}"));
             }
         }
-        select.push("false".into());
+        // the proposed row says whether the group is dirty, for the conflict's CASEs; the
+        // stored one is clean. A group first written by this merge keeps the flag (its
+        // values are already recomputed): its view recomputes it again until the next
+        // merge that touches it clears it — correct, only slower
+        select.push("g._dirty".into());
         assignments.push("_dirty = false".into());
         let join = keys
             .iter()
