@@ -413,6 +413,8 @@ impl Plan {
                 (1..=exprs.len() + 1).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
+        // one row per statement: that statement's partials, packed as the state's own row type
+        ddl.push(self.create_delta());
         ddl
     }
 
@@ -430,8 +432,6 @@ impl Plan {
                 self.distinct_index(i)
             ));
         }
-        // one row per statement: that statement's partials, packed as the state's own row type
-        ddl.push(self.create_delta());
         ddl
     }
 
