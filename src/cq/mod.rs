@@ -502,6 +502,8 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
         rebuild(plan, &query, &time_zone)?;
         return Ok(true);
     }
+    // first: the merge function and the view name the indexes' conflict targets
+    rebuild_indexes(&mut plan)?;
     upgrade_tables(&plan)?;
     install_merge(&plan, &time_zone)?;
     let replace =
@@ -524,7 +526,6 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     }
     hide(&plan)?;
     comment_view(&plan, &query)?;
-    rebuild_indexes(&mut plan)?;
     generated::record(Kind::CqView, project, name)?;
     Ok(true)
 }
