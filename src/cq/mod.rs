@@ -232,6 +232,7 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     // refuse unsupported queries before checking anything about the database
     let mut plan = plan_of(project, name, query, mode)?;
     require_level(project, Level::Admin)?;
+    crate::project::adopt_table(project, &plan.source)?;
     let _owner = AsOwner::for_project(project)?;
     require_project(project)?;
     if exists(

@@ -188,6 +188,36 @@ fn drop_project_objects(name: &str) -> BeaconResult<()> {
     Ok(())
 }
 
+/// Hands a table of the project's schema that someone else made (only a superuser or the
+/// extension owner can create there) to the project's owner role, before pg_beacon builds
+/// on it as that role: everything in a project's schema belongs to its owner role. As the
+/// extension owner; ALTER … OWNER runs no code of the table's.
+pub fn adopt_table(project: &str, table: &str) -> BeaconResult<()> {
+    let _owner = AsOwner::enter()?;
+    let foreign = exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+                           AND c.relowner <> n.nspowner)",
+        &[project.into(), table.into()],
+    )? && exists(
+        "SELECT EXISTS (SELECT 1 FROM beacon.project WHERE name = $1)",
+        &[project.into()],
+    )?;
+    if foreign {
+        run(
+            &format!(
+                "ALTER TABLE {}.{} OWNER TO {}",
+                quote_ident(project),
+                quote_ident(table),
+                quote_ident(&owner_role_name(project))
+            ),
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
 /// Gives projects made by a release without owner roles theirs: creates the role, makes it
 /// the owner of the schema and everything in it, and moves the default privileges to it —
 /// what `create` would have made. Called by `beacon.regenerate()` (every upgrade script
