@@ -160,7 +160,7 @@ BEGIN
     -- only catalogued immediate queries, whatever the setting says; each merge runs as its
     -- project's owner role, never as the definer here (src/cq/commit_merge.rs)
     FOR q IN
-        SELECT DISTINCT c.project, c.name
+        SELECT c.project, c.name
           FROM unnest(string_to_array(pending, ',')) AS e (entry)
           JOIN beacon.continuous_query c
             ON c.project = split_part(e.entry, '.', 1) AND c.name = split_part(e.entry, '.', 2)
