@@ -54,10 +54,35 @@ fn require_new_role(role: &str, project: &str) -> BeaconResult<()> {
 /// to the counters its stream triggers write, and name the commit-time merge trigger
 /// function in the triggers of its immediate queries. Nothing else of the catalog: the
 /// rest is read and written as the extension owner (`security::catalog`).
-const OWNER_CATALOG_GRANTS: [&str; 2] = [
-    "GRANT INSERT ON beacon.subscription_sent, beacon.subscription_failure TO {owner}",
-    "GRANT EXECUTE ON FUNCTION beacon._cq_merge() TO {owner}",
+const OWNER_CATALOG_GRANTS: [(&str, &str); 3] = [
+    (
+        "beacon.subscription_sent",
+        "GRANT INSERT ON beacon.subscription_sent TO {owner}",
+    ),
+    (
+        "beacon.subscription_failure",
+        "GRANT INSERT ON beacon.subscription_failure TO {owner}",
+    ),
+    (
+        "beacon._cq_merge()",
+        "GRANT EXECUTE ON FUNCTION beacon._cq_merge() TO {owner}",
+    ),
 ];
+
+/// `OWNER_CATALOG_GRANTS`, for those objects the installed version has (a database still
+/// at an older version's catalog lacks some until its upgrade, which grants them again).
+fn grant_catalog_rights(name: &str) -> BeaconResult<()> {
+    let owner = quote_ident(&owner_role_name(name));
+    for (object, grant) in OWNER_CATALOG_GRANTS {
+        if exists(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL OR pg_catalog.to_regprocedure($1) IS NOT NULL",
+            &[object.into()],
+        )? {
+            run(&grant.replace("{owner}", &owner), &[])?;
+        }
+    }
+    Ok(())
+}
 
 /// Creates the project's owner role: NOLOGIN and NOINHERIT, no attribute, member of
 /// nothing, granted to no one. As the extension owner, with no user input but the checked
@@ -70,10 +95,7 @@ fn create_owner_role(name: &str) -> BeaconResult<()> {
     )?;
     // a non-superuser extension owner (CREATEROLE) gets ADMIN OPTION on the role from
     // PostgreSQL 16 on, without INHERIT or SET: it cannot act as the role either
-    for grant in OWNER_CATALOG_GRANTS {
-        run(&grant.replace("{owner}", &owner), &[])?;
-    }
-    Ok(())
+    grant_catalog_rights(name)
 }
 
 /// Default privileges, set for the owner role (it creates every table of the project):
@@ -224,6 +246,14 @@ pub fn adopt_table(project: &str, table: &str) -> BeaconResult<()> {
 /// runs it) before anything is regenerated as the project owner. As the extension owner;
 /// it runs no code of the project's (ALTER … OWNER and default privileges only).
 pub fn give_owner_roles() -> BeaconResult<()> {
+    for name in crate::spi::texts("SELECT name FROM beacon.project ORDER BY name", &[])? {
+        if exists(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+            &[owner_role_name(&name).into()],
+        )? {
+            grant_catalog_rights(&name)?;
+        }
+    }
     for name in crate::spi::texts(
         "SELECT p.name FROM beacon.project p
           WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
