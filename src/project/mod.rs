@@ -75,7 +75,11 @@ fn grant_catalog_rights(name: &str) -> BeaconResult<()> {
     let owner = quote_ident(&owner_role_name(name));
     for (object, grant) in OWNER_CATALOG_GRANTS {
         if exists(
-            "SELECT pg_catalog.to_regclass($1) IS NOT NULL OR pg_catalog.to_regprocedure($1) IS NOT NULL",
+            if object.ends_with(')') {
+                "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL"
+            } else {
+                "SELECT pg_catalog.to_regclass($1) IS NOT NULL"
+            },
             &[object.into()],
         )? {
             run(&grant.replace("{owner}", &owner), &[])?;
