@@ -221,6 +221,7 @@ fn upgrade_from_the_oldest_release_equals_a_fresh_install_and_works() {
     );
     old.batch_execute(
         "DROP VIEW up.spread;
+         DROP TABLE up._cq_spread_delta;
          ALTER TABLE up._cq_spread_state ALTER COLUMN a2_q TYPE double precision",
     )
     .unwrap();

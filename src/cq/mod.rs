@@ -67,6 +67,7 @@ pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResu
         query: analyzed,
         output_types: Vec::new(),
         arg_types: Vec::new(),
+        loose_keys: Vec::new(),
         digests: BTreeMap::new(),
     })
     .and_then(|mut plan| {
@@ -90,29 +91,48 @@ pub fn typed_plan_of(project: &str, name: &str, query: &str, mode: Mode) -> Beac
         })
         .collect();
     plan.arg_types = vec![ArgType::Other; plan.query.outputs.len()];
-    if args.is_empty() {
+    let keys = plan.query.keys.clone();
+    if args.is_empty() && keys.is_empty() {
         return Ok(plan);
     }
     let probe = format!(
         "SELECT {} FROM {} LIMIT 0",
-        args.iter()
-            .map(|(_, a)| format!("({a})"))
+        keys.iter()
+            .chain(args.iter().map(|(_, a)| a))
+            .map(|e| format!("({e})"))
             .collect::<Vec<_>>()
             .join(", "),
         plan.source_table()
     );
     let oids = Spi::connect(|client| {
         let table = client.select(&probe, None, &[])?;
-        (1..=args.len())
+        (1..=keys.len() + args.len())
             .map(|column| table.column_type_oid(column).map(|oid| oid.value()))
             .collect::<Result<Vec<_>, _>>()
     })?;
-    for ((output, _), oid) in args.iter().zip(oids) {
-        // SAFETY: a catalog lookup by OID; an OID that is not a domain is returned as is
-        let base = unsafe { pg_sys::getBaseType(oid) };
-        plan.arg_types[*output] = ArgType::of_type_oid(base.to_u32());
+    // SAFETY (both): catalog lookups by OID; an OID that is not a domain is returned as is
+    let base = |oid: pg_sys::Oid| unsafe { pg_sys::getBaseType(oid) };
+    plan.loose_keys = oids[..keys.len()]
+        .iter()
+        .map(|oid| loose_type(base(*oid)))
+        .collect();
+    for ((output, _), oid) in args.iter().zip(&oids[keys.len()..]) {
+        plan.arg_types[*output] = ArgType::of_type_oid(base(*oid).to_u32());
     }
     Ok(plan)
+}
+
+/// Whether equal values of a type can print differently, so that a group's value must
+/// come from a remaining row (see `Plan::loose_keys`): numeric (1.0, 1.00), floats (0,
+/// -0), interval ('1 day', '24 hours'), jsonb (numbers inside), char(n) (trailing
+/// blanks), and arrays and composites, which may hold any of these.
+fn loose_type(oid: pg_sys::Oid) -> bool {
+    // pg_type.h's fixed OIDs
+    if matches!(oid.to_u32(), 1700 | 700 | 701 | 1186 | 3802 | 1042) {
+        return true;
+    }
+    // SAFETY: catalog lookups by OID
+    unsafe { pg_sys::get_element_type(oid) != pg_sys::InvalidOid || pg_sys::type_is_rowtype(oid) }
 }
 
 /// A relation's column types by name.
@@ -266,7 +286,9 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
             ))
         }
     }
-    plan.arg_types = typed_plan_of(project, name, query, mode)?.arg_types;
+    let typed = typed_plan_of(project, name, query, mode)?;
+    plan.arg_types = typed.arg_types;
+    plan.loose_keys = typed.loose_keys;
     let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
         .unwrap_or_else(|| "UTC".into());
     // Writers wait from here to commit: every row is then either visible to the backfill
@@ -479,12 +501,16 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     if source_kind(&plan)?.as_deref() != Some("r") {
         return Ok(false);
     }
-    plan.arg_types = typed_plan_of(project, name, &query, mode)?.arg_types;
+    let typed = typed_plan_of(project, name, &query, mode)?;
+    plan.arg_types = typed.arg_types;
+    plan.loose_keys = typed.loose_keys;
     plan.output_types = probe_types(&plan)?;
     if !state_matches(&plan)? {
         rebuild(plan, &query, &time_zone)?;
         return Ok(true);
     }
+    // first: the merge function and the view name the indexes' conflict targets
+    rebuild_indexes(&mut plan)?;
     upgrade_tables(&plan)?;
     install_merge(&plan, &time_zone)?;
     let replace =
@@ -507,7 +533,6 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     }
     hide(&plan)?;
     comment_view(&plan, &query)?;
-    rebuild_indexes(&mut plan)?;
     generated::record(Kind::CqView, project, name)?;
     Ok(true)
 }

@@ -86,6 +86,11 @@ pub struct Plan {
     pub output_types: Vec<String>,
     /// Each output's aggregate argument type, in output order (empty: not probed, `Other`).
     pub arg_types: Vec<ArgType>,
+    /// Per key: whether equal values of its type can print differently (numeric 1.0 and
+    /// 1.00, float 0 and -0, interval '1 day' and '24 hours', jsonb, arrays…). The state
+    /// keeps the first row's value as the group's; when rows leave, the group is recomputed
+    /// so that it shows a value of a remaining row, as the query would.
+    pub loose_keys: Vec<bool>,
     /// Indexed columns held as digests: key `k<i>` under its name, the value of
     /// count(DISTINCT) output `i` as `d<i>`. Read from the existing indexes (see
     /// `cq::digests`), so the conflict targets always match them.
@@ -297,6 +302,22 @@ impl Plan {
     pub fn recomputes_on_delete(&self) -> bool {
         self.aggregates()
             .any(|(i, kind, _)| !invertible(kind, self.arg_type(i)))
+            || !self.loose_key_columns().is_empty()
+    }
+
+    /// The key columns whose group value is refreshed from the source (see `loose_keys`).
+    fn loose_key_columns(&self) -> Vec<String> {
+        self.key_columns()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.loose_keys.get(*i).copied().unwrap_or(false))
+            .map(|(_, k)| k)
+            .collect()
+    }
+
+    /// Whether dirty groups are recomputed from the source at all.
+    pub(super) fn needs_fresh(&self) -> bool {
+        !self.recomputed_partials().is_empty() || !self.loose_key_columns().is_empty()
     }
 
     fn filter(&self) -> String {
@@ -392,6 +413,8 @@ impl Plan {
                 (1..=exprs.len() + 1).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
+        // one row per statement: that statement's partials, packed as the state's own row type
+        ddl.push(self.create_delta());
         ddl
     }
 
@@ -409,8 +432,6 @@ impl Plan {
                 self.distinct_index(i)
             ));
         }
-        // one row per statement: that statement's partials, packed as the state's own row type
-        ddl.push(self.create_delta());
         ddl
     }
 
@@ -562,8 +583,10 @@ impl Plan {
                 .enumerate()
                 .map(|(j, p)| p.partial.compute.replace("{x}", &format!("{ROW}.x{j}"))),
         );
+        exprs.push("true".into());
         let mut names = self.key_columns();
         names.extend(recomputed.iter().map(|p| p.column.clone()));
+        names.push("_found".into());
         format!(
             "SELECT {} FROM (SELECT {} FROM {}{}) {ROW} WHERE EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND {}){}",
             exprs
@@ -581,10 +604,10 @@ impl Plan {
     }
 
     fn recompute_dirty(&self) -> Vec<String> {
-        let recomputed = self.recomputed_partials();
-        if recomputed.is_empty() {
+        if !self.needs_fresh() {
             return Vec::new();
         }
+        let recomputed = self.recomputed_partials();
         let state = self.state_table();
         let key_match = |left: &str, right: &[String]| -> String {
             self.key_columns()
@@ -600,25 +623,26 @@ impl Plan {
             .iter()
             .map(|k| format!("r.{k}"))
             .collect();
+        let mut set: Vec<String> = recomputed
+            .iter()
+            .map(|p| p.column.clone())
+            .chain(self.loose_key_columns())
+            .map(|c| format!("{c} = r.{c}"))
+            .collect();
+        set.push("_dirty = false".into());
+        let mut emptied: Vec<String> = recomputed
+            .iter()
+            .map(|p| format!("{} = NULL", p.column))
+            .collect();
+        emptied.push("_dirty = false".into());
         vec![
             format!(
-                "UPDATE {state} s SET {}, _dirty = false FROM ({fresh}) r WHERE s._dirty AND {}",
-                recomputed
-                    .iter()
-                    .map(|p| format!("{c} = r.{c}", c = p.column))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                "UPDATE {state} s SET {} FROM ({fresh}) r WHERE s._dirty AND {}",
+                set.join(", "),
                 key_match("s", &r_keys)
             ),
             // groups whose rows are all gone but whose count is still pending elsewhere
-            format!(
-                "UPDATE {state} SET {}, _dirty = false WHERE _dirty",
-                recomputed
-                    .iter()
-                    .map(|p| format!("{} = NULL", p.column))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("UPDATE {state} SET {} WHERE _dirty", emptied.join(", ")),
         ]
     }
 
@@ -714,7 +738,7 @@ impl Plan {
         // the pending deltas; both have the state's columns. `_beacon_fresh` is the group
         // recomputed from the source, for groups a delete made dirty (see
         // `create_fresh_function`).
-        let fresh = if self.recomputed_partials().is_empty() {
+        let fresh = if !self.needs_fresh() {
             String::new()
         } else {
             let g_keys: Vec<String> = self
@@ -745,7 +769,14 @@ impl Plan {
             .enumerate()
             .map(|(i, (output, ty))| {
                 let (name, expr) = match output {
-                    Output::Key { name, key } => (name, format!("{GROUP}.k{key}")),
+                    Output::Key { name, key } => {
+                        let column = format!("k{key}");
+                        if self.loose_key_columns().contains(&column) {
+                            (name, format!("CASE WHEN {GROUP}._dirty AND _beacon_fresh._found THEN _beacon_fresh.{column} ELSE {GROUP}.{column} END"))
+                        } else {
+                            (name, format!("{GROUP}.{column}"))
+                        }
+                    }
                     Output::Aggregate { name, kind, .. } => {
                         let s = spec(*kind, self.arg_type(i));
                         let mut expr = s
@@ -813,20 +844,20 @@ impl Plan {
         types: &std::collections::HashMap<String, String>,
         settings: &str,
     ) -> Option<String> {
-        let recomputed = self.recomputed_partials();
-        if recomputed.is_empty() {
+        if !self.needs_fresh() {
             return None;
         }
+        let recomputed = self.recomputed_partials();
+        let loose = self.loose_key_columns();
         let type_of = |column: &str| types.get(column).cloned().unwrap_or_default();
         let parameters: Vec<String> = self.key_columns().iter().map(|k| type_of(k)).collect();
-        let returns: Vec<String> = recomputed
+        let mut returns: Vec<String> = recomputed
             .iter()
-            .map(|p| format!("{} {}", p.column, type_of(&p.column)))
+            .map(|p| p.column.clone())
+            .chain(loose.iter().cloned())
+            .map(|c| format!("{c} {}", type_of(&c)))
             .collect();
-        let exprs: Vec<String> = recomputed
-            .iter()
-            .map(|p| p.partial.compute.replace("{x}", &p.arg))
-            .collect();
+        returns.push("_found boolean".into());
         let mut conditions: Vec<String> =
             self.query.filter.iter().map(|f| format!("({f})")).collect();
         conditions.extend(
@@ -835,11 +866,27 @@ impl Plan {
                 .enumerate()
                 .map(|(i, e)| format!("({e}) IS NOT DISTINCT FROM ${}", i + 1)),
         );
+        let conditions = conditions.join(" AND ");
+        let mut exprs: Vec<String> = recomputed
+            .iter()
+            .map(|p| p.partial.compute.replace("{x}", &p.arg))
+            .collect();
+        // a remaining row's own value of each loose key (the group's value may be a gone
+        // row's, equal but printed differently)
+        let key_exprs = self.key_exprs();
+        for column in &loose {
+            let i: usize = column[1..].parse().unwrap_or(0);
+            exprs.push(format!(
+                "(SELECT {} FROM {} WHERE {conditions} LIMIT 1)",
+                key_exprs[i],
+                self.source_table()
+            ));
+        }
+        exprs.push("count(*) > 0".into());
         let body = format!(
-            "SELECT {} FROM {} WHERE {}",
+            "SELECT {} FROM {} WHERE {conditions}",
             exprs.join(", "),
             self.source_table(),
-            conditions.join(" AND ")
         );
         Some(format!(
             "CREATE OR REPLACE FUNCTION {}({}) RETURNS TABLE ({}) LANGUAGE sql STABLE SECURITY DEFINER {settings} AS {}",
@@ -916,6 +963,7 @@ mod tests {
             query,
             output_types: vec![],
             arg_types: vec![],
+            loose_keys: vec![],
             digests: BTreeMap::new(),
         }
     }

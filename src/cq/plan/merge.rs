@@ -197,7 +197,7 @@ impl Plan {
             merged.join(", "),
             parts.join(" UNION ALL ")
         );
-        let upsert = if own_only || self.recomputed_partials().is_empty() {
+        let upsert = if own_only || !self.needs_fresh() {
             self.upsert_into_state(&columns, &grouped)
         } else {
             ctes.push(format!("g AS ({grouped})"));
@@ -219,9 +219,23 @@ impl Plan {
     /// and recomputes afterwards: no one else can merge into them meanwhile.)
     fn upsert_recomputed(&self) -> String {
         let keys = self.key_columns();
-        let mut select: Vec<String> = keys.iter().map(|k| format!("g.{k}")).collect();
-        select.push("g._count".into());
+        let loose = self.loose_key_columns();
+        let mut select: Vec<String> = Vec::new();
         let mut assignments = vec!["_count = s._count + excluded._count".to_string()];
+        for k in &keys {
+            if loose.contains(k) {
+                // a remaining row's value of a key whose equal values print differently
+                select.push(format!(
+                    "CASE WHEN g._dirty AND f._found THEN f.{k} ELSE g.{k} END"
+                ));
+                assignments.push(format!(
+                    "{k} = CASE WHEN excluded._dirty THEN excluded.{k} ELSE s.{k} END"
+                ));
+            } else {
+                select.push(format!("g.{k}"));
+            }
+        }
+        select.push("g._count".into());
         for p in self.partial_columns() {
             let c = &p.column;
             let merge = p
@@ -239,7 +253,11 @@ impl Plan {
                 assignments.push(format!("{c} = {merge}"));
             }
         }
-        select.push("false".into());
+        // the proposed row says whether the group is dirty, for the conflict's CASEs; the
+        // stored one is clean. A group first written by this merge keeps the flag (its
+        // values are already recomputed): its view recomputes it again until the next
+        // merge that touches it clears it — correct, only slower
+        select.push("g._dirty".into());
         assignments.push("_dirty = false".into());
         let join = keys
             .iter()
