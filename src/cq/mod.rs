@@ -286,9 +286,6 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
             ))
         }
     }
-    let typed = typed_plan_of(project, name, query, mode)?;
-    plan.arg_types = typed.arg_types;
-    plan.loose_keys = typed.loose_keys;
     let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
         .unwrap_or_else(|| "UTC".into());
     // Writers wait from here to commit: every row is then either visible to the backfill
@@ -300,6 +297,11 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
         ),
         &[],
     )?;
+    // after the lock: the probe reads the source, and a weaker lock taken first would
+    // have to be upgraded (a drop waiting for it would deadlock with us)
+    let typed = typed_plan_of(project, name, query, mode)?;
+    plan.arg_types = typed.arg_types;
+    plan.loose_keys = typed.loose_keys;
     // after the lock: a child attached since would be refused by the utility hook only
     // once this query exists
     refuse_inheritance(&plan)?;
@@ -707,11 +709,11 @@ fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
         &[format!("beacon.compact {project}.{name}").into()],
     )?;
-    let plan = typed_plan_of(project, name, &query, mode)?;
     // writers' mode: compaction runs alongside them, and waits for a drop (which takes
-    // the source first too) instead of locking the delta before it; it reads the source
-    // to recompute dirty groups, after the lock, as writers and TRUNCATE do
-    lock_source(&plan, "ROW EXCLUSIVE")?;
+    // the source first too) instead of locking the delta before it. Taken before anything
+    // reads the source (the type probe, the recompute of dirty groups): a weaker lock
+    // first would have to be upgraded, and a drop waiting for it would deadlock with us
+    lock_source(&plan_of(project, name, &query, mode)?, "ROW EXCLUSIVE")?;
     if !catalog(|| {
         exists(
             "SELECT EXISTS (SELECT 1 FROM beacon.continuous_query WHERE project = $1 AND name = $2)",
@@ -720,6 +722,7 @@ fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
     })? {
         return Ok(0);
     }
+    let plan = typed_plan_of(project, name, &query, mode)?;
     let mut statements = plan.compaction().into_iter();
     let applied = match statements.next() {
         Some(first) => Spi::get_one::<i64>(&first)?.unwrap_or(0),
