@@ -76,11 +76,13 @@ BEGIN
        OR NOT has_schema_privilege(session_user, project, 'USAGE') THEN
         RETURN;
     END IF;
-    -- the delta table pg_beacon made: a table the extension owner owns, nothing else
+    -- the delta table pg_beacon made: a plain table of the project's owner role, without
+    -- row security (whose policies would run here, as the definer), nothing else
     IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                     WHERE n.nspname = _backlog.project AND c.relname = '_cq_' || _backlog.name || '_delta'
-                      AND c.relkind = 'r'
-                      AND c.relowner = (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'pg_beacon')) THEN
+                      AND c.relkind = 'r' AND NOT c.relrowsecurity
+                      AND c.relowner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = 'beacon_' || _backlog.project || '_owner')
+                      AND n.nspowner = c.relowner) THEN
         pending := 0;
         RETURN;
     END IF;
@@ -191,6 +193,16 @@ END $$;
 -- the capture in pg_beacon.pending_merges), ordered by project and name, each of which
 -- locks its groups in key order. So merging transactions lock groups in one global order
 -- and cannot deadlock each other; the later firings find the list empty.
+-- security: each commit-time merge runs as its project's owner role (src/cq/commit_merge.rs)
+CREATE FUNCTION beacon."_cq_merge_one"(
+	"project" TEXT, /* &str */
+	"name" TEXT /* &str */
+) RETURNS void
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_cq_merge_one_wrapper';
+REVOKE ALL ON FUNCTION beacon._cq_merge_one(text, text) FROM PUBLIC;
+
 CREATE FUNCTION beacon._cq_merge() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
@@ -199,26 +211,23 @@ LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
     pending text := current_setting('pg_beacon.pending_merges', true);
-    merge_fn regprocedure;
+    q record;
 BEGIN
     IF pending IS NULL OR pending = '' THEN
         RETURN NULL;
     END IF;
     PERFORM set_config('pg_beacon.pending_merges', '', true);
-    -- only the merge functions pg_beacon made for catalogued immediate queries, whatever
-    -- the setting says
-    FOR merge_fn IN
-        SELECT p.oid::regprocedure
+    -- only catalogued immediate queries, whatever the setting says; each merge runs as its
+    -- project's owner role, never as the definer here (src/cq/commit_merge.rs)
+    FOR q IN
+        SELECT c.project, c.name
           FROM unnest(string_to_array(pending, ',')) AS e (entry)
-          JOIN beacon.continuous_query q
-            ON q.project = split_part(e.entry, '.', 1) AND q.name = split_part(e.entry, '.', 2)
-           AND q.mode = 'immediate'
-          JOIN pg_namespace n ON n.nspname = q.project
-          JOIN pg_proc p ON p.pronamespace = n.oid AND p.proname = '_cq_' || q.name || '_merge' AND p.pronargs = 0
-         WHERE p.proowner = (SELECT x.extowner FROM pg_extension x WHERE x.extname = 'pg_beacon')
-         ORDER BY q.project COLLATE "C", q.name COLLATE "C"
+          JOIN beacon.continuous_query c
+            ON c.project = split_part(e.entry, '.', 1) AND c.name = split_part(e.entry, '.', 2)
+           AND c.mode = 'immediate'
+         ORDER BY c.project COLLATE "C", c.name COLLATE "C"
     LOOP
-        EXECUTE format('SELECT %s', merge_fn);
+        PERFORM beacon._cq_merge_one(q.project, q.name);
     END LOOP;
     RETURN NULL;
 END $$;

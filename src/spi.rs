@@ -42,3 +42,14 @@ pub fn text_pairs(sql: &str, args: &[DatumWithOid]) -> BeaconResult<Vec<(String,
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })?)
 }
+
+/// The first column of every row, as text.
+pub fn texts(sql: &str, args: &[DatumWithOid]) -> BeaconResult<Vec<String>> {
+    Ok(text_pairs(
+        &format!("SELECT t, NULL::pg_catalog.text FROM ({sql}) AS q (t)"),
+        args,
+    )?
+    .into_iter()
+    .map(|(t, _)| t)
+    .collect())
+}

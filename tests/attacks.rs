@@ -12,6 +12,8 @@
 
 mod common;
 
+#[path = "attacks/containment.rs"]
+mod containment;
 #[path = "attacks/definer.rs"]
 mod definer;
 #[path = "attacks/functional.rs"]

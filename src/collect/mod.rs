@@ -245,7 +245,7 @@ fn store_rejections(project: &str, rejected: Vec<Rejection>) -> BeaconResult<()>
 
 fn enter_project(project: &str) -> BeaconResult<AsOwner> {
     require_level(project, Level::Write)?;
-    let owner = AsOwner::enter()?;
+    let owner = AsOwner::for_project(project)?;
     require_project(project)?;
     Ok(owner)
 }

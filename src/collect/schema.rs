@@ -11,6 +11,7 @@ use super::infer::ColumnType;
 use crate::error::{BeaconError, BeaconResult};
 use crate::guc;
 use crate::names::{column_for_property, quote_ident, quote_literal};
+use crate::security::catalog;
 use crate::spi::{exists, run};
 use pgrx::prelude::*;
 use std::collections::HashMap;
@@ -29,10 +30,12 @@ pub fn table(project: &str, collection: &str) -> String {
 }
 
 pub fn collection_exists(project: &str, collection: &str) -> BeaconResult<bool> {
-    exists(
-        "SELECT EXISTS (SELECT 1 FROM beacon.collection WHERE project = $1 AND name = $2)",
-        &[project.into(), collection.into()],
-    )
+    catalog(|| {
+        exists(
+            "SELECT EXISTS (SELECT 1 FROM beacon.collection WHERE project = $1 AND name = $2)",
+            &[project.into(), collection.into()],
+        )
+    })
 }
 
 /// Creates the collection's table unless it exists. Runs as the owner.
@@ -67,13 +70,19 @@ pub fn ensure_collection(project: &str, collection: &str) -> BeaconResult<()> {
         ),
         &[],
     )?;
-    run(
-        "INSERT INTO beacon.collection (project, name) VALUES ($1, $2)",
-        &[project.into(), collection.into()],
-    )
+    catalog(|| {
+        run(
+            "INSERT INTO beacon.collection (project, name) VALUES ($1, $2)",
+            &[project.into(), collection.into()],
+        )
+    })
 }
 
 pub fn load_fields(project: &str, collection: &str) -> BeaconResult<Fields> {
+    catalog(|| load_fields_here(project, collection))
+}
+
+fn load_fields_here(project: &str, collection: &str) -> BeaconResult<Fields> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT property, column_name, type FROM beacon.field WHERE project = $1 AND collection = $2",
@@ -121,17 +130,19 @@ pub fn add_fields(
             fields.values().any(|f| f.column == candidate)
         });
         additions.push(format!("ADD COLUMN {} {}", quote_ident(&column), ty.sql()));
-        run(
-            "INSERT INTO beacon.field (project, collection, property, column_name, type) \
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                project.into(),
-                collection.into(),
-                property.as_str().into(),
-                column.as_str().into(),
-                ty.sql().into(),
-            ],
-        )?;
+        catalog(|| {
+            run(
+                "INSERT INTO beacon.field (project, collection, property, column_name, type) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    project.into(),
+                    collection.into(),
+                    property.as_str().into(),
+                    column.as_str().into(),
+                    ty.sql().into(),
+                ],
+            )
+        })?;
         fields.insert(
             property.clone(),
             Field {

@@ -44,23 +44,25 @@ fn trigger_name(event: &str) -> String {
 pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let table = format!("{}.{}", quote_ident(project), quote_ident(source));
     let function = function_name(project, source);
-    let queries: Vec<(String, String, String, String)> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT name, query, mode, time_zone FROM beacon.continuous_query
+    let queries: Vec<(String, String, String, String)> = crate::security::catalog(|| {
+        Ok(Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT name, query, mode, time_zone FROM beacon.continuous_query
                   WHERE project = $1 AND source = $2 ORDER BY name",
-                None,
-                &[project.into(), source.into()],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                    row.get::<String>(3)?.unwrap_or_default(),
-                    row.get::<String>(4)?.unwrap_or_default(),
-                ))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+                    None,
+                    &[project.into(), source.into()],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<String>(3)?.unwrap_or_default(),
+                        row.get::<String>(4)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })?)
     })?;
     // a table dropped with CASCADE took its triggers along: only the function is left
     let table_exists = exists(

@@ -7,6 +7,7 @@
 pub mod aggregates;
 pub mod analyze;
 mod capture;
+mod commit_merge;
 pub mod guard;
 pub mod hll;
 mod indexes;
@@ -22,7 +23,7 @@ use crate::error::{report, BeaconError, BeaconResult};
 use crate::generated::{self, Kind};
 use crate::names::{quote_ident, quote_literal, validate_collection_name};
 use crate::project::require_project;
-use crate::security::{function_settings, require_level, role_name, AsOwner, Level};
+use crate::security::{catalog, function_settings, require_level, role_name, AsOwner, Level};
 use crate::spi::{exists, run};
 use aggregates::ArgType;
 use analyze::analyze;
@@ -251,7 +252,8 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     // refuse unsupported queries before checking anything about the database
     let mut plan = plan_of(project, name, query, mode)?;
     require_level(project, Level::Admin)?;
-    let _owner = AsOwner::enter()?;
+    crate::project::adopt_table(project, &plan.source)?;
+    let _owner = AsOwner::for_project(project)?;
     require_project(project)?;
     if exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n
@@ -324,18 +326,20 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     hide(&plan)?;
     comment_view(&plan, query)?;
     generated::record(Kind::CqView, project, name)?;
-    run(
-        "INSERT INTO beacon.continuous_query (project, name, query, source, mode, time_zone)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            project.into(),
-            name.into(),
-            query.into(),
-            plan.source.as_str().into(),
-            mode.as_str().into(),
-            time_zone.as_str().into(),
-        ],
-    )?;
+    catalog(|| {
+        run(
+            "INSERT INTO beacon.continuous_query (project, name, query, source, mode, time_zone)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                project.into(),
+                name.into(),
+                query.into(),
+                plan.source.as_str().into(),
+                mode.as_str().into(),
+                time_zone.as_str().into(),
+            ],
+        )
+    })?;
     install_merge(&plan, &time_zone)?;
     install_merge_trigger(&plan)?;
     capture::install(project, &plan.source)?;
@@ -420,11 +424,13 @@ fn install_merge_trigger(plan: &Plan) -> BeaconResult<bool> {
 }
 
 fn time_zone_of(project: &str, name: &str) -> BeaconResult<String> {
-    Ok(Spi::get_one_with_args::<String>(
-        "SELECT time_zone FROM beacon.continuous_query WHERE project = $1 AND name = $2",
-        &[project.into(), name.into()],
-    )?
-    .unwrap_or_else(|| "UTC".into()))
+    catalog(|| {
+        Ok(Spi::get_one_with_args::<String>(
+            "SELECT time_zone FROM beacon.continuous_query WHERE project = $1 AND name = $2",
+            &[project.into(), name.into()],
+        )?
+        .unwrap_or_else(|| "UTC".into()))
+    })
 }
 
 /// The project's default privileges make every new table readable by `read` and writable
@@ -489,8 +495,9 @@ fn view_types(view: &str) -> BeaconResult<Vec<String>> {
 }
 
 /// Regenerates a query's views with the running code (see `generated`); false when its
-/// source is gone and there is nothing to regenerate. Runs as the owner.
+/// source is gone and there is nothing to regenerate. As the project's owner role.
 pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
+    let _owner = AsOwner::for_project(project)?;
     let (query, mode, time_zone) = stored(project, name)?;
     let mut plan = plan_of(project, name, &query, mode)?;
     if source_kind(&plan)?.as_deref() != Some("r") {
@@ -599,8 +606,10 @@ fn drop_objects(plan: &Plan) -> BeaconResult<()> {
     Ok(())
 }
 
-/// Regenerates the capture function and triggers of a source table. Runs as the owner.
+/// Regenerates the capture function and triggers of a source table, as the project's
+/// owner role.
 pub fn install_capture(project: &str, source: &str) -> BeaconResult<()> {
+    let _owner = AsOwner::for_project(project)?;
     capture::install(project, source)
 }
 
@@ -632,11 +641,13 @@ fn backfill(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
 }
 
 fn stored(project: &str, name: &str) -> BeaconResult<(String, Mode, String)> {
-    let row = Spi::get_three_with_args::<String, String, String>(
-        "SELECT query, mode, time_zone FROM beacon.continuous_query WHERE project = $1 AND name = $2
-          UNION ALL SELECT NULL, NULL, NULL LIMIT 1",
-        &[project.into(), name.into()],
-    )?;
+    let row = catalog(|| {
+        Ok(Spi::get_three_with_args::<String, String, String>(
+            "SELECT query, mode, time_zone FROM beacon.continuous_query WHERE project = $1 AND name = $2
+              UNION ALL SELECT NULL, NULL, NULL LIMIT 1",
+            &[project.into(), name.into()],
+        )?)
+    })?;
     match row {
         (Some(query), Some(mode), Some(zone)) => {
             Ok((query, Mode::parse(&mode).unwrap_or(Mode::Async), zone))
@@ -664,7 +675,7 @@ fn lock_source(plan: &Plan, mode: &str) -> BeaconResult<()> {
 
 fn drop(project: &str, name: &str) -> BeaconResult<()> {
     require_level(project, Level::Admin)?;
-    let _owner = AsOwner::enter()?;
+    let _owner = AsOwner::for_project(project)?;
     let (query, mode, _) = stored(project, name)?;
     let plan = plan_of(project, name, &query, mode)?;
     // waits for the transactions writing the source (their captures and merges still use
@@ -673,10 +684,12 @@ fn drop(project: &str, name: &str) -> BeaconResult<()> {
     lock_source(&plan, "SHARE ROW EXCLUSIVE")?;
     // a concurrent drop may have won while we waited
     stored(project, name)?;
-    run(
-        "DELETE FROM beacon.continuous_query WHERE project = $1 AND name = $2",
-        &[project.into(), name.into()],
-    )?;
+    catalog(|| {
+        run(
+            "DELETE FROM beacon.continuous_query WHERE project = $1 AND name = $2",
+            &[project.into(), name.into()],
+        )
+    })?;
     capture::install(project, &plan.source)?;
     generated::forget(Kind::CqView, project, name)?;
     drop_objects(&plan)
@@ -684,7 +697,7 @@ fn drop(project: &str, name: &str) -> BeaconResult<()> {
 
 fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
     require_level(project, Level::Admin)?;
-    let _owner = AsOwner::enter()?;
+    let _owner = AsOwner::for_project(project)?;
     let (query, mode, time_zone) = stored(project, name)?;
     if mode != Mode::Async {
         return Ok(0);
@@ -701,10 +714,12 @@ fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
     // reads the source (the type probe, the recompute of dirty groups): a weaker lock
     // first would have to be upgraded, and a drop waiting for it would deadlock with us
     lock_source(&plan_of(project, name, &query, mode)?, "ROW EXCLUSIVE")?;
-    if !exists(
-        "SELECT EXISTS (SELECT 1 FROM beacon.continuous_query WHERE project = $1 AND name = $2)",
-        &[project.into(), name.into()],
-    )? {
+    if !catalog(|| {
+        exists(
+            "SELECT EXISTS (SELECT 1 FROM beacon.continuous_query WHERE project = $1 AND name = $2)",
+            &[project.into(), name.into()],
+        )
+    })? {
         return Ok(0);
     }
     let plan = typed_plan_of(project, name, &query, mode)?;
@@ -716,12 +731,14 @@ fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
     for statement in statements {
         run(&statement, &[])?;
     }
-    run(
-        "UPDATE beacon.continuous_query
-            SET rows_applied = rows_applied + $3, last_compaction = pg_catalog.now(), last_error = NULL
-          WHERE project = $1 AND name = $2",
-        &[project.into(), name.into(), applied.into()],
-    )?;
+    catalog(|| {
+        run(
+            "UPDATE beacon.continuous_query
+                SET rows_applied = rows_applied + $3, last_compaction = pg_catalog.now(), last_error = NULL
+              WHERE project = $1 AND name = $2",
+            &[project.into(), name.into(), applied.into()],
+        )
+    })?;
     Ok(applied)
 }
 

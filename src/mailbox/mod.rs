@@ -5,7 +5,7 @@
 use crate::error::{report, BeaconError, BeaconResult};
 use crate::names::quote_ident;
 use crate::project::require_project;
-use crate::security::{require_level, AsOwner, Level};
+use crate::security::{catalog, require_level, AsOwner, Level};
 use crate::spi::run;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -42,17 +42,35 @@ pub fn create_table(project: &str) -> BeaconResult<()> {
         &format!("COMMENT ON TABLE {table} IS 'pg_beacon in-app messages between users'"),
         &[],
     )?;
-    run(
-        "INSERT INTO beacon.channel_secret (project, secret)
-         VALUES ($1, pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text)",
-        &[project.into()],
-    )
+    catalog(|| {
+        run(
+            "INSERT INTO beacon.channel_secret (project, secret)
+             VALUES ($1, pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text)",
+            &[project.into()],
+        )
+    })
+}
+
+/// The distinct channels of a message: the recipient's, the sender's, the project's. The
+/// secret they derive from is the extension owner's: the project owner role never sees it.
+fn channels(project: &str, from_user: Option<&str>, to_user: &str) -> BeaconResult<Vec<String>> {
+    catalog(|| {
+        Ok(Spi::get_one_with_args::<Vec<String>>(
+            "SELECT pg_catalog.array_agg(DISTINCT channel) FROM pg_catalog.unnest(ARRAY[
+                 beacon._mailbox_channel($1, $3),
+                 CASE WHEN $2::text IS NOT NULL THEN beacon._mailbox_channel($1, $2) END,
+                 beacon._mailbox_channel($1, NULL)]) AS channel
+              WHERE channel IS NOT NULL",
+            &[project.into(), from_user.into(), to_user.into()],
+        )?
+        .unwrap_or_default())
+    })
 }
 
 fn enter(project: &str, level: Level) -> BeaconResult<AsOwner> {
     require_level(project, level)?;
-    let owner = AsOwner::enter()?;
-    require_project(project)?;
+    let owner = AsOwner::for_project(project)?;
+    catalog(|| require_project(project))?;
     Ok(owner)
 }
 
@@ -70,6 +88,7 @@ fn send(
     let to_user = required(to_user, "to_user")?;
     let content = required(content, "content")?;
     let _owner = enter(project, Level::Write)?;
+    let channels = channels(project, from_user, to_user)?;
     if let Some(parent) = parent_id {
         let parent_exists = crate::spi::exists(
             &format!(
@@ -97,11 +116,7 @@ fn send(
                  SELECT pg_catalog.pg_notify(c.channel,
                           CASE WHEN pg_catalog.octet_length(p.payload) < 8000 THEN p.payload
                                ELSE pg_catalog.json_build_object('project', $1::text, 'id', p.id, 'truncated', true)::text END)
-                   FROM p, (SELECT DISTINCT channel FROM pg_catalog.unnest(ARRAY[
-                                beacon._mailbox_channel($1, $3),
-                                CASE WHEN $2::text IS NOT NULL THEN beacon._mailbox_channel($1, $2) END,
-                                beacon._mailbox_channel($1, NULL)]) AS channel
-                             WHERE channel IS NOT NULL) c)
+                   FROM p, pg_catalog.unnest($6::text[]) AS c (channel))
              -- a CTE nobody reads does not run: reading sent is what sends
              SELECT p.id FROM p WHERE (SELECT count(*) FROM sent) >= 0",
             table(project)
@@ -112,6 +127,7 @@ fn send(
             to_user.into(),
             content.into(),
             parent_id.into(),
+            channels.into(),
         ],
     )?;
     id.ok_or_else(|| BeaconError::InvalidArgument("the message was not stored".into()))
@@ -194,11 +210,13 @@ fn page(
 
 fn channel(project: &str, user_id: Option<&str>) -> BeaconResult<String> {
     let _owner = enter(project, Level::Read)?;
-    Spi::get_one_with_args::<String>(
-        "SELECT beacon._mailbox_channel($1, $2)",
-        &[project.into(), user_id.into()],
-    )?
-    .ok_or_else(|| BeaconError::UnknownProject(project.to_string()))
+    catalog(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT beacon._mailbox_channel($1, $2)",
+            &[project.into(), user_id.into()],
+        )?
+        .ok_or_else(|| BeaconError::UnknownProject(project.to_string()))
+    })
 }
 
 /// Stores a message from `from_user` (NULL for the application itself) to `to_user`,

@@ -1,6 +1,7 @@
 //! Scheduled materialized views: `<project>.<name>`, refreshed by the scheduler when due.
 //!
-//! Refreshes run as the extension owner, so the defining query goes through the same
+//! Views belong to the project's owner role, and PostgreSQL runs a refresh's query as the
+//! view's owner whoever refreshes; still, the defining query goes through the same
 //! checks as `beacon.query` (one project, allow-listed functions) and is stored rewritten:
 //! an admin of one project cannot use a view to read another. When the query's GROUP BY
 //! keys are output columns they get a unique index, and refreshes run CONCURRENTLY so
@@ -11,7 +12,7 @@ use crate::generated::{self, Kind};
 use crate::names::{quote_ident, validate_collection_name};
 use crate::project::require_project;
 use crate::query::checked_query;
-use crate::security::{require_level, AsOwner, Level};
+use crate::security::{catalog, require_level, AsOwner, Level};
 use crate::spi::{exists, run};
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
@@ -26,7 +27,7 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> BeaconResu
     })?;
     require_level(project, Level::Admin)?;
     let rewritten = checked_query(project, query)?;
-    let _owner = AsOwner::enter()?;
+    let _owner = AsOwner::for_project(project)?;
     require_project(project)?;
     if !exists(
         "SELECT $1::interval >= interval '1 second'",
@@ -54,17 +55,19 @@ fn create(project: &str, name: &str, query: &str, every: Interval) -> BeaconResu
     }
     let key = materialize(project, name, &rewritten)?;
     generated::record(Kind::MaterializedView, project, name)?;
-    run(
-        "INSERT INTO beacon.materialized_view (project, name, query, refresh_every, unique_key, next_refresh, last_refresh)
-         VALUES ($1, $2, $3, $4, $5, now() + $4, now())",
-        &[
-            project.into(),
-            name.into(),
-            rewritten.as_str().into(),
-            every.into(),
-            key.into(),
-        ],
-    )
+    catalog(|| {
+        run(
+            "INSERT INTO beacon.materialized_view (project, name, query, refresh_every, unique_key, next_refresh, last_refresh)
+             VALUES ($1, $2, $3, $4, $5, now() + $4, now())",
+            &[
+                project.into(),
+                name.into(),
+                rewritten.as_str().into(),
+                every.into(),
+                key.into(),
+            ],
+        )
+    })
 }
 
 /// Creates the materialized view and, when its key is unique, the index that lets it be
@@ -88,13 +91,16 @@ fn materialize(project: &str, name: &str, rewritten: &str) -> BeaconResult<Optio
 
 /// Re-renders a materialized view's query with the running code (see `generated`) and
 /// rebuilds the view when the rendering changed; false when nothing needed rebuilding.
-/// Runs as the owner.
+/// As the project's owner role.
 pub fn regenerate(project: &str, name: &str) -> BeaconResult<bool> {
-    let stored = Spi::get_one_with_args::<String>(
-        "SELECT query FROM beacon.materialized_view WHERE project = $1 AND name = $2",
-        &[project.into(), name.into()],
-    )?
-    .unwrap_or_default();
+    let _owner = AsOwner::for_project(project)?;
+    let stored = catalog(|| {
+        Ok(Spi::get_one_with_args::<String>(
+            "SELECT query FROM beacon.materialized_view WHERE project = $1 AND name = $2",
+            &[project.into(), name.into()],
+        )?
+        .unwrap_or_default())
+    })?;
     let rewritten = checked_query(project, &stored)?;
     let changed = rewritten != stored;
     if changed {
@@ -103,16 +109,18 @@ pub fn regenerate(project: &str, name: &str) -> BeaconResult<bool> {
             &[],
         )?;
         let key = materialize(project, name, &rewritten)?;
-        run(
-            "UPDATE beacon.materialized_view SET query = $3, unique_key = $4, last_refresh = now()
-              WHERE project = $1 AND name = $2",
-            &[
-                project.into(),
-                name.into(),
-                rewritten.as_str().into(),
-                key.into(),
-            ],
-        )?;
+        catalog(|| {
+            run(
+                "UPDATE beacon.materialized_view SET query = $3, unique_key = $4, last_refresh = now()
+                  WHERE project = $1 AND name = $2",
+                &[
+                    project.into(),
+                    name.into(),
+                    rewritten.as_str().into(),
+                    key.into(),
+                ],
+            )
+        })?;
     }
     generated::record(Kind::MaterializedView, project, name)?;
     Ok(changed)
@@ -153,12 +161,14 @@ fn unique_key(project: &str, name: &str, query: &str) -> BeaconResult<Option<Vec
 
 fn enter_view(project: &str, name: &str, level: Level) -> BeaconResult<AsOwner> {
     require_level(project, level)?;
-    let owner = AsOwner::enter()?;
+    let owner = AsOwner::for_project(project)?;
     require_project(project)?;
-    if !exists(
-        "SELECT EXISTS (SELECT 1 FROM beacon.materialized_view WHERE project = $1 AND name = $2)",
-        &[project.into(), name.into()],
-    )? {
+    if !catalog(|| {
+        exists(
+            "SELECT EXISTS (SELECT 1 FROM beacon.materialized_view WHERE project = $1 AND name = $2)",
+            &[project.into(), name.into()],
+        )
+    })? {
         return Err(BeaconError::UnknownObject(format!(
             "materialized view \"{name}\" does not exist in project \"{project}\""
         )));
@@ -168,10 +178,14 @@ fn enter_view(project: &str, name: &str, level: Level) -> BeaconResult<AsOwner> 
 
 fn refresh(project: &str, name: &str) -> BeaconResult<()> {
     let _owner = enter_view(project, name, Level::Write)?;
-    run(
-        "SELECT beacon._refresh_materialized_view($1, $2, true, false)",
-        &[project.into(), name.into()],
-    )
+    // the catalog function refreshes; PostgreSQL runs the view's query as the view's owner,
+    // the project owner role, whoever calls REFRESH
+    catalog(|| {
+        run(
+            "SELECT beacon._refresh_materialized_view($1, $2, true, false)",
+            &[project.into(), name.into()],
+        )
+    })
 }
 
 fn drop(project: &str, name: &str) -> BeaconResult<()> {
@@ -181,10 +195,12 @@ fn drop(project: &str, name: &str) -> BeaconResult<()> {
         &[],
     )?;
     generated::forget(Kind::MaterializedView, project, name)?;
-    run(
-        "DELETE FROM beacon.materialized_view WHERE project = $1 AND name = $2",
-        &[project.into(), name.into()],
-    )
+    catalog(|| {
+        run(
+            "DELETE FROM beacon.materialized_view WHERE project = $1 AND name = $2",
+            &[project.into(), name.into()],
+        )
+    })
 }
 
 /// Creates `<project>.<name>` as a materialized view of `query` (checked like

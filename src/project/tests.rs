@@ -16,7 +16,15 @@ mod tests {
     #[pg_test]
     fn create_project_makes_schema_roles_and_rejected_table() {
         exec("SELECT beacon.create_project('shop')");
-        assert_eq!(leftovers("shop"), 1 + 3 + 1);
+        // read, write, admin and the owner role
+        assert_eq!(leftovers("shop"), 1 + 4 + 1);
+        assert_eq!(
+            one::<String>(
+                "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shop'"
+            )
+            .as_deref(),
+            Some("beacon_shop_owner")
+        );
         assert_eq!(count("SELECT 1 FROM shop._rejected"), 0);
         assert_eq!(
             one::<String>("SELECT admin_role FROM beacon.projects WHERE name = 'shop'").as_deref(),
@@ -211,6 +219,8 @@ mod tests {
             "CREATE ROLE beacon_again_write NOLOGIN CREATEDB",
             "CREATE ROLE beacon_again_admin; GRANT pg_read_all_data TO beacon_again_admin",
             "CREATE ROLE beacon_again_read SUPERUSER",
+            "CREATE ROLE beacon_again_owner NOLOGIN",
+            "CREATE ROLE beacon_again_owner SUPERUSER",
         ] {
             exec(prepared);
             assert_eq!(
@@ -223,9 +233,9 @@ mod tests {
                 0,
                 "{prepared}"
             );
-            exec("DROP ROLE IF EXISTS beacon_again_read, beacon_again_write, beacon_again_admin");
+            exec("DROP ROLE IF EXISTS beacon_again_read, beacon_again_write, beacon_again_admin, beacon_again_owner");
         }
         exec("SELECT beacon.create_project('again')");
-        assert_eq!(leftovers("again"), 1 + 3 + 1);
+        assert_eq!(leftovers("again"), 1 + 4 + 1);
     }
 }

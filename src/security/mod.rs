@@ -1,11 +1,17 @@
-//! Who may call what, and running DDL as the extension owner.
+//! Who may call what, and the roles pg_beacon's work runs as.
 //!
-//! Project schemas, tables and roles are owned by the extension owner, never by the
-//! caller: a project's roles only ever get the privileges pg_beacon grants them. Each
-//! entry point first checks the *caller's* role membership, then switches to the owner
-//! for the work (the same mechanism PostgreSQL uses for SECURITY DEFINER functions,
-//! scoped to a Rust guard). A raised ERROR also restores the user: transaction and
-//! subtransaction abort reset it.
+//! Each entry point first checks the *caller's* role membership, then switches user for
+//! the work (the same mechanism PostgreSQL uses for SECURITY DEFINER functions, scoped to
+//! a Rust guard). Work inside a project — its tables, the code generated from user SQL,
+//! the first fill of a continuous query or materialized view — runs as the project's owner
+//! role `beacon_<project>_owner` (`AsOwner::for_project`): NOLOGIN, no attributes, member
+//! of nothing, owner of the project's schema and of everything in it, so that even a gap
+//! in a checker reaches that one project and no further. The extension owner
+//! (`AsOwner::enter`) is used only for what needs it and takes no user SQL: creating and
+//! dropping roles and schemas, and reading and writing pg_beacon's own catalog in schema
+//! `beacon` (`catalog`), which the project owner roles have no rights on beyond the few
+//! tables their triggers append to. A raised ERROR also restores the user: transaction
+//! and subtransaction abort reset it.
 
 use crate::error::{BeaconError, BeaconResult};
 use pgrx::prelude::*;
@@ -40,6 +46,12 @@ impl Level {
 
 pub fn role_name(project: &str, level: Level) -> String {
     format!("beacon_{project}_{}", level.as_str())
+}
+
+/// The role that owns a project's schema and everything in it. Its suffix is no suffix of
+/// a level's (`_read`, `_write`, `_admin`), so it never names another project's role.
+pub fn owner_role_name(project: &str) -> String {
+    format!("beacon_{project}_owner")
 }
 
 /// Fails unless the calling role has the privileges of the project's `level` role.
@@ -171,47 +183,103 @@ impl Drop for Pinned {
     }
 }
 
-/// While alive, the backend runs as the extension owner with `OWNER_SETTINGS` in force.
-/// It is the one way pg_beacon elevates; both are undone when it is dropped, and by
-/// PostgreSQL itself when an error aborts the (sub)transaction first.
+thread_local! {
+    /// The extension owner while an `AsOwner::for_project` guard is alive: whom `catalog`
+    /// switches to. Invalid outside project work.
+    static CATALOG_USER: std::cell::Cell<pg_sys::Oid> =
+        const { std::cell::Cell::new(pg_sys::InvalidOid) };
+}
+
+/// While alive, the backend runs as the extension owner or a project's owner role, with
+/// `OWNER_SETTINGS` in force. It is the one way pg_beacon elevates; both are undone when
+/// it is dropped, and by PostgreSQL itself when an error aborts the (sub)transaction first.
 pub struct AsOwner {
     previous_user: pg_sys::Oid,
     previous_context: i32,
+    previous_catalog_user: pg_sys::Oid,
     guc_level: i32,
 }
 
+fn extension_owner() -> BeaconResult<pg_sys::Oid> {
+    // the caller's search_path cannot matter here: the names are qualified and the
+    // parameters typed
+    Spi::get_one::<pg_sys::Oid>(
+        "SELECT (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_beacon'::pg_catalog.name)",
+    )?
+    .ok_or_else(|| BeaconError::InvalidArgument("extension pg_beacon is not installed".into()))
+}
+
+/// Runs as `user` from now on (keeping the security context bits the caller had).
+fn switch_user(user: pg_sys::Oid, context: i32) {
+    // SAFETY: the user id is restored by the guard that called this, on drop or by
+    // (sub)transaction abort, as for a SECURITY DEFINER function.
+    unsafe {
+        pg_sys::SetUserIdAndSecContext(user, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32)
+    }
+}
+
 impl AsOwner {
+    /// As the extension owner: only for creating and dropping roles and schemas and for
+    /// pg_beacon's own catalog, never for SQL a caller wrote.
     pub fn enter() -> BeaconResult<AsOwner> {
-        // read before anything changes: the caller's search_path cannot matter here, the
-        // names are qualified and the parameters typed
-        let owner = Spi::get_one::<pg_sys::Oid>(
-            "SELECT (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_beacon'::pg_catalog.name)",
-        )?
-        .ok_or_else(|| {
-            BeaconError::InvalidArgument("extension pg_beacon is not installed".into())
-        })?;
+        let owner = extension_owner()?;
+        let guard = AsOwner::open();
+        switch_user(owner, guard.previous_context);
+        CATALOG_USER.with(|c| c.set(pg_sys::InvalidOid));
+        Ok(guard)
+    }
+
+    /// As `project`'s owner role: for everything done inside the project. The role is the
+    /// one that owns the schema of a catalogued project, is called `beacon_<project>_owner`
+    /// and is no superuser, so a role someone else made under that name is never used.
+    pub fn for_project(project: &str) -> BeaconResult<AsOwner> {
+        let owner = extension_owner()?;
+        let guard = AsOwner::open();
+        switch_user(owner, guard.previous_context);
+        let role = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT (SELECT r.oid FROM beacon.project p
+                       JOIN pg_catalog.pg_namespace n ON n.nspname = p.name
+                       JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                      WHERE p.name = $1 AND r.rolname = $2 AND NOT r.rolsuper)",
+            &[project.into(), owner_role_name(project).into()],
+        )?;
+        let Some(role) = role else {
+            let known = crate::spi::exists(
+                "SELECT EXISTS (SELECT 1 FROM beacon.project WHERE name = $1)",
+                &[project.into()],
+            )?;
+            return Err(if known {
+                BeaconError::InvalidArgument(format!(
+                    "project \"{project}\" has no owner role {}: run ALTER EXTENSION pg_beacon UPDATE",
+                    owner_role_name(project)
+                ))
+            } else {
+                BeaconError::UnknownProject(project.to_string())
+            });
+        };
+        switch_user(role, guard.previous_context);
+        CATALOG_USER.with(|c| c.set(owner));
+        Ok(guard)
+    }
+
+    fn open() -> AsOwner {
         let mut previous_user = pg_sys::InvalidOid;
         let mut previous_context = 0;
         let guc_level = pin_settings(None);
-        // SAFETY: see `pin_settings`; the user id is restored on drop or by (sub)transaction
-        // abort, as for a SECURITY DEFINER function.
-        unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut previous_user, &mut previous_context);
-            pg_sys::SetUserIdAndSecContext(
-                owner,
-                previous_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-            );
-        }
-        Ok(AsOwner {
+        // SAFETY: reads the backend's current user and security context.
+        unsafe { pg_sys::GetUserIdAndSecContext(&mut previous_user, &mut previous_context) };
+        AsOwner {
             previous_user,
             previous_context,
+            previous_catalog_user: CATALOG_USER.with(|c| c.get()),
             guc_level,
-        })
+        }
     }
 }
 
 impl Drop for AsOwner {
     fn drop(&mut self) {
+        CATALOG_USER.with(|c| c.set(self.previous_catalog_user));
         // SAFETY: undoes exactly what `enter` did, innermost guard first (Rust drops in
         // reverse order of creation). While an error unwinds, the settings are rolled back
         // as an abort would.
@@ -220,6 +288,38 @@ impl Drop for AsOwner {
             pg_sys::AtEOXact_GUC(!std::thread::panicking(), self.guc_level);
         }
     }
+}
+
+/// Runs `f` as the extension owner when inside project work, for statements on pg_beacon's
+/// catalog tables (schema `beacon`), which belong to the extension owner and which the
+/// project owner roles may not touch: another project's rows, channel secrets and
+/// subscriptions are there. `f` must run fixed catalog SQL with parameters only — nothing
+/// that reaches a project's objects, whose triggers, rules or functions the project owner
+/// role could have changed. Outside project work (already the extension owner) it just
+/// runs `f`.
+pub fn catalog<T>(f: impl FnOnce() -> BeaconResult<T>) -> BeaconResult<T> {
+    let owner = CATALOG_USER.with(|c| c.get());
+    if owner == pg_sys::InvalidOid {
+        return f();
+    }
+    struct Back {
+        user: pg_sys::Oid,
+        context: i32,
+    }
+    impl Drop for Back {
+        fn drop(&mut self) {
+            // SAFETY: back to the project owner role the section started from.
+            unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) }
+        }
+    }
+    let mut user = pg_sys::InvalidOid;
+    let mut context = 0;
+    // SAFETY: reads the backend's current user and security context.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
+    let _back = Back { user, context };
+    // SAFETY: restored by `_back` on return and while unwinding, and by abort.
+    unsafe { pg_sys::SetUserIdAndSecContext(owner, context) };
+    f()
 }
 
 #[cfg(any(test, feature = "pg_test"))]

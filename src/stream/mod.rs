@@ -17,7 +17,7 @@ use crate::generated::{self, Kind};
 use crate::guc;
 use crate::names::{column_for_property, dollar_quote, quote_ident, validate_collection_name};
 use crate::project::require_project;
-use crate::security::{function_settings, require_level, AsOwner, Level};
+use crate::security::{catalog, function_settings, require_level, AsOwner, Level};
 use crate::spi::{exists, run, text_pairs};
 use pgrx::prelude::*;
 
@@ -38,25 +38,29 @@ fn lock_collection(project: &str, collection: &str) -> BeaconResult<()> {
 }
 
 /// (Re)creates the collection's stream trigger and function from the catalog, or removes
-/// them when it has no subscription left. Runs as the owner, under the collection's lock.
+/// them when it has no subscription left. As the project's owner role (the trigger function
+/// is its SECURITY DEFINER function), under the collection's lock.
 fn install(project: &str, collection: &str) -> BeaconResult<()> {
+    let _owner = AsOwner::for_project(project)?;
     let table = format!("{}.{}", quote_ident(project), quote_ident(collection));
     let function = function_name(project, collection);
-    let subscriptions: Vec<Subscription> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT channel, condition FROM beacon.subscription
+    let subscriptions: Vec<Subscription> = catalog(|| {
+        Ok(Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT channel, condition FROM beacon.subscription
                   WHERE project = $1 AND collection = $2 ORDER BY created_at, channel",
-                None,
-                &[project.into(), collection.into()],
-            )?
-            .map(|row| {
-                Ok(Subscription {
-                    channel: row.get::<String>(1)?.unwrap_or_default(),
-                    condition: row.get::<String>(2)?,
+                    None,
+                    &[project.into(), collection.into()],
+                )?
+                .map(|row| {
+                    Ok(Subscription {
+                        channel: row.get::<String>(1)?.unwrap_or_default(),
+                        condition: row.get::<String>(2)?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })?)
     })?;
     let table_exists = exists(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
@@ -149,7 +153,7 @@ fn subscribe_to(
     validate_collection_name(collection).map_err(|e| BeaconError::InvalidName(e.to_string()))?;
     require_level(project, Level::Read)?;
     let owner_role = Spi::get_one::<String>("SELECT current_user::text")?.unwrap_or_default();
-    let _owner = AsOwner::enter()?;
+    let _owner = AsOwner::for_project(project)?;
     require_project(project)?;
     if !crate::collect::schema::collection_exists(project, collection)? {
         return Err(BeaconError::UnknownCollection(
@@ -160,11 +164,13 @@ fn subscribe_to(
     lock_collection(project, collection)?;
     // every subscription's filter runs in every writer's insert: bounded, by the superuser
     let limit = guc::MAX_SUBSCRIPTIONS.get();
-    let existing = Spi::get_one_with_args::<i64>(
-        "SELECT count(*) FROM beacon.subscription WHERE project = $1 AND collection = $2",
-        &[project.into(), collection.into()],
-    )?
-    .unwrap_or(0);
+    let existing = catalog(|| {
+        Ok(Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM beacon.subscription WHERE project = $1 AND collection = $2",
+            &[project.into(), collection.into()],
+        )?
+        .unwrap_or(0))
+    })?;
     if existing >= i64::from(limit) {
         return Err(BeaconError::LimitExceeded(format!(
             "collection \"{collection}\" already has {existing} subscriptions, the most \
@@ -184,8 +190,9 @@ fn subscribe_to(
     let condition = filter
         .map(|f| checked_condition(project, collection, f))
         .transpose()?;
-    let channel = crate::spi::returning_one::<String>(
-        "INSERT INTO beacon.subscription
+    let channel = catalog(|| {
+        crate::spi::returning_one::<String>(
+            "INSERT INTO beacon.subscription
                 (channel, project, collection, filter, condition, temporary, owner_role,
                  owner_pid, owner_started)
          SELECT 'beacon_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''),
@@ -193,15 +200,16 @@ fn subscribe_to(
            FROM (SELECT NULL) AS one
            LEFT JOIN pg_catalog.pg_stat_activity a ON $5 AND a.pid = pg_catalog.pg_backend_pid()
          RETURNING channel",
-        &[
-            project.into(),
-            collection.into(),
-            filter.into(),
-            condition.into(),
-            temporary.into(),
-            owner_role.into(),
-        ],
-    )?
+            &[
+                project.into(),
+                collection.into(),
+                filter.into(),
+                condition.into(),
+                temporary.into(),
+                owner_role.into(),
+            ],
+        )
+    })?
     .ok_or_else(|| BeaconError::InvalidArgument("the subscription was not stored".into()))?;
     install(project, collection)?;
     Ok(channel)

@@ -12,7 +12,7 @@ use crate::error::{report, BeaconError, BeaconResult};
 use crate::jsonb::JsonbArg;
 use crate::names::{quote_ident, quote_literal};
 use crate::project::require_project;
-use crate::security::{require_level, AsOwner, Level};
+use crate::security::{catalog, require_level, AsOwner, Level};
 use crate::spi::run;
 use pgrx::prelude::*;
 use serde_json::{Map, Number, Value};
@@ -40,15 +40,17 @@ pub fn create_table(project: &str) -> BeaconResult<()> {
         &[],
     )?;
     // registered like a collection so that its properties share beacon.field and beacon.fields
-    run(
-        "INSERT INTO beacon.collection (project, name) VALUES ($1, $2)",
-        &[project.into(), TABLE.into()],
-    )
+    catalog(|| {
+        run(
+            "INSERT INTO beacon.collection (project, name) VALUES ($1, $2)",
+            &[project.into(), TABLE.into()],
+        )
+    })
 }
 
 fn enter(project: &str) -> BeaconResult<AsOwner> {
     require_level(project, Level::Write)?;
-    let owner = AsOwner::enter()?;
+    let owner = AsOwner::for_project(project)?;
     require_project(project)?;
     Ok(owner)
 }

@@ -1,0 +1,43 @@
+//! The commit-time merge of one immediate query, as its project's owner role.
+//!
+//! `beacon._cq_merge()` (sql/cq.sql) runs as the extension owner, because it reads the
+//! catalog of every project the transaction wrote to. It must not call a project's merge
+//! function itself: that function belongs to the project owner role, which could make it
+//! SECURITY INVOKER (or replace it) between the catalog check and the call, and it would
+//! then run as the extension owner. Here the call is made as the project owner role
+//! whatever the function's attributes say.
+
+use crate::error::{report, BeaconResult};
+use crate::names::quote_ident;
+use crate::security::AsOwner;
+use crate::spi::{exists, run};
+use pgrx::prelude::*;
+
+fn merge(project: &str, name: &str) -> BeaconResult<()> {
+    let _owner = AsOwner::for_project(project)?;
+    let function = format!(
+        "{}.{}",
+        quote_ident(project),
+        quote_ident(&format!("_cq_{name}_merge"))
+    );
+    if exists(
+        "SELECT pg_catalog.to_regprocedure($1 OPERATOR(pg_catalog.||) '()') IS NOT NULL",
+        &[function.as_str().into()],
+    )? {
+        run(&format!("SELECT {function}()"), &[])?;
+    }
+    Ok(())
+}
+
+/// Runs the commit-time merge of immediate query `project`.`name`. Internal: called by
+/// `beacon._cq_merge()` for catalogued immediate queries only.
+#[pg_extern]
+fn _cq_merge_one(project: &str, name: &str) {
+    report(merge(project, name))
+}
+
+extension_sql!(
+    "REVOKE ALL ON FUNCTION beacon._cq_merge_one(text, text) FROM PUBLIC;",
+    name = "cq_merge_one_private",
+    requires = [_cq_merge_one]
+);
