@@ -14,10 +14,12 @@ mod indexes;
 #[cfg(any(test, feature = "pg_test"))]
 mod keys_tests;
 pub mod plan;
+mod regenerate;
 mod settings;
 mod sketch;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
+mod typing;
 
 use crate::error::{report, BeaconError, BeaconResult};
 use crate::generated::{self, Kind};
@@ -30,7 +32,10 @@ use analyze::analyze;
 use indexes::{indexed_digests, new_table_digests, rebuild_indexes};
 use pgrx::prelude::*;
 use plan::{Mode, Plan};
+pub use regenerate::regenerate_view;
 use std::collections::{BTreeMap, HashMap};
+pub use typing::typed_plan_of;
+use typing::{column_types, probe_types};
 
 /// Query names become `_cq_<name>_columns` and the like, which must fit 63 bytes.
 const MAX_NAME_BYTES: usize = 40;
@@ -76,85 +81,6 @@ pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResu
     })
 }
 
-/// `plan_of` with each aggregate argument's type, which decides its arithmetic (see
-/// `aggregates`). For code running as the owner, once the source is known to exist.
-pub fn typed_plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResult<Plan> {
-    let mut plan = plan_of(project, name, query, mode)?;
-    let args: Vec<(usize, String)> = plan
-        .query
-        .outputs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, o)| match o {
-            analyze::Output::Aggregate { arg: Some(arg), .. } => Some((i, arg.clone())),
-            _ => None,
-        })
-        .collect();
-    plan.arg_types = vec![ArgType::Other; plan.query.outputs.len()];
-    let keys = plan.query.keys.clone();
-    if args.is_empty() && keys.is_empty() {
-        return Ok(plan);
-    }
-    let probe = format!(
-        "SELECT {} FROM {} LIMIT 0",
-        keys.iter()
-            .chain(args.iter().map(|(_, a)| a))
-            .map(|e| format!("({e})"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        plan.source_table()
-    );
-    let oids = Spi::connect(|client| {
-        let table = client.select(&probe, None, &[])?;
-        (1..=keys.len() + args.len())
-            .map(|column| table.column_type_oid(column).map(|oid| oid.value()))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    // SAFETY (both): catalog lookups by OID; an OID that is not a domain is returned as is
-    let base = |oid: pg_sys::Oid| unsafe { pg_sys::getBaseType(oid) };
-    plan.loose_keys = oids[..keys.len()]
-        .iter()
-        .map(|oid| loose_type(base(*oid)))
-        .collect();
-    for ((output, _), oid) in args.iter().zip(&oids[keys.len()..]) {
-        plan.arg_types[*output] = ArgType::of_type_oid(base(*oid).to_u32());
-    }
-    Ok(plan)
-}
-
-/// Whether equal values of a type can print differently, so that a group's value must
-/// come from a remaining row (see `Plan::loose_keys`): numeric (1.0, 1.00), floats (0,
-/// -0), interval ('1 day', '24 hours'), jsonb (numbers inside), char(n) (trailing
-/// blanks), and arrays and composites, which may hold any of these.
-fn loose_type(oid: pg_sys::Oid) -> bool {
-    // pg_type.h's fixed OIDs
-    if matches!(oid.to_u32(), 1700 | 700 | 701 | 1186 | 3802 | 1042) {
-        return true;
-    }
-    // SAFETY: catalog lookups by OID
-    unsafe { pg_sys::get_element_type(oid) != pg_sys::InvalidOid || pg_sys::type_is_rowtype(oid) }
-}
-
-/// A relation's column types by name.
-fn column_types(relation: &str) -> BeaconResult<HashMap<String, String>> {
-    Ok(Spi::connect(|client| {
-        client
-            .select(
-                "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
-                  WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
-                None,
-                &[relation.into()],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                ))
-            })
-            .collect::<Result<HashMap<_, _>, pgrx::spi::Error>>()
-    })?)
-}
-
 /// The view and the function it calls for dirty groups, created or replaced.
 fn create_views(plan: &Plan, time_zone: &str, replace_view: bool) -> BeaconResult<()> {
     if let Some(function) = plan.create_fresh_function(
@@ -176,31 +102,6 @@ fn create_views(plan: &Plan, time_zone: &str, replace_view: bool) -> BeaconResul
     } else {
         run(&view, &[])
     }
-}
-
-/// The defining query's column types, probed by creating it as a temporary view, which
-/// also checks it against the real table (columns, functions, types).
-fn probe_types(plan: &Plan) -> BeaconResult<Vec<String>> {
-    run(
-        &format!(
-            "CREATE TEMP VIEW _beacon_probe AS {}",
-            plan.defining_query()
-        ),
-        &[],
-    )?;
-    let types = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
-                  WHERE attrelid = 'pg_temp._beacon_probe'::regclass AND attnum > 0 ORDER BY attnum",
-                None,
-                &[],
-            )?
-            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    run("DROP VIEW pg_temp._beacon_probe", &[])?;
-    Ok(types)
 }
 
 fn source_kind(plan: &Plan) -> BeaconResult<Option<String>> {
@@ -367,41 +268,6 @@ fn install_merge(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
     )
 }
 
-/// Brings the hidden tables of a query made by an earlier version to this version's
-/// shape: immediate queries gain their delta table, deltas their count(DISTINCT) columns.
-/// Runs as the owner.
-fn upgrade_tables(plan: &Plan) -> BeaconResult<()> {
-    let delta = plan.delta_table();
-    if !exists(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[delta.as_str().into()],
-    )? {
-        run(&plan.create_delta(), &[])?;
-    }
-    for (column, ty) in plan.distinct_delta_columns() {
-        if !exists(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-                             WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped)",
-            &[delta.as_str().into(), column.as_str().into()],
-        )? {
-            run(
-                &format!("ALTER TABLE {delta} ADD COLUMN {column} {ty}"),
-                &[],
-            )?;
-        }
-    }
-    if install_merge_trigger(plan)? {
-        // deltas committed while the library was newer than the catalog (no trigger to
-        // merge them at commit yet): visible to every merge now, so merged once here, in
-        // the query's time zone as its capture computed them
-        settings::apply(&time_zone_of(&plan.project, &plan.name)?)?;
-        for statement in plan.compaction() {
-            run(&statement, &[])?;
-        }
-    }
-    Ok(())
-}
-
 /// Creates an immediate query's merge trigger if it is missing; false if there was
 /// nothing to do, or its function is not there yet (a library newer than the catalog,
 /// before `ALTER EXTENSION pg_beacon UPDATE`, whose regenerate adds the trigger).
@@ -477,98 +343,6 @@ fn comment_view(plan: &Plan, query: &str) -> BeaconResult<()> {
         ),
         &[],
     )
-}
-
-/// The column types of an existing view, in order.
-fn view_types(view: &str) -> BeaconResult<Vec<String>> {
-    Ok(Spi::connect(|client| {
-        client
-            .select(
-                "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
-                  WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                None,
-                &[view.into()],
-            )?
-            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
-            .collect::<Result<Vec<_>, _>>()
-    })?)
-}
-
-/// Regenerates a query's views with the running code (see `generated`); false when its
-/// source is gone and there is nothing to regenerate. As the project's owner role.
-pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
-    let _owner = AsOwner::for_project(project)?;
-    let (query, mode, time_zone) = stored(project, name)?;
-    let mut plan = plan_of(project, name, &query, mode)?;
-    if source_kind(&plan)?.as_deref() != Some("r") {
-        return Ok(false);
-    }
-    let typed = typed_plan_of(project, name, &query, mode)?;
-    plan.arg_types = typed.arg_types;
-    plan.loose_keys = typed.loose_keys;
-    plan.output_types = probe_types(&plan)?;
-    if !state_matches(&plan)? {
-        rebuild(plan, &query, &time_zone)?;
-        return Ok(true);
-    }
-    // first: the merge function and the view name the indexes' conflict targets
-    rebuild_indexes(&mut plan)?;
-    upgrade_tables(&plan)?;
-    install_merge(&plan, &time_zone)?;
-    let replace =
-        |statement: String| statement.replacen("CREATE VIEW", "CREATE OR REPLACE VIEW", 1);
-    run(&replace(plan.create_columns_view()), &[])?;
-    let exists_now = exists(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[plan.view().as_str().into()],
-    )?;
-    if exists_now && view_types(&plan.view())? == plan.output_types {
-        // keeps the grants and whatever users built on the view
-        create_views(&plan, &time_zone, true)?;
-    } else {
-        // a column's type changed (a fix in how it is computed): the view must be rebuilt,
-        // and PostgreSQL refuses if user objects depend on it, which the upgrade reports
-        if exists_now {
-            run(&format!("DROP VIEW {}", plan.view()), &[])?;
-        }
-        create_views(&plan, &time_zone, false)?;
-    }
-    hide(&plan)?;
-    comment_view(&plan, &query)?;
-    generated::record(Kind::CqView, project, name)?;
-    Ok(true)
-}
-
-/// Whether the state table has the columns, of the types, that the running code computes.
-fn state_matches(plan: &Plan) -> BeaconResult<bool> {
-    let probe = "_beacon_state_probe";
-    run(&plan.state_probe(probe), &[])?;
-    let expected = column_types(&format!("pg_temp.{probe}"))?;
-    run(&format!("DROP TABLE pg_temp.{probe}"), &[])?;
-    Ok(column_types(&plan.state_table())? == expected)
-}
-
-/// Drops and recreates a query's hidden tables and views and backfills them from the
-/// source: for partials whose shape changed (a fix in how an aggregate is computed).
-/// Writers wait meanwhile, as they do while a query is created.
-fn rebuild(mut plan: Plan, query: &str, time_zone: &str) -> BeaconResult<()> {
-    lock_source(&plan, "SHARE ROW EXCLUSIVE")?;
-    drop_objects(&plan)?;
-    for statement in plan.create_state() {
-        run(&statement, &[])?;
-    }
-    plan.digests = new_table_digests(&plan, true)?;
-    for statement in plan.create_indexes() {
-        run(&statement, &[])?;
-    }
-    run(&plan.create_columns_view(), &[])?;
-    create_views(&plan, time_zone, false)?;
-    hide(&plan)?;
-    comment_view(&plan, query)?;
-    generated::record(Kind::CqView, &plan.project, &plan.name)?;
-    install_merge(&plan, time_zone)?;
-    install_merge_trigger(&plan)?;
-    backfill(&plan, time_zone)
 }
 
 fn drop_objects(plan: &Plan) -> BeaconResult<()> {
