@@ -2,7 +2,7 @@
 
 use super::classes::{
     Arg, Column, Key, AGGREGATES, ARGS, AVG, BOOL, COLUMNS, COUNT, DISTINCT, FILTERS, KEYS,
-    LONG_TOKEN, MINMAX, SUM,
+    LONG_TOKEN, MINMAX, SUM, VAR,
 };
 use super::{quote_literal, Rng};
 
@@ -238,6 +238,24 @@ pub fn query(rng: &mut Rng, env: &Env, table: &str) -> QuerySpec {
                 scales.push(format!(
                     "{how}(pg_catalog.abs(({})::float8)) AS {column}",
                     a.sql
+                ));
+                Some(column)
+            }
+            // PostgreSQL's own float variance (Youngs–Cramer, and its combine function for
+            // merged partials) is exact only to about ε·|mean|·σ: its result for nearly
+            // equal large values depends on the order rows are added in. The bound is
+            // that, with room (64 ε), on top of 1e-9 relative; for stddev, halved over σ
+            Some(a) if a.float && name.family == VAR => {
+                let column = format!("_scale{i}");
+                let x = format!("(({})::float8)", a.sql);
+                let rounding = if name.sql.starts_with("stddev") {
+                    format!("avg(pg_catalog.abs({x})) * 0.5")
+                } else {
+                    format!("avg(pg_catalog.abs({x})) * coalesce(stddev_pop({x}), 0)")
+                };
+                let value = name.sql.replace("{}", &x);
+                scales.push(format!(
+                    "coalesce(pg_catalog.abs({value}), 0) + {rounding} * (64 * 2.2e-16 / 1e-9) AS {column}"
                 ));
                 Some(column)
             }
