@@ -102,6 +102,16 @@ pub fn regenerate(project: &str, name: &str) -> BeaconResult<bool> {
         .unwrap_or_default())
     })?;
     let rewritten = checked_query(project, &stored)?;
+    // this version's decisive check too: a query an earlier version let through is not
+    // rebuilt (nor left to be refreshed) if the running policy refuses it
+    if let Err(refusal) = crate::sql_policy::check(
+        &rewritten,
+        &crate::sql_policy::Policy::materialized_view(project),
+    ) {
+        refusal.raise(&format!(
+            "materialized view {project}.{name} is refused by this version of pg_beacon (drop it, then regenerate)"
+        ));
+    }
     let changed = rewritten != stored;
     if changed {
         run(

@@ -139,4 +139,26 @@ mod tests {
         );
         assert_eq!(count("SELECT 1 FROM shop.fragile"), 1);
     }
+
+    /// A stored query that the running policy refuses (a catalog row tampered with, or
+    /// written by a more permissive version) stops regenerate, naming the view, and is
+    /// not rebuilt.
+    #[pg_test]
+    fn regenerate_rechecks_stored_queries() {
+        setup();
+        exec("SELECT beacon.create_materialized_view('shop', 'by_url', 'SELECT url, count(*) AS n FROM pageview GROUP BY url', '1 minute')");
+        exec(
+            "UPDATE beacon.materialized_view SET query = 'SELECT (''PG_VERSION''::text).pg_read_file AS v FROM shop.pageview'
+              WHERE name = 'by_url'",
+        );
+        assert_eq!(
+            sqlstate_of("SELECT beacon.regenerate()").as_deref(),
+            Some("42501")
+        );
+        assert_eq!(
+            count("SELECT 1 FROM pg_attribute WHERE attrelid = 'shop.by_url'::regclass AND attname = 'v'"),
+            0,
+            "the refused query was not materialized"
+        );
+    }
 }
