@@ -32,6 +32,8 @@ extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
     // the worker can only be registered while the server starts with the library preloaded
+    // SAFETY: a plain global PostgreSQL sets before loading preloaded libraries; read in
+    // _PG_init, on the backend's only thread
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         worker::register_launcher();
         worker::install_drop_database_hook();

@@ -68,6 +68,8 @@ pub extern "C-unwind" fn beacon_launcher_main(_arg: pg_sys::Datum) {
                 break;
             }
             if BackgroundWorker::sighup_received() {
+                // SAFETY: what a backend does on SIGHUP, outside any transaction, in the
+                // worker's own (only) thread, as PostgreSQL's own workers do
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             }
             continue;
@@ -90,6 +92,7 @@ pub extern "C-unwind" fn beacon_launcher_main(_arg: pg_sys::Datum) {
                 .set_extra(&db)
                 .enable_spi_access()
                 .set_restart_time(None)
+                // SAFETY: MyProcPid is set once at backend start and only read here
                 .set_notify_pid(unsafe { pg_sys::MyProcPid })
                 .load_dynamic()
             {
@@ -150,6 +153,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
             break;
         }
         if BackgroundWorker::sighup_received() {
+            // SAFETY: as in the launcher: outside a transaction, on the worker's only thread
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         let still_installed = BackgroundWorker::transaction(|| {
@@ -217,6 +221,8 @@ static mut PREVIOUS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
 /// scheduler first (it exits at its next latch wake-up; DROP DATABASE waits up to five
 /// seconds for sessions to leave), so dropping a database with pg_beacon just works.
 pub fn install_drop_database_hook() {
+    // SAFETY: hooks are installed from _PG_init, single-threaded, before any utility
+    // statement runs; the previous hook is kept and called, as the hook protocol requires
     unsafe {
         PREVIOUS_UTILITY_HOOK = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(beacon_process_utility);
@@ -324,12 +330,15 @@ fn stop_scheduler(database: &str) {
     for &pid in &pids {
         // the scheduler runs as the same OS user as every backend, so no SQL-level
         // privilege is involved in asking it to stop
+        // SAFETY: kill(2) takes plain integers; the pid came from pg_stat_activity and the
+        // worst a stale one can do is fail with ESRCH (PIDs are not reused that fast)
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
     // Wait for them to be gone before DROP DATABASE looks: the launcher may start a new
     // scheduler at its next rescan, and the sooner DROP DATABASE checks for other sessions
     // after the old one left, the smaller that window is.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // SAFETY: signal 0 only checks that the process exists
     while pids.iter().any(|&pid| unsafe { libc::kill(pid, 0) } == 0)
         && std::time::Instant::now() < deadline
     {

@@ -529,19 +529,6 @@ impl Plan {
         statements
     }
 
-    pub fn truncate(&self) -> Vec<String> {
-        let mut tables = vec![self.state_table()];
-        tables.extend(self.distinct_tables().into_iter().map(|(t, _, _)| t));
-        let mut statements = vec![format!("TRUNCATE {}", tables.join(", "))];
-        match self.mode {
-            Mode::Async => statements[0].push_str(&format!(", {}", self.delta_table())),
-            // PostgreSQL refuses to truncate a table with pending trigger events (the merge
-            // at commit); the source's lock keeps every other writer out meanwhile
-            Mode::Immediate => statements.push(format!("DELETE FROM {}", self.delta_table())),
-        }
-        statements
-    }
-
     /// Moves every visible delta into the state in one statement (each delta is deleted
     /// and merged exactly once), then drops empty groups. Groups a delete made dirty get
     /// their non-subtractable partials recomputed from the source *in that same

@@ -9,7 +9,7 @@
 //! transaction waits only for other merging transactions, each of which holds only locks
 //! that come before the one it waits for: the waits cannot form a cycle.
 
-use super::{PartialColumn, Plan, Rows};
+use super::{Mode, PartialColumn, Plan, Rows};
 use crate::names::quote_literal;
 
 /// The setting in which a transaction lists the immediate queries it has pending deltas
@@ -330,6 +330,20 @@ impl Plan {
                 )
             })
             .collect()
+    }
+
+    /// After a TRUNCATE of the source: the state, distinct tables and deltas emptied.
+    pub fn truncate(&self) -> Vec<String> {
+        let mut tables = vec![self.state_table()];
+        tables.extend(self.distinct_tables().into_iter().map(|(t, _, _)| t));
+        let mut statements = vec![format!("TRUNCATE {}", tables.join(", "))];
+        match self.mode {
+            Mode::Async => statements[0].push_str(&format!(", {}", self.delta_table())),
+            // PostgreSQL refuses to truncate a table with pending trigger events (the merge
+            // at commit); the source's lock keeps every other writer out meanwhile
+            Mode::Immediate => statements.push(format!("DELETE FROM {}", self.delta_table())),
+        }
+        statements
     }
 
     pub fn merge_function(&self) -> String {

@@ -1,0 +1,851 @@
+use super::*;
+
+fn ok(sql: &str) -> ContinuousQuery {
+    analyze(sql).unwrap_or_else(|refusal| panic!("{sql}\nwas refused: {refusal}"))
+}
+
+/// Asserts that `sql` is refused with a message containing every needle.
+fn refused(sql: &str, needles: &[&str]) {
+    let message = match analyze(sql) {
+        Ok(query) => panic!("{sql}\nwas accepted: {query:?}"),
+        Err(refusal) => refusal.to_string(),
+    };
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "{sql}\nrefused with {message:?}, which does not mention {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn casts_name_built_in_types_only() {
+    ok("SELECT url::text AS u, count(*) FROM t GROUP BY 1");
+    ok("SELECT count(*), sum(price::numeric(10, 2)) FROM t");
+    for cast in [
+        "url::my_domain",
+        "url::pg_temp.my_domain",
+        "CAST(url AS public.t)",
+        "url::regclass",
+    ] {
+        refused(
+            &format!("SELECT {cast} AS u, count(*) FROM t GROUP BY 1"),
+            &["is not allowed", "continuous query"],
+        );
+    }
+}
+
+/// Whatever the caller's text, every string reaches PostgreSQL as the value that was
+/// checked: no quote or backslash in a single-quoted literal, so no setting can change
+/// where it ends.
+#[test]
+fn string_literals_are_printed_so_they_read_the_same_under_any_setting() {
+    let mut refused = 0;
+    for sql in [
+        r"SELECT url, count(*) FROM t WHERE url = '\'') GROUP BY url; COPY t TO PROGRAM 'id'; --' GROUP BY url",
+        r"SELECT url, count(*) FROM t WHERE url = E'\'' GROUP BY url",
+        r"SELECT url, count(*) FROM t WHERE url = $x$'\$x$ GROUP BY url",
+        r"SELECT url, count(*) FROM t WHERE url = 'it''s' GROUP BY url",
+    ] {
+        let Ok(query) = analyze(sql) else {
+            refused += 1;
+            continue;
+        };
+        let filter = query.filter.expect("a filter");
+        let single_quoted: Vec<&str> = filter.split('$').collect();
+        assert!(
+            !filter.contains('\\') || filter.contains("$q$"),
+            "{sql}: backslash outside dollar quotes in {filter}"
+        );
+        assert!(
+            !filter.contains("''"),
+            "{sql}: doubled quotes printed in {filter} ({single_quoted:?})"
+        );
+    }
+    assert!(refused <= 1, "the plain literals are accepted");
+}
+
+#[test]
+fn deep_or_long_queries_are_refused_without_overflowing_the_stack() {
+    let chained = format!("SELECT count(*), sum(1{}) FROM t", "+1".repeat(30_000));
+    refused(&chained, &["deep"]);
+    let nested = format!(
+        "SELECT count(*), sum({}1{}) FROM t",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    refused(&nested, &["deep"]);
+    let long = format!(
+        "SELECT count(*) FROM t WHERE url = '{}'",
+        "x".repeat(200_000)
+    );
+    refused(&long, &["too long"]);
+}
+
+fn key(name: &str, key: usize) -> Output {
+    Output::Key {
+        name: name.to_string(),
+        key,
+    }
+}
+
+fn agg(name: &str, kind: AggKind, arg: Option<&str>) -> Output {
+    Output::Aggregate {
+        name: name.to_string(),
+        kind,
+        arg: arg.map(str::to_string),
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn full_query_is_described() {
+    let query = ok("SELECT country, count(*), sum(amount) AS revenue \
+         FROM orders WHERE status = 'paid' GROUP BY country");
+    assert_eq!(
+        query,
+        ContinuousQuery {
+            source_schema: None,
+            source_table: "orders".to_string(),
+            filter: Some("status = 'paid'".to_string()),
+            keys: strings(&["country"]),
+            outputs: vec![
+                key("country", 0),
+                agg("count", AggKind::CountStar, None),
+                agg("revenue", AggKind::Sum, Some("amount")),
+            ],
+            columns: strings(&["amount", "country", "status"]),
+        }
+    );
+}
+
+#[test]
+fn every_aggregate_kind_is_recognized() {
+    let cases = [
+        ("count(*)", "count", AggKind::CountStar, None),
+        ("COUNT(*)", "count", AggKind::CountStar, None),
+        ("count(x)", "count", AggKind::Count, Some("x")),
+        ("count(ALL x)", "count", AggKind::Count, Some("x")),
+        (
+            "count(DISTINCT x)",
+            "count",
+            AggKind::CountDistinct,
+            Some("x"),
+        ),
+        (
+            "beacon.approx_count_distinct(x)",
+            "approx_count_distinct",
+            AggKind::ApproxCountDistinct,
+            Some("x"),
+        ),
+        (
+            "approx_count_distinct(x)",
+            "approx_count_distinct",
+            AggKind::ApproxCountDistinct,
+            Some("x"),
+        ),
+        ("sum(x)", "sum", AggKind::Sum, Some("x")),
+        ("Sum(x * 2)", "sum", AggKind::Sum, Some("x * 2")),
+        ("avg(x)", "avg", AggKind::Avg, Some("x")),
+        ("min(x)", "min", AggKind::Min, Some("x")),
+        ("max(x)", "max", AggKind::Max, Some("x")),
+        ("stddev(x)", "stddev", AggKind::StddevSamp, Some("x")),
+        (
+            "stddev_samp(x)",
+            "stddev_samp",
+            AggKind::StddevSamp,
+            Some("x"),
+        ),
+        ("stddev_pop(x)", "stddev_pop", AggKind::StddevPop, Some("x")),
+        ("variance(x)", "variance", AggKind::VarSamp, Some("x")),
+        ("var_samp(x)", "var_samp", AggKind::VarSamp, Some("x")),
+        ("var_pop(x)", "var_pop", AggKind::VarPop, Some("x")),
+        (
+            "bool_and(x > 0)",
+            "bool_and",
+            AggKind::BoolAnd,
+            Some("x > 0"),
+        ),
+        ("every(x)", "every", AggKind::BoolAnd, Some("x")),
+        ("bool_or(x)", "bool_or", AggKind::BoolOr, Some("x")),
+    ];
+    for (call, name, kind, arg) in cases {
+        let query = ok(&format!("SELECT g, {call} FROM t GROUP BY g"));
+        assert_eq!(query.outputs[1], agg(name, kind, arg), "{call}");
+    }
+}
+
+#[test]
+fn expression_keys() {
+    let query = ok("SELECT date_trunc('hour', _time) AS hour, lower(country), \
+         price > 10 AS expensive, count(*) \
+         FROM events GROUP BY date_trunc('hour', _time), lower(country), price > 10");
+    assert_eq!(
+        query.keys,
+        strings(&["date_trunc('hour', _time)", "lower(country)", "price > 10"])
+    );
+    assert_eq!(
+        query.outputs,
+        vec![
+            key("hour", 0),
+            key("lower", 1),
+            key("expensive", 2),
+            agg("count", AggKind::CountStar, None),
+        ]
+    );
+    assert_eq!(query.columns, strings(&["_time", "country", "price"]));
+}
+
+#[test]
+fn group_by_position_resolves_to_the_select_item() {
+    let query = ok("SELECT date_trunc('day', ts) AS day, sum(x) FROM t GROUP BY 1");
+    assert_eq!(query.keys, strings(&["date_trunc('day', ts)"]));
+    assert_eq!(query.outputs[0], key("day", 0));
+}
+
+#[test]
+fn group_by_alias_resolves_to_the_select_item() {
+    let query = ok("SELECT lower(country) AS c, count(*) FROM t GROUP BY c");
+    assert_eq!(query.keys, strings(&["lower(country)"]));
+    assert_eq!(query.outputs[0], key("c", 0));
+    assert_eq!(query.columns, strings(&["country"]));
+}
+
+#[test]
+fn group_by_default_output_name_of_a_column_is_that_column() {
+    let query = ok("SELECT t.region, count(*) FROM t GROUP BY region");
+    assert_eq!(query.keys, strings(&["region"]));
+    assert_eq!(query.outputs[0], key("region", 0));
+}
+
+#[test]
+fn group_by_name_used_as_column_elsewhere_is_ambiguous() {
+    refused(
+        "SELECT date_trunc('hour', ts) AS ts, count(*) FROM t GROUP BY ts",
+        &["GROUP BY ts is ambiguous", "date_trunc('hour', ts)"],
+    );
+    refused(
+        "SELECT lower(name) AS n, count(*) FROM t WHERE n <> '' GROUP BY n",
+        &["GROUP BY n is ambiguous"],
+    );
+}
+
+#[test]
+fn group_by_name_of_an_aggregate_that_is_also_a_column_is_the_column() {
+    let query = ok("SELECT g, sum(x) AS x FROM t GROUP BY g, x");
+    assert_eq!(query.keys, strings(&["g", "x"]));
+    assert_eq!(query.outputs[1], agg("x", AggKind::Sum, Some("x")));
+}
+
+#[test]
+fn hidden_keys_stay_in_keys() {
+    let query = ok("SELECT region, count(*) FROM t GROUP BY region, shop_id");
+    assert_eq!(query.keys, strings(&["region", "shop_id"]));
+    assert_eq!(
+        query.outputs,
+        vec![key("region", 0), agg("count", AggKind::CountStar, None)]
+    );
+    assert_eq!(query.columns, strings(&["region", "shop_id"]));
+}
+
+#[test]
+fn keys_that_render_identically_are_one_key() {
+    let query = ok("SELECT a AS first, t.a AS second, count(*) FROM t GROUP BY a, t.a, (A), 1");
+    assert_eq!(query.keys, strings(&["a"]));
+    assert_eq!(query.outputs[..2], [key("first", 0), key("second", 0)]);
+}
+
+#[test]
+fn no_group_by_is_one_global_group() {
+    let query = ok("SELECT count(*), max(ts) AS latest FROM t");
+    assert!(query.keys.is_empty());
+    assert_eq!(
+        query.outputs,
+        vec![
+            agg("count", AggKind::CountStar, None),
+            agg("latest", AggKind::Max, Some("ts")),
+        ]
+    );
+    assert_eq!(query.columns, strings(&["ts"]));
+}
+
+#[test]
+fn qualified_columns_are_rendered_unqualified() {
+    let query = ok(
+        "SELECT o.country, sum(o.amount * o.qty) AS total FROM shop.orders AS o \
+         WHERE o.status IN ('paid', 'shipped') AND o.amount BETWEEN 1 AND 100 \
+         AND o.note IS NOT NULL GROUP BY o.country",
+    );
+    assert_eq!(
+        query.filter.as_deref(),
+        Some("status IN ('paid', 'shipped') AND amount BETWEEN 1 AND 100 AND note IS NOT NULL")
+    );
+    assert_eq!(
+        query.outputs[1],
+        agg("total", AggKind::Sum, Some("amount * qty"))
+    );
+    assert_eq!(
+        query.columns,
+        strings(&["amount", "country", "note", "qty", "status"])
+    );
+}
+
+#[test]
+fn table_name_and_schema_qualified_table_name_may_qualify_columns() {
+    let query = ok(
+        "SELECT shop.orders.country, count(orders.id) FROM Shop.Orders \
+         GROUP BY orders.country",
+    );
+    assert_eq!(query.source_schema.as_deref(), Some("shop"));
+    assert_eq!(query.source_table, "orders");
+    assert_eq!(query.keys, strings(&["country"]));
+    assert_eq!(query.outputs[1], agg("count", AggKind::Count, Some("id")));
+}
+
+#[test]
+fn schema_qualified_source_with_alias() {
+    let query = ok("SELECT e.kind, count(*) FROM analytics.events e GROUP BY e.kind");
+    assert_eq!(query.source_schema.as_deref(), Some("analytics"));
+    assert_eq!(query.source_table, "events");
+    assert_eq!(query.keys, strings(&["kind"]));
+}
+
+#[test]
+fn quoted_identifiers_keep_case_and_quotes() {
+    let query = ok("SELECT \"Country\", Region, sum(\"Amount\") AS \"Total\" \
+         FROM \"Sales\".\"Orders\" AS \"O\" WHERE \"O\".\"Amount\" > 0 \
+         GROUP BY \"Country\", REGION");
+    assert_eq!(query.source_schema.as_deref(), Some("Sales"));
+    assert_eq!(query.source_table, "Orders");
+    assert_eq!(query.filter.as_deref(), Some("\"Amount\" > 0"));
+    assert_eq!(query.keys, strings(&["\"Country\"", "region"]));
+    assert_eq!(
+        query.outputs,
+        vec![
+            key("Country", 0),
+            key("region", 1),
+            agg("Total", AggKind::Sum, Some("\"Amount\"")),
+        ]
+    );
+    assert_eq!(query.columns, strings(&["Amount", "Country", "region"]));
+}
+
+#[test]
+fn unquoted_identifiers_and_function_names_are_case_folded() {
+    let query = ok("SELECT LOWER(Country) AS C, COUNT(*) FROM T GROUP BY lower(country)");
+    assert_eq!(query.source_table, "t");
+    assert_eq!(query.keys, strings(&["lower(country)"]));
+    assert_eq!(query.outputs[0], key("c", 0));
+}
+
+#[test]
+fn default_output_names_follow_postgres() {
+    let query = ok("SELECT t.a, b::text, CAST(c AS int), lower(d), \
+         CASE WHEN e THEN 'x' ELSE f END, CASE WHEN g THEN 1 END, trim(h), \
+         substring(i from 1 for 2), extract(hour from j), (k), count(*) \
+         FROM t GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10");
+    let names: Vec<&str> = query
+        .outputs
+        .iter()
+        .map(|output| match output {
+            Output::Key { name, .. } | Output::Aggregate { name, .. } => name.as_str(),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "a",
+            "b",
+            "c",
+            "lower",
+            "f",
+            "case",
+            "btrim",
+            "substring",
+            "extract",
+            "k",
+            "count"
+        ]
+    );
+}
+
+#[test]
+fn aliases_are_folded_like_identifiers() {
+    let query = ok("SELECT a AS Region, count(*) AS \"N\" FROM t GROUP BY a");
+    assert_eq!(
+        query.outputs,
+        vec![key("region", 0), agg("N", AggKind::CountStar, None)]
+    );
+}
+
+#[test]
+fn allowed_expression_forms_render_back_to_sql() {
+    let query = ok("SELECT payload->>'country' AS country, \
+         coalesce(nullif(trim(both ' ' from name), ''), 'unknown') AS name, \
+         CASE WHEN amount >= 100 THEN 'big' ELSE 'small' END AS size, \
+         sum(round(amount::numeric, 2)) AS total \
+         FROM t \
+         WHERE ts >= timestamptz '2024-01-01' - interval '1 hour' \
+         AND NOT (kind ILIKE 'test%' OR kind LIKE '%tmp') \
+         AND ref IS DISTINCT FROM 'x' AND flag IS TRUE \
+         GROUP BY 1, 2, 3");
+    assert_eq!(
+        query.keys,
+        strings(&[
+            "payload ->> 'country'",
+            "coalesce(nullif(TRIM(BOTH ' ' FROM name), ''), 'unknown')",
+            "CASE WHEN amount >= 100 THEN 'big' ELSE 'small' END",
+        ])
+    );
+    assert_eq!(
+        query.outputs[3],
+        agg("total", AggKind::Sum, Some("round(amount::NUMERIC, 2)"))
+    );
+    assert_eq!(
+        query.filter.as_deref(),
+        Some(
+            "ts >= TIMESTAMPTZ '2024-01-01' - INTERVAL '1 hour' \
+             AND NOT (kind ILIKE 'test%' OR kind LIKE '%tmp') \
+             AND ref IS DISTINCT FROM 'x' AND flag IS TRUE"
+        )
+    );
+    assert_eq!(
+        query.columns,
+        strings(&["amount", "flag", "kind", "name", "payload", "ref", "ts"])
+    );
+}
+
+#[test]
+fn refusal_displays_its_message() {
+    let refusal = analyze("SELECT a, count(*) FROM t GROUP BY a LIMIT 5").unwrap_err();
+    assert_eq!(refusal.to_string(), refusal.0);
+    assert_eq!(refusal.0, "LIMIT is not supported in a continuous query");
+}
+
+#[test]
+fn refuses_other_statements_and_statement_counts() {
+    refused("DELETE FROM t", &["must be a SELECT", "DELETE"]);
+    refused("UPDATE t SET a = 1", &["must be a SELECT", "UPDATE"]);
+    refused(
+        "SELECT count(*) FROM t; SELECT count(*) FROM u",
+        &["exactly one SELECT", "2 statements"],
+    );
+    refused("", &["no statement"]);
+    refused("SELECT count(* FROM t", &["could not parse"]);
+}
+
+#[test]
+fn refuses_query_level_clauses() {
+    let base = "SELECT a, count(*) FROM t GROUP BY a";
+    refused(&format!("{base} ORDER BY a"), &["ORDER BY"]);
+    refused(&format!("{base} LIMIT 10"), &["LIMIT"]);
+    refused(&format!("{base} OFFSET 10"), &["OFFSET"]);
+    refused(&format!("{base} FETCH FIRST 5 ROWS ONLY"), &["FETCH"]);
+    refused(&format!("{base} FOR UPDATE"), &["FOR UPDATE"]);
+    refused(&format!("{base} HAVING count(*) > 1"), &["HAVING"]);
+    refused(&format!("{base} WINDOW w AS (PARTITION BY a)"), &["WINDOW"]);
+    refused(&format!("{base} UNION {base}"), &["UNION"]);
+    refused(&format!("{base} EXCEPT {base}"), &["EXCEPT"]);
+    refused(&format!("WITH x AS (SELECT 1) {base}"), &["WITH"]);
+    refused(&format!("({base})"), &["parenthesized"]);
+}
+
+#[test]
+fn refuses_select_level_clauses() {
+    refused(
+        "SELECT DISTINCT a, count(*) FROM t GROUP BY a",
+        &["DISTINCT"],
+    );
+    refused(
+        "SELECT DISTINCT ON (a) a, count(*) FROM t GROUP BY a",
+        &["DISTINCT ON"],
+    );
+    refused(
+        "SELECT a, count(*) INTO x FROM t GROUP BY a",
+        &["SELECT INTO"],
+    );
+    refused("SELECT a, count(*) FROM t GROUP BY ROLLUP (a)", &["ROLLUP"]);
+    refused("SELECT a, count(*) FROM t GROUP BY CUBE (a)", &["CUBE"]);
+    refused(
+        "SELECT a, count(*) FROM t GROUP BY GROUPING SETS ((a), ())",
+        &["GROUPING SETS"],
+    );
+    refused("SELECT a, count(*) FROM t GROUP BY ALL", &["GROUP BY ALL"]);
+    refused(
+        "SELECT a, count(*) FROM t GROUP BY 'a'",
+        &["non-integer constant 'a'"],
+    );
+    refused(
+        "SELECT a, count(*) FROM t GROUP BY 3",
+        &["GROUP BY position 3"],
+    );
+}
+
+#[test]
+fn accepts_harmless_clauses() {
+    let query = ok("SELECT ALL a, count(*) FROM t GROUP BY a LIMIT ALL");
+    assert_eq!(query.keys, strings(&["a"]));
+}
+
+#[test]
+fn refuses_anything_but_one_plain_table() {
+    refused(
+        "SELECT t.a, count(*) FROM t JOIN u ON t.id = u.id GROUP BY t.a",
+        &["joins are not supported"],
+    );
+    refused(
+        "SELECT t.a, count(*) FROM t LEFT JOIN u USING (id) GROUP BY t.a",
+        &["joins are not supported"],
+    );
+    refused(
+        "SELECT a, count(*) FROM t, u GROUP BY a",
+        &["joins are not supported"],
+    );
+    refused(
+        "SELECT a, count(*) FROM (SELECT a FROM t) s GROUP BY a",
+        &["subqueries are not supported", "in FROM"],
+    );
+    refused(
+        "SELECT a, count(*) FROM LATERAL (SELECT 1 AS a) s GROUP BY a",
+        &["LATERAL"],
+    );
+    refused(
+        "SELECT a, count(*) FROM generate_series(1, 10) AS a GROUP BY a",
+        &["table functions are not supported", "generate_series"],
+    );
+    refused(
+        "SELECT a, count(*) FROM t TABLESAMPLE SYSTEM (10) GROUP BY a",
+        &["TABLESAMPLE"],
+    );
+    refused("SELECT a, count(*) FROM ONLY t GROUP BY a", &["FROM ONLY"]);
+    refused(
+        "SELECT x, count(*) FROM t AS s(x) GROUP BY x",
+        &["table alias", "column names"],
+    );
+    refused("SELECT count(*)", &["needs a source table"]);
+    refused(
+        "SELECT a, count(*) FROM db.s.t GROUP BY a",
+        &["db.s.t", "too many parts"],
+    );
+}
+
+#[test]
+fn refuses_subqueries_in_expressions() {
+    refused(
+        "SELECT a, count(*) FROM t WHERE b IN (SELECT b FROM u) GROUP BY a",
+        &["subqueries are not supported", "b IN (SELECT b FROM u)"],
+    );
+    refused(
+        "SELECT a, count(*) FROM t WHERE EXISTS (SELECT 1 FROM u) GROUP BY a",
+        &["subqueries are not supported", "EXISTS"],
+    );
+    refused(
+        "SELECT a, (SELECT max(b) FROM u) AS m, count(*) FROM t GROUP BY a",
+        &["subqueries are not supported", "(SELECT max(b) FROM u)"],
+    );
+    refused(
+        "SELECT a, sum((SELECT 1)) FROM t GROUP BY a",
+        &["subqueries are not supported"],
+    );
+}
+
+#[test]
+fn refuses_window_functions() {
+    refused(
+        "SELECT a, row_number() OVER (ORDER BY a) AS rn, count(*) FROM t GROUP BY a",
+        &["window functions are not supported (row_number() OVER ...)"],
+    );
+    refused(
+        "SELECT a, sum(x) OVER (PARTITION BY a) FROM t",
+        &["window functions are not supported (sum(x) OVER ...)"],
+    );
+}
+
+#[test]
+fn refuses_star() {
+    refused("SELECT *, count(*) FROM t", &["SELECT *"]);
+    refused("SELECT t.*, count(*) FROM t", &["SELECT t.*"]);
+}
+
+#[test]
+fn refuses_unsupported_aggregates_by_name() {
+    for call in [
+        "array_agg(b)",
+        "string_agg(b, ',')",
+        "json_agg(b)",
+        "jsonb_agg(b)",
+        "mode() WITHIN GROUP (ORDER BY b)",
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY b)",
+        "bit_or(b)",
+    ] {
+        let name = call.split('(').next().unwrap();
+        refused(
+            &format!("SELECT a, {call} AS x FROM t GROUP BY a"),
+            &[&format!("aggregate {name}() is not supported")],
+        );
+    }
+}
+
+#[test]
+fn refuses_aggregate_call_forms_that_cannot_be_maintained() {
+    refused(
+        "SELECT a, count(*) FILTER (WHERE b > 0) FROM t GROUP BY a",
+        &["FILTER", "count(*) FILTER (WHERE b > 0)"],
+    );
+    refused(
+        "SELECT a, sum(DISTINCT b) FROM t GROUP BY a",
+        &["DISTINCT is only supported in count", "sum(DISTINCT b)"],
+    );
+    refused(
+        "SELECT a, max(b ORDER BY c) FROM t GROUP BY a",
+        &["ORDER BY", "max(b ORDER BY c)"],
+    );
+    refused(
+        "SELECT a, max(b) WITHIN GROUP (ORDER BY c) FROM t GROUP BY a",
+        &["WITHIN GROUP"],
+    );
+    refused(
+        "SELECT a, count() FROM t GROUP BY a",
+        &["count()", "exactly one argument"],
+    );
+    refused(
+        "SELECT a, avg(b, c) FROM t GROUP BY a",
+        &["avg(b, c)", "exactly one argument"],
+    );
+    refused("SELECT a, sum(*) FROM t GROUP BY a", &["sum(*)"]);
+    refused(
+        "SELECT a, count(DISTINCT *) FROM t GROUP BY a",
+        &["count(DISTINCT *)"],
+    );
+}
+
+#[test]
+fn refuses_nested_and_misplaced_aggregates() {
+    refused(
+        "SELECT a, sum(x) + 1 AS s FROM t GROUP BY a",
+        &["aggregates must be top-level select items", "sum(x) + 1"],
+    );
+    refused(
+        "SELECT a, round(avg(x)) AS r FROM t GROUP BY a",
+        &["aggregates must be top-level select items", "round(avg(x))"],
+    );
+    refused(
+        "SELECT a, avg(sum(x)) AS r FROM t GROUP BY a",
+        &[
+            "aggregates must be top-level select items",
+            "found sum(x) in avg(sum(x))",
+        ],
+    );
+    refused(
+        "SELECT a, count(*) FROM t WHERE sum(x) > 0 GROUP BY a",
+        &["not allowed in WHERE", "sum(x)"],
+    );
+    refused(
+        "SELECT count(*) FROM t GROUP BY max(x)",
+        &["not allowed in GROUP BY", "max(x)"],
+    );
+    refused(
+        "SELECT a, count(*) AS n FROM t GROUP BY a, 2",
+        &["not allowed in GROUP BY", "GROUP BY 2"],
+    );
+    refused(
+        "SELECT a, count(*) AS n FROM t GROUP BY a, n",
+        &["not allowed in GROUP BY", "GROUP BY n"],
+    );
+}
+
+#[test]
+fn parenthesized_top_level_aggregate_is_still_top_level() {
+    let query = ok("SELECT a, (count(*)) FROM t GROUP BY a");
+    assert_eq!(query.outputs[1], agg("count", AggKind::CountStar, None));
+}
+
+#[test]
+fn refuses_volatile_and_unknown_functions() {
+    for (expr, label) in [
+        ("now()", "now()"),
+        ("current_timestamp", "current_timestamp"),
+        ("CURRENT_DATE", "current_date"),
+        ("current_time", "current_time"),
+        ("localtimestamp", "localtimestamp"),
+        ("clock_timestamp()", "clock_timestamp()"),
+        ("statement_timestamp()", "statement_timestamp()"),
+        ("transaction_timestamp()", "transaction_timestamp()"),
+        ("random()", "random()"),
+        ("setseed(0.5)", "setseed()"),
+        ("nextval('s')", "nextval()"),
+        ("currval('s')", "currval()"),
+        ("gen_random_uuid()", "gen_random_uuid()"),
+        ("pg_sleep(1)", "pg_sleep()"),
+        ("txid_current()", "txid_current()"),
+        ("current_setting('x')", "current_setting()"),
+        ("set_config('x', 'y', false)", "set_config()"),
+        ("my_udf(b)", "my_udf()"),
+        ("pg_catalog.lower(b)", "pg_catalog.lower()"),
+        ("beacon.sum(b)", "beacon.sum()"),
+    ] {
+        let message = [
+            format!("function {label} is not allowed"),
+            "deterministic".into(),
+        ];
+        let needles: Vec<&str> = message.iter().map(String::as_str).collect();
+        refused(
+            &format!("SELECT a, count(*) FROM t WHERE b < {expr} GROUP BY a"),
+            &needles,
+        );
+        refused(
+            &format!("SELECT a, sum({expr}) FROM t GROUP BY a"),
+            &needles,
+        );
+        refused(
+            &format!("SELECT {expr} AS k, count(*) FROM t GROUP BY 1"),
+            &needles,
+        );
+    }
+}
+
+#[test]
+fn refuses_keywords_that_read_the_session_state() {
+    for keyword in ["current_role", "CURRENT_SCHEMA", "current_user", "user"] {
+        refused(
+            &format!("SELECT a, count(*) FROM t WHERE owner = {keyword} GROUP BY a"),
+            &[&format!(
+                "function {} is not allowed",
+                keyword.to_ascii_lowercase()
+            )],
+        );
+    }
+    let query = ok("SELECT \"current_role\", count(*) FROM t GROUP BY 1");
+    assert_eq!(query.keys, strings(&["\"current_role\""]));
+}
+
+#[test]
+fn refuses_literals_that_mean_the_current_time() {
+    for sql in [
+        "SELECT a, count(*) FROM t WHERE ts > 'today'::date GROUP BY a",
+        "SELECT a, count(*) FROM t WHERE ts > date 'Today' GROUP BY a",
+        "SELECT a, count(*) FROM t WHERE ts >= 'now' GROUP BY a",
+        "SELECT a, count(*) FROM t WHERE ts BETWEEN 'yesterday' AND 'tomorrow 10:00' GROUP BY a",
+        "SELECT a, count(*) FROM t WHERE day IN ('today') GROUP BY a",
+        "SELECT a, max(coalesce(closed_at, 'now')) FROM t GROUP BY a",
+        "SELECT date_trunc('day', ' NOW ') AS d, count(*) FROM t GROUP BY 1",
+    ] {
+        refused(sql, &["is not allowed", "current time"]);
+    }
+    let query = ok(
+        "SELECT CASE WHEN ts > x THEN 'today' ELSE 'older' END AS age, \
+         count(*) FROM t WHERE note LIKE '%today%' AND lower(kind) <> 'now-ish' GROUP BY 1",
+    );
+    assert_eq!(
+        query.keys,
+        strings(&["CASE WHEN ts > x THEN 'today' ELSE 'older' END"])
+    );
+}
+
+#[test]
+fn refuses_unsupported_expression_forms() {
+    refused(
+        "SELECT a, count(*) FROM t WHERE b = $1 GROUP BY a",
+        &["placeholders ($1)"],
+    );
+    refused(
+        "SELECT a, count(*) FROM t WHERE b ~ 'x' GROUP BY a",
+        &["operator ~"],
+    );
+    refused(
+        "SELECT a, count(*) FROM t WHERE lower(DISTINCT b) = 'x' GROUP BY a",
+        &["lower() is not an aggregate"],
+    );
+}
+
+#[test]
+fn refuses_non_key_select_items() {
+    refused(
+        "SELECT a, b, count(*) FROM t GROUP BY a",
+        &["column \"b\" must appear in GROUP BY"],
+    );
+    refused(
+        "SELECT b, count(*) FROM t",
+        &["column \"b\" must appear in GROUP BY"],
+    );
+    refused(
+        "SELECT lower(a), count(*) FROM t GROUP BY a",
+        &["lower(a) must appear in GROUP BY"],
+    );
+}
+
+#[test]
+fn refuses_queries_without_aggregates() {
+    refused("SELECT a FROM t GROUP BY a", &["at least one aggregate"]);
+    refused("SELECT a, lower(b) FROM t", &["at least one aggregate"]);
+}
+
+#[test]
+fn refuses_bad_output_names() {
+    refused(
+        "SELECT count(*), count(x) FROM t",
+        &["output column name \"count\" appears twice", "AS"],
+    );
+    refused(
+        "SELECT a AS n, count(*) AS n FROM t GROUP BY a",
+        &["\"n\" appears twice"],
+    );
+    refused(
+        "SELECT a AS _a, count(*) FROM t GROUP BY a",
+        &["\"_a\"", "reserves"],
+    );
+    refused(
+        "SELECT _a, count(*) FROM t GROUP BY _a",
+        &["\"_a\"", "reserves"],
+    );
+    refused(
+        "SELECT a + 1, count(*) FROM t GROUP BY a + 1",
+        &["a + 1 has no name", "alias"],
+    );
+    refused(
+        "SELECT a::text || 'x', count(*) FROM t GROUP BY 1",
+        &["has no name"],
+    );
+}
+
+#[test]
+fn refuses_columns_of_other_tables() {
+    refused(
+        "SELECT u.a, count(*) FROM t GROUP BY u.a",
+        &[
+            "u.a does not refer to the source table",
+            "qualify columns with t",
+        ],
+    );
+    refused(
+        "SELECT a, count(*) FROM t AS x WHERE t.b > 0 GROUP BY a",
+        &[
+            "t.b does not refer to the source table",
+            "qualify columns with x",
+        ],
+    );
+    refused(
+        "SELECT a, count(*) FROM s.t WHERE other.t.b > 0 GROUP BY a",
+        &["other.t.b"],
+    );
+    refused(
+        "SELECT a, sum(u.b) FROM t GROUP BY a",
+        &["u.b does not refer to the source table"],
+    );
+}
+
+#[test]
+fn at_time_zone_keys_are_allowed() {
+    let q = analyze(
+        "SELECT date_trunc('minute', _time AT TIME ZONE 'UTC') AS minute, count(*) AS n FROM events GROUP BY 1",
+    )
+    .unwrap();
+    assert_eq!(
+        q.keys,
+        vec!["date_trunc('minute', _time AT TIME ZONE 'UTC')".to_string()]
+    );
+    assert_eq!(q.columns, vec!["_time".to_string()]);
+}
