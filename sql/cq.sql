@@ -17,6 +17,19 @@ CREATE TABLE beacon.continuous_query (
 SELECT pg_catalog.pg_extension_config_dump('beacon.continuous_query', '');
 REVOKE ALL ON beacon.continuous_query FROM PUBLIC;
 
+-- Partials merged at commit by immediate queries, one row per query and backend slot
+-- (src/cq/commit_merge.rs): a single counter row would serialize the query's writers.
+-- Statistics only, so unlogged like the subscription counters.
+CREATE UNLOGGED TABLE beacon.cq_applied (
+    project  text NOT NULL,
+    name     text NOT NULL,
+    slot     integer NOT NULL,
+    partials bigint NOT NULL,
+    PRIMARY KEY (project, name, slot),
+    FOREIGN KEY (project, name) REFERENCES beacon.continuous_query (project, name) ON DELETE CASCADE
+);
+REVOKE ALL ON beacon.cq_applied FROM PUBLIC;
+
 -- Pending deltas of one async query: how many, and the oldest one's time.
 CREATE FUNCTION beacon._backlog(project text, name text, OUT pending bigint, OUT oldest timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -51,7 +64,9 @@ END $$;
 GRANT EXECUTE ON FUNCTION beacon._backlog(text, text) TO PUBLIC;
 
 CREATE VIEW beacon.continuous_queries WITH (security_barrier) AS
-SELECT q.project, q.name, q.mode, q.source, q.time_zone, q.rows_applied,
+SELECT q.project, q.name, q.mode, q.source, q.time_zone,
+       q.rows_applied + coalesce((SELECT sum(a.partials) FROM beacon.cq_applied a
+                                   WHERE a.project = q.project AND a.name = q.name), 0)::bigint AS rows_applied,
        coalesce(b.pending, 0) AS pending_deltas,
        coalesce(now() - b.oldest, interval '0') AS lag,
        q.last_compaction, q.last_error, q.query, q.created_at

@@ -233,5 +233,127 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION beacon._cq_merge() FROM PUBLIC;
 
+-- operations: rows_applied counts immediate queries' merges too
+CREATE UNLOGGED TABLE beacon.cq_applied (
+    project  text NOT NULL,
+    name     text NOT NULL,
+    slot     integer NOT NULL,
+    partials bigint NOT NULL,
+    PRIMARY KEY (project, name, slot),
+    FOREIGN KEY (project, name) REFERENCES beacon.continuous_query (project, name) ON DELETE CASCADE
+);
+REVOKE ALL ON beacon.cq_applied FROM PUBLIC;
+CREATE OR REPLACE VIEW beacon.continuous_queries WITH (security_barrier) AS
+SELECT q.project, q.name, q.mode, q.source, q.time_zone,
+       q.rows_applied + coalesce((SELECT sum(a.partials) FROM beacon.cq_applied a
+                                   WHERE a.project = q.project AND a.name = q.name), 0)::bigint AS rows_applied,
+       coalesce(b.pending, 0) AS pending_deltas,
+       coalesce(now() - b.oldest, interval '0') AS lag,
+       q.last_compaction, q.last_error, q.query, q.created_at
+  FROM beacon.continuous_query q
+  CROSS JOIN LATERAL beacon._backlog(q.project, q.name) b
+ WHERE has_schema_privilege(q.project, 'USAGE');
+
+-- operations: the workers' board, beacon.workers and beacon.status()
+CREATE FUNCTION beacon."_workers"() RETURNS TABLE (
+	"database" oid,
+	"extension" TEXT,
+	"pid" INT,
+	"started" timestamp with time zone,
+	"rounds" bigint,
+	"last_round" timestamp with time zone,
+	"waiting_since" timestamp with time zone
+)
+VOLATILE PARALLEL SAFE STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_workers_wrapper';
+CREATE FUNCTION beacon."_preloaded"() RETURNS bool
+STABLE PARALLEL SAFE STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_preloaded_wrapper';
+CREATE FUNCTION beacon."_announce"() RETURNS void
+VOLATILE STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_announce_wrapper';
+REVOKE ALL ON FUNCTION beacon._announce() FROM PUBLIC;
+
+-- From the workers' board in shared memory (src/worker/board.rs): the whole cluster, since
+-- databases take turns when worker slots are short. Pids and database names are what
+-- pg_stat_activity shows everyone as well.
+CREATE VIEW beacon.workers WITH (security_barrier) AS
+SELECT d.datname::text AS database,
+       CASE WHEN NOT beacon._preloaded() THEN 'not preloaded'
+            WHEN w.pid IS NOT NULL THEN 'running'
+            WHEN w.waiting_since IS NOT NULL THEN 'waiting for a worker slot'
+            WHEN w.extension = 'absent' THEN 'no pg_beacon'
+            ELSE 'starting' END AS state,
+       w.pid, w.started, w.rounds, w.last_round AS last_maintained, w.waiting_since,
+       d.datname = pg_catalog.current_database() AS current
+  FROM pg_catalog.pg_database d
+  LEFT JOIN beacon._workers() w ON w.database = d.oid
+ WHERE d.datallowconn AND NOT d.datistemplate;
+GRANT SELECT ON beacon.workers TO PUBLIC;
+COMMENT ON VIEW beacon.workers IS
+  'Background maintenance of every database of the cluster: state of its pg_beacon scheduler (running, waiting for a worker slot, no pg_beacon), its pid, rounds done since it started, when the database was last maintained and since when it has been waiting.';
+
+-- What a monitoring system polls: nothing when all is well. Runs as the caller, through
+-- the catalog views, so it shows only what the caller may see.
+CREATE FUNCTION beacon.status(lag_threshold interval DEFAULT interval '1 minute')
+RETURNS TABLE (severity text, component text, project text, name text, problem text, since timestamptz)
+LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'error', 'worker', NULL::text, pg_catalog.current_database()::text,
+           'pg_beacon is not in shared_preload_libraries: nothing is maintained in the background',
+           NULL::timestamptz
+     WHERE NOT beacon._preloaded()
+    UNION ALL
+    SELECT 'warning', 'worker', NULL, w.database,
+           'no scheduler: waiting for a background worker slot (max_worker_processes)',
+           w.waiting_since
+      FROM beacon.workers w
+     WHERE w.state = 'waiting for a worker slot'
+    UNION ALL
+    SELECT 'warning', 'worker', NULL, w.database,
+           'no round of maintenance finished for ' || (pg_catalog.now() - coalesce(w.last_maintained, w.started))::text,
+           coalesce(w.last_maintained, w.started)
+      FROM beacon.workers w
+     WHERE w.state = 'running'
+       AND coalesce(w.last_maintained, w.started) < pg_catalog.now() - lag_threshold
+    UNION ALL
+    SELECT 'error', 'continuous query', q.project, q.name,
+           'compaction failed: ' || q.last_error, q.last_compaction
+      FROM beacon.continuous_queries q
+     WHERE q.last_error IS NOT NULL
+    UNION ALL
+    SELECT 'warning', 'continuous query', q.project, q.name,
+           q.pending_deltas || ' pending deltas, the oldest ' || q.lag::text || ' old',
+           pg_catalog.now() - q.lag
+      FROM beacon.continuous_queries q
+     WHERE q.lag > lag_threshold
+    UNION ALL
+    SELECT 'warning', 'subscription', s.project, s.channel,
+           'its filter failed on ' || s.events_failed || ' events (not sent): ' || coalesce(s.last_error, ''),
+           NULL
+      FROM beacon.subscriptions s
+     WHERE s.events_failed > 0
+    UNION ALL
+    SELECT 'error', 'materialized view', m.project, m.name,
+           'refresh failed: ' || m.last_error, m.last_refresh
+      FROM beacon.materialized_views m
+     WHERE m.last_error IS NOT NULL
+    UNION ALL
+    SELECT 'warning', 'materialized view', m.project, m.name,
+           'refresh overdue by ' || (pg_catalog.now() - m.next_refresh)::text,
+           m.next_refresh
+      FROM beacon.materialized_views m
+     WHERE m.next_refresh < pg_catalog.now() - lag_threshold
+$$;
+COMMENT ON FUNCTION beacon.status(interval) IS
+  'One row per problem, for monitoring: workers missing or stalled, continuous queries with a failed compaction or lag above lag_threshold, subscriptions whose filter failed, materialized views whose refresh failed or is overdue. No rows when all is well.';
+
+-- Announces the new database to the launcher and warns when it will wait for a slot.
+SELECT beacon._announce();
+
 -- every upgrade ends here: rebuild what the previous version generated with this one's code
 SELECT beacon.regenerate();

@@ -35,6 +35,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a plain global PostgreSQL sets before loading preloaded libraries; read in
     // _PG_init, on the backend's only thread
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        worker::init_board();
         worker::register_launcher();
         worker::install_drop_database_hook();
     }

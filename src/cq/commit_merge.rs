@@ -9,24 +9,54 @@
 
 use crate::error::{report, BeaconResult};
 use crate::names::quote_ident;
-use crate::security::AsOwner;
+use crate::security::{catalog, AsOwner};
 use crate::spi::{exists, run};
 use pgrx::prelude::*;
 
 fn merge(project: &str, name: &str) -> BeaconResult<()> {
-    let _owner = AsOwner::for_project(project)?;
-    let function = format!(
-        "{}.{}",
-        quote_ident(project),
-        quote_ident(&format!("_cq_{name}_merge"))
-    );
-    if exists(
-        "SELECT pg_catalog.to_regprocedure($1 OPERATOR(pg_catalog.||) '()') IS NOT NULL",
-        &[function.as_str().into()],
-    )? {
-        run(&format!("SELECT {function}()"), &[])?;
+    let applied = {
+        let _owner = AsOwner::for_project(project)?;
+        let function = format!(
+            "{}.{}",
+            quote_ident(project),
+            quote_ident(&format!("_cq_{name}_merge"))
+        );
+        if !exists(
+            "SELECT pg_catalog.to_regprocedure($1 OPERATOR(pg_catalog.||) '()') IS NOT NULL",
+            &[function.as_str().into()],
+        )? {
+            return Ok(());
+        }
+        Spi::get_one::<i64>(&format!("SELECT {function}()"))?.unwrap_or(0)
+    };
+    if applied > 0 {
+        count_applied(project, name, applied)?;
     }
     Ok(())
+}
+
+/// Adds to the query's count of merged partials in the row of this backend's slot: one
+/// counter row per query would make every committing writer of the query queue behind
+/// the others' commits (it is locked until commit, WAL flush included).
+fn count_applied(project: &str, name: &str, applied: i64) -> BeaconResult<()> {
+    catalog(|| {
+        run(
+            "INSERT INTO beacon.cq_applied AS a (project, name, slot, partials) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (project, name, slot) DO UPDATE SET partials = a.partials OPERATOR(pg_catalog.+) excluded.partials",
+            &[project.into(), name.into(), backend_slot().into(), applied.into()],
+        )
+    })
+}
+
+/// A number no other live backend has: PostgreSQL's own slot number of the backend.
+fn backend_slot() -> i32 {
+    // SAFETY: set once when the backend starts, read on its only thread
+    #[cfg(feature = "pg15")]
+    let slot = unsafe { pg_sys::MyBackendId };
+    // SAFETY: as above
+    #[cfg(not(feature = "pg15"))]
+    let slot = unsafe { pg_sys::MyProcNumber };
+    slot
 }
 
 /// Runs the commit-time merge of immediate query `project`.`name`. Internal: called by

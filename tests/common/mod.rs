@@ -108,6 +108,12 @@ impl Server {
     /// A server of the test's own, its postmaster started with `env` added (after the
     /// harness removed RUST_BACKTRACE). The caller stops it with `stop_and_remove`.
     pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        Server::start_with(env, "")
+    }
+
+    /// A server of the test's own with `conf` appended to its postgresql.conf (later lines
+    /// win). The caller stops it with `stop_and_remove`.
+    pub fn start_with(env: &[(&str, &str)], conf: &str) -> Server {
         let port = free_port();
         let data = PathBuf::from(format!("/tmp/pg_beacon_it_{}_{port}", std::process::id()));
         let _ = fs::remove_dir_all(&data);
@@ -124,7 +130,7 @@ impl Server {
             "trust",
             "--no-sync",
         ]));
-        let conf = format!(
+        let base = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              shared_preload_libraries = 'pg_beacon'\nfsync = off\nsynchronous_commit = off\n\
              max_connections = 60\nlog_min_messages = warning\n",
@@ -132,7 +138,8 @@ impl Server {
         );
         let conf_path = data.join("postgresql.conf");
         let mut existing = fs::read_to_string(&conf_path).unwrap();
-        existing.push_str(&conf);
+        existing.push_str(&base);
+        existing.push_str(conf);
         fs::write(&conf_path, existing).unwrap();
         let server = Server { port, data };
         server.start_existing_with_env(env);
@@ -241,15 +248,21 @@ impl Server {
 
 /// Polls `condition` until it holds, up to a generous deadline: machines are shared and
 /// noisy, so tests never sleep a fixed time or assert a duration.
-pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+pub fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_within(30, what, condition)
+}
+
+/// `eventually` with a deadline of `seconds`, for conditions that take rounds of
+/// background work (databases taking turns for worker slots).
+pub fn eventually_within(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
         if condition() {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("timed out after 30 s waiting for: {what}");
+    panic!("timed out after {seconds} s waiting for: {what}");
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so a failing run can be replayed.

@@ -351,16 +351,23 @@ impl Plan {
     }
 
     /// The immediate-mode merge of the current transaction's deltas, called at commit by
-    /// `beacon._cq_merge`; its clean-up touches only rows it has just written (and so
+    /// `beacon._cq_merge`; it returns the number of partials it merged. Its clean-up touches only rows it has just written (and so
     /// already locked), or the dirty groups of this transaction.
     pub fn create_merge_function(&self, time_zone: &str, settings: &str) -> String {
         let distinct = self.distinct_tables();
         let mut result = vec![
             "(SELECT pg_catalog.array_agg(ctid) FROM merged WHERE _count = 0)".to_string(),
             "coalesce((SELECT bool_or(_dirty) FROM merged), false)".to_string(),
+            "(SELECT pg_catalog.count(*) FROM u)".to_string(),
         ];
-        let mut into = vec!["beacon_empty".to_string(), "beacon_dirty".to_string()];
-        let mut declare = String::from("  beacon_empty tid[];\n  beacon_dirty boolean;\n");
+        let mut into = vec![
+            "beacon_empty".to_string(),
+            "beacon_dirty".to_string(),
+            "beacon_applied".to_string(),
+        ];
+        let mut declare = String::from(
+            "  beacon_empty tid[];\n  beacon_dirty boolean;\n  beacon_applied bigint;\n",
+        );
         let mut cleanup = String::new();
         for (table, i, _) in &distinct {
             result.push(format!(
@@ -385,12 +392,12 @@ impl Plan {
             // user expressions in the recompute may name columns like the variables
             "#variable_conflict use_column\nDECLARE\n{declare}BEGIN\n  PERFORM pg_catalog.set_config('TimeZone', {tz}, true);\n  {merge};\n  \
              IF beacon_empty IS NOT NULL THEN DELETE FROM {state} WHERE ctid = ANY (beacon_empty); END IF;\n  \
-             IF beacon_dirty THEN\n{recompute}  END IF;\n{cleanup}END",
+             IF beacon_dirty THEN\n{recompute}  END IF;\n{cleanup}  RETURN beacon_applied;\nEND",
             tz = quote_literal(time_zone),
             state = self.state_table(),
         );
         format!(
-            "CREATE OR REPLACE FUNCTION {}() RETURNS void LANGUAGE plpgsql SECURITY DEFINER {settings} \
+            "CREATE OR REPLACE FUNCTION {}() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER {settings} \
              SET TimeZone = 'UTC' AS {}",
             self.merge_function(),
             crate::names::dollar_quote(&crate::generated::stamp(&body))

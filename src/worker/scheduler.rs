@@ -1,0 +1,173 @@
+//! A scheduler: one per database with pg_beacon, started by the launcher. Each round
+//! compacts the database's async continuous queries, cleans up subscriptions and refreshes
+//! the materialized views that are due; a round starts every `beacon.compact_interval`.
+//!
+//! A session-level advisory lock makes a second scheduler for the same database exit:
+//! there is never more than one. Each unit of work runs in its own transaction, so a crash
+//! loses nothing and applies nothing twice (compaction deletes and merges its deltas in one
+//! statement). SIGTERM (shutdown, DROP DATABASE, or the launcher giving the slot to a
+//! waiting database) ends the scheduler after the step it is in.
+
+use super::board::{self, Extension, BOARD};
+use crate::guc;
+use pgrx::bgworkers::*;
+use pgrx::prelude::*;
+use std::time::Duration;
+
+fn database_oid() -> u32 {
+    // SAFETY: set when the worker connected to its database, read on its only thread
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
+/// Records on the board what this scheduler found and did.
+fn note(update: impl FnOnce(&mut board::Entry)) {
+    let database = database_oid();
+    let mut board = BOARD.exclusive();
+    update(board.entry(database));
+}
+
+/// The scheduler leaves the board when it exits, however it exits (an ERROR in a
+/// transaction ends a background worker).
+#[pg_guard]
+unsafe extern "C-unwind" fn scheduler_exit(_code: i32, _arg: pg_sys::Datum) {
+    // SAFETY: MyProcPid is set at backend start
+    let pid = unsafe { pg_sys::MyProcPid };
+    note(|e| {
+        if e.pid == pid {
+            e.pid = 0;
+        }
+    });
+}
+
+fn extension_installed() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_beacon')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// A database may hold the SQL objects of an older pg_beacon than the loaded library; calling
+/// a function that is missing would raise an ERROR and kill the scheduler at every tick,
+/// so each task is skipped unless its function exists.
+fn function_present(signature: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
+        &[signature.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    let owns_database = BackgroundWorker::transaction(|| {
+        extension_installed()
+            && Spi::get_one::<bool>(
+                "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_beacon scheduler'))",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    });
+    if !owns_database {
+        if !BackgroundWorker::transaction(extension_installed) {
+            note(|e| {
+                e.extension = Extension::Absent;
+                e.checked = board::now();
+            });
+        }
+        return;
+    }
+    // SAFETY: registers a callback PostgreSQL calls at process exit; the function is
+    // `extern "C-unwind"`, guarded, and takes no pointer from the argument
+    unsafe { pg_sys::before_shmem_exit(Some(scheduler_exit), pg_sys::Datum::from(0)) };
+    note(|e| {
+        e.extension = Extension::Installed;
+        // SAFETY: MyProcPid is set at backend start
+        e.pid = unsafe { pg_sys::MyProcPid };
+        e.started = board::now();
+        e.rounds = 0;
+        e.waiting_since = 0;
+    });
+    log!("pg_beacon scheduler started for database {db}");
+    loop {
+        let interval = Duration::from_millis(guc::COMPACT_INTERVAL_MS.get().max(10) as u64);
+        if !BackgroundWorker::wait_latch(Some(interval)) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: as in the launcher: outside a transaction, on the worker's only thread
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        let still_installed = BackgroundWorker::transaction(|| {
+            let installed = extension_installed();
+            if installed && function_present("beacon.compact(text,text)") {
+                if let Err(e) = Spi::run("SELECT beacon.compact()") {
+                    log!("pg_beacon scheduler: compaction failed: {e}");
+                }
+            }
+            installed
+        });
+        if !still_installed {
+            note(|e| {
+                e.extension = Extension::Absent;
+                e.checked = board::now();
+            });
+            break;
+        }
+        BackgroundWorker::transaction(|| {
+            if !function_present("beacon._stream_housekeeping()") {
+                return;
+            }
+            if let Err(e) = Spi::run("SELECT beacon._stream_housekeeping()") {
+                log!("pg_beacon scheduler: subscription clean-up failed: {e}");
+            }
+        });
+        refresh_due_materialized_views();
+        note(|e| {
+            e.rounds += 1;
+            e.last_round = board::now();
+        });
+    }
+    log!("pg_beacon scheduler for database {db} exiting");
+}
+
+/// Each view in its own transaction, so a long refresh holds nothing of the others and a
+/// failure (recorded in the catalog by the SQL function) rolls back only its own view.
+fn refresh_due_materialized_views() {
+    let due: Vec<(String, String)> = BackgroundWorker::transaction(|| {
+        if !function_present("beacon._due_materialized_views()")
+            || !function_present("beacon._refresh_materialized_view(text,text,boolean,boolean)")
+        {
+            return Vec::new();
+        }
+        crate::spi::text_pairs(
+            "SELECT project, name FROM beacon._due_materialized_views()",
+            &[],
+        )
+        .unwrap_or_else(|e| {
+            log!("pg_beacon scheduler: listing due materialized views failed: {e}");
+            Vec::new()
+        })
+    });
+    for (project, name) in due {
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+        BackgroundWorker::transaction(|| {
+            if let Err(e) = Spi::run_with_args(
+                "SELECT beacon._refresh_materialized_view($1, $2, false, true)",
+                &[project.as_str().into(), name.as_str().into()],
+            ) {
+                log!("pg_beacon scheduler: refreshing {project}.{name} failed: {e}");
+            }
+        });
+    }
+}
