@@ -355,5 +355,86 @@ COMMENT ON FUNCTION beacon.status(interval) IS
 -- Announces the new database to the launcher and warns when it will wait for a slot.
 SELECT beacon._announce();
 
+-- analysis on demand: funnels, retention, segmentation, user timelines (src/analysis/)
+CREATE FUNCTION beacon."funnel"(
+	"project" TEXT, /* & str */
+	"steps" jsonb, /* JsonB */
+	"window" interval, /* Interval */
+	"from" timestamp with time zone, /* TimestampWithTimeZone */
+	"to" timestamp with time zone, /* TimestampWithTimeZone */
+	"breakdown" TEXT DEFAULT NULL, /* Option < & str > */
+	"time_zone" TEXT DEFAULT 'UTC' /* & str */
+) RETURNS TABLE (
+	"step" INT,  /* i32 */
+	"collection" TEXT,  /* String */
+	"breakdown" TEXT,  /* Option < String > */
+	"users" bigint,  /* i64 */
+	"conversion_from_previous" double precision,  /* Option < f64 > */
+	"conversion_from_first" double precision,  /* Option < f64 > */
+	"median_time_from_previous" interval  /* Option < Interval > */
+)
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'funnel_wrapper';
+CREATE FUNCTION beacon."retention"(
+	"project" TEXT, /* & str */
+	"first_action" jsonb, /* JsonB */
+	"returning_action" jsonb, /* JsonB */
+	"period" TEXT, /* & str */
+	"from" timestamp with time zone, /* TimestampWithTimeZone */
+	"to" timestamp with time zone, /* TimestampWithTimeZone */
+	"breakdown" TEXT DEFAULT NULL, /* Option < & str > */
+	"time_zone" TEXT DEFAULT 'UTC' /* & str */
+) RETURNS TABLE (
+	"cohort" date,  /* pgrx :: datum :: Date */
+	"breakdown" TEXT,  /* Option < String > */
+	"period" INT,  /* i32 */
+	"users" bigint,  /* i64 */
+	"cohort_size" bigint  /* i64 */
+)
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'retention_wrapper';
+CREATE FUNCTION beacon."segmentation"(
+	"project" TEXT, /* & str */
+	"collection" TEXT, /* & str */
+	"measure" jsonb, /* JsonB */
+	"bucket" TEXT, /* & str */
+	"from" timestamp with time zone, /* TimestampWithTimeZone */
+	"to" timestamp with time zone, /* TimestampWithTimeZone */
+	"breakdown" TEXT DEFAULT NULL, /* Option < & str > */
+	"r#where" TEXT DEFAULT NULL, /* Option < & str > */
+	"time_zone" TEXT DEFAULT 'UTC' /* & str */
+) RETURNS TABLE (
+	"bucket" timestamp with time zone,  /* TimestampWithTimeZone */
+	"breakdown" TEXT,  /* Option < String > */
+	"value" NUMERIC  /* Option < AnyNumeric > */
+)
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'segmentation_wrapper';
+CREATE FUNCTION beacon."user_timeline"(
+	"project" TEXT, /* & str */
+	"user_id" TEXT, /* & str */
+	"from" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"lim" INT DEFAULT 100, /* i32 */
+	"before" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"collection" TEXT,  /* String */
+	"id" bigint,  /* i64 */
+	"time" timestamp with time zone,  /* TimestampWithTimeZone */
+	"event" jsonb,  /* JsonB */
+	"cursor" TEXT  /* String */
+)
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'user_timeline_wrapper';
+
+COMMENT ON FUNCTION beacon.funnel(text, jsonb, interval, timestamptz, timestamptz, text, text) IS
+  'Users who did steps 1..n in order, step n within window of their first step-1 event in [from, to): per step (and breakdown value), users, conversion from the previous and the first step, median time from the previous step. Requires read.';
+COMMENT ON FUNCTION beacon.retention(text, jsonb, jsonb, text, timestamptz, timestamptz, text, text) IS
+  'Cohorts by the day, week or month (in time_zone) of each user''s first first_action in [from, to); per cohort and period n >= 0, users who did returning_action n periods later, and the cohort size. Requires read.';
+COMMENT ON FUNCTION beacon.segmentation(text, text, jsonb, text, timestamptz, timestamptz, text, text, text) IS
+  'A measure (count, distinct users, sum/avg/min/max of a property) of one collection''s events per time bucket in time_zone, optionally by a property and filtered by a condition. Requires read.';
+COMMENT ON FUNCTION beacon.user_timeline(text, text, timestamptz, timestamptz, integer, text) IS
+  'One user''s events across the project''s collections, newest first, lim per page; pass the last row''s cursor as before for the next page. Requires read.';
+
 -- every upgrade ends here: rebuild what the previous version generated with this one's code
 SELECT beacon.regenerate();

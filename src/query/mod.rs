@@ -123,6 +123,55 @@ impl Drop for Confined {
     }
 }
 
+fn read_role(project: &str) -> BeaconResult<pg_sys::Oid> {
+    let _owner = AsOwner::enter()?;
+    require_project(project)?;
+    Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1",
+        &[role_name(project, Level::Read).into()],
+    )?
+    .ok_or_else(|| BeaconError::UnknownProject(project.to_string()))
+}
+
+/// Most rows a generated analysis statement may return.
+const MAX_GENERATED_ROWS: i64 = 100_000;
+
+/// Runs a statement pg_beacon built for an analysis function (`crate::analysis`) the way
+/// `beacon.query` runs a caller's: through the text checker and its renderer, then the
+/// decisive check, as the project's read role, read-only, under `beacon.query_timeout`.
+/// The user expressions inside it were checked on their own before they were pasted;
+/// this makes a mistake in the generator as harmless as one in a caller's query. The
+/// caller must have checked read access.
+pub(crate) fn run_generated<T>(
+    project: &str,
+    sql: &str,
+    mut each: impl FnMut(&pgrx::spi::SpiHeapTupleData) -> BeaconResult<T>,
+) -> BeaconResult<Vec<T>> {
+    let read_role = read_role(project)?;
+    let rewritten = checked_query(project, sql)?;
+    let limited = format!(
+        "SELECT * FROM ({rewritten}) AS q LIMIT {}",
+        MAX_GENERATED_ROWS + 1
+    );
+    let _confined = Confined::enter(project, read_role, guc::QUERY_TIMEOUT_MS.get())?;
+    if let Err(refusal) = sql_policy::check(&limited, &Policy::query(project)) {
+        refusal.raise("analysis refused");
+    }
+    let rows = Spi::connect(|client| {
+        let mut rows = Vec::new();
+        for row in client.select(&limited, None, &[])? {
+            rows.push(each(&row)?);
+        }
+        Ok::<_, BeaconError>(rows)
+    })?;
+    if rows.len() as i64 > MAX_GENERATED_ROWS {
+        return Err(BeaconError::LimitExceeded(format!(
+            "the result has more than {MAX_GENERATED_ROWS} rows; narrow the time range or the breakdown"
+        )));
+    }
+    Ok(rows)
+}
+
 fn run_query(project: &str, sql: &str, row_limit: i32) -> BeaconResult<Vec<JsonB>> {
     if row_limit < 1 {
         return Err(BeaconError::InvalidArgument(format!(
@@ -130,15 +179,7 @@ fn run_query(project: &str, sql: &str, row_limit: i32) -> BeaconResult<Vec<JsonB
         )));
     }
     require_level(project, Level::Read)?;
-    let read_role = {
-        let _owner = AsOwner::enter()?;
-        require_project(project)?;
-        Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1",
-            &[role_name(project, Level::Read).into()],
-        )?
-        .ok_or_else(|| BeaconError::UnknownProject(project.to_string()))?
-    };
+    let read_role = read_role(project)?;
     let rewritten = checked_query(project, sql)?;
     // one row more than allowed tells a complete result from a cut one; a literal, so
     // that the text checked below is exactly the text run (inside pg_beacon's own
