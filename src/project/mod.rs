@@ -346,7 +346,8 @@ fn create_project(name: &str) {
     report(create(name))
 }
 
-/// Drops project `name` with all its collections, data and roles.
+/// Drops project `name` with all its collections and data, and its roles unless another
+/// database of the cluster (a restored copy) still uses them.
 #[pg_extern]
 fn drop_project(name: &str) {
     report(drop_project_objects(name))
