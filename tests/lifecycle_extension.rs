@@ -327,3 +327,85 @@ fn a_project_whose_schema_is_gone_does_not_hold_the_extension() {
     assert_eq!(roles(&mut client, "lg_one"), Vec::<String>::new());
     server().drop_db(db);
 }
+
+#[test]
+fn a_project_created_concurrently_is_dropped_too() {
+    // create_project commits while DROP EXTENSION ... CASCADE waits for it: the drop sees
+    // the new project once it has the catalog to itself, and drops it with the others
+    let db = "life_race";
+    let mut client = server().fresh_db(db);
+    populate(&mut client, "lk_one");
+    let mut creator = server().connect(db);
+    creator
+        .batch_execute("BEGIN; SELECT beacon.create_project('lk_two')")
+        .unwrap();
+    let dropper = std::thread::spawn(move || {
+        let mut dropper = server().connect(db);
+        dropper
+            .batch_execute("SET application_name = 'lk_dropper'; DROP EXTENSION pg_beacon CASCADE")
+    });
+    common::eventually("the drop waits for the creating transaction", || {
+        count(
+            &mut client,
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE application_name = 'lk_dropper' AND wait_event_type = 'Lock'",
+        ) == 1
+    });
+    creator.batch_execute("COMMIT").unwrap();
+    dropper.join().unwrap().unwrap();
+    for project in ["lk_one", "lk_two"] {
+        assert_eq!(
+            leftovers(&mut client, project),
+            Vec::<String>::new(),
+            "{project}"
+        );
+        assert_eq!(
+            roles(&mut client, project),
+            Vec::<String>::new(),
+            "{project}"
+        );
+    }
+    server().drop_db(db);
+}
+
+#[test]
+fn a_project_created_while_the_extension_is_dropped_fails() {
+    let db = "life_race2";
+    let mut client = server().fresh_db(db);
+    populate(&mut client, "lk_three");
+    client
+        .batch_execute("BEGIN; DROP EXTENSION pg_beacon CASCADE")
+        .unwrap();
+    let creator = std::thread::spawn(move || {
+        let mut creator = server().connect(db);
+        creator.batch_execute(
+            "SET application_name = 'lk_creator'; SELECT beacon.create_project('lk_four')",
+        )
+    });
+    let mut watcher = server().connect(db);
+    common::eventually("create_project waits for the drop", || {
+        count(
+            &mut watcher,
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE application_name = 'lk_creator' AND wait_event_type = 'Lock'",
+        ) == 1
+    });
+    client.batch_execute("COMMIT").unwrap();
+    assert!(
+        creator.join().unwrap().is_err(),
+        "create_project must fail once the extension is gone"
+    );
+    for project in ["lk_three", "lk_four"] {
+        assert_eq!(
+            leftovers(&mut client, project),
+            Vec::<String>::new(),
+            "{project}"
+        );
+        assert_eq!(
+            roles(&mut client, project),
+            Vec::<String>::new(),
+            "{project}"
+        );
+    }
+    server().drop_db(db);
+}
