@@ -164,7 +164,9 @@ fn guard(statement: Statement) -> BeaconResult<()> {
     let projects = {
         let _owner = AsOwner::enter()?;
         // no project is created meanwhile: create_project's INSERT waits for this
-        // transaction, and fails once the catalog is gone
+        // transaction, and fails once the catalog is gone. The list below is read after
+        // the lock, with a new snapshot (READ COMMITTED; under REPEATABLE READ the
+        // transaction's snapshot could miss a project committed while this waited)
         run("LOCK TABLE beacon.project IN SHARE ROW EXCLUSIVE MODE", &[])?;
         // a project whose schema is gone or empty has nothing left that calls into the
         // extension: a restore with --clean drops every table and function of a project
