@@ -409,3 +409,25 @@ fn a_project_created_while_the_extension_is_dropped_fails() {
     }
     server().drop_db(db);
 }
+
+#[test]
+fn dropping_an_extension_pg_beacon_depends_on_drops_the_projects_first() {
+    // pg_beacon's functions are partly PL/pgSQL: DROP EXTENSION plpgsql CASCADE takes
+    // pg_beacon with it, so the projects go first as with DROP EXTENSION pg_beacon CASCADE
+    let db = "life_plpgsql";
+    let mut client = server().fresh_db(db);
+    populate(&mut client, "lp_one");
+    let (code, _, _) = error_of(&mut client, "DROP EXTENSION plpgsql")
+        .expect("PostgreSQL refuses it without CASCADE: pg_beacon depends on it");
+    assert_eq!(code, "2BP01");
+    client
+        .batch_execute("DROP EXTENSION plpgsql CASCADE")
+        .unwrap();
+    assert_eq!(leftovers(&mut client, "lp_one"), Vec::<String>::new());
+    assert_eq!(roles(&mut client, "lp_one"), Vec::<String>::new());
+    client
+        .batch_execute(&format!("CREATE EXTENSION plpgsql; {USER_TABLE}"))
+        .unwrap();
+    assert_gone_and_remade(&mut client, &["lp_one"]);
+    server().drop_db(db);
+}

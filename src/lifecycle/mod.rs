@@ -140,6 +140,21 @@ fn what_it_drops(statement: Statement) -> BeaconResult<Option<(Dropping, bool)>>
         Statement::Extensions(names, cascade) if names.iter().any(|n| n == "pg_beacon") => {
             acts_as(owner)?.then_some((Dropping::Extension, cascade))
         }
+        // an extension pg_beacon depends on (plpgsql): CASCADE takes pg_beacon with it
+        Statement::Extensions(names, true) if depends_on(&names)? => {
+            let mut allowed = true;
+            for owner in crate::spi::texts(
+                "SELECT e.extowner::pg_catalog.text FROM pg_catalog.pg_extension e
+                  WHERE e.extname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.name[])",
+                &[names.into()],
+            )? {
+                allowed &= exists(
+                    "SELECT pg_catalog.pg_has_role(CURRENT_USER, $1::pg_catalog.oid, 'USAGE')",
+                    &[owner.into()],
+                )?;
+            }
+            allowed.then_some((Dropping::Extension, true))
+        }
         // the caller must own the schema (as PostgreSQL checks); dropping the projects
         // then also needs the extension owner's rights, which `drop_project` checks
         Statement::Schemas(names, cascade) if names.contains(&schema) => {
@@ -154,6 +169,36 @@ fn what_it_drops(statement: Statement) -> BeaconResult<Option<(Dropping, bool)>>
         }
         _ => None,
     })
+}
+
+/// Whether pg_beacon, or one of its own objects, depends directly on one of the extensions
+/// named (or on one of their objects): PostgreSQL then drops all of pg_beacon with them.
+fn depends_on(extensions: &[String]) -> BeaconResult<bool> {
+    exists(
+        "WITH beacon AS (SELECT e.oid FROM pg_catalog.pg_extension e
+                          WHERE e.extname OPERATOR(pg_catalog.=) 'pg_beacon'::pg_catalog.name),
+              named AS (SELECT e.oid FROM pg_catalog.pg_extension e
+                         WHERE e.extname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.name[])
+                           AND e.extname OPERATOR(pg_catalog.<>) 'pg_beacon'::pg_catalog.name),
+              ext AS (SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass::pg_catalog.oid AS id)
+         SELECT EXISTS (
+                  SELECT 1 FROM pg_catalog.pg_depend d, beacon, named, ext
+                   WHERE d.classid OPERATOR(pg_catalog.=) ext.id AND d.objid OPERATOR(pg_catalog.=) beacon.oid
+                     AND d.refclassid OPERATOR(pg_catalog.=) ext.id AND d.refobjid OPERATOR(pg_catalog.=) named.oid)
+             OR EXISTS (
+                  SELECT 1
+                    FROM pg_catalog.pg_depend m
+                    JOIN pg_catalog.pg_depend d
+                      ON d.classid OPERATOR(pg_catalog.=) m.classid AND d.objid OPERATOR(pg_catalog.=) m.objid
+                    JOIN pg_catalog.pg_depend x
+                      ON x.classid OPERATOR(pg_catalog.=) d.refclassid AND x.objid OPERATOR(pg_catalog.=) d.refobjid,
+                         beacon, named, ext
+                   WHERE m.refclassid OPERATOR(pg_catalog.=) ext.id AND m.refobjid OPERATOR(pg_catalog.=) beacon.oid
+                     AND m.deptype OPERATOR(pg_catalog.=) 'e'
+                     AND x.refclassid OPERATOR(pg_catalog.=) ext.id AND x.refobjid OPERATOR(pg_catalog.=) named.oid
+                     AND x.deptype OPERATOR(pg_catalog.=) 'e')",
+        &[extensions.to_vec().into()],
+    )
 }
 
 fn guard(statement: Statement) -> BeaconResult<()> {
