@@ -28,6 +28,12 @@ pub enum BeaconError {
     Unsupported(String),
     #[error("{0}")]
     UnknownObject(String),
+    /// Something still depends on what is being dropped: the message and a HINT.
+    #[error("{0}")]
+    StillInUse(String, String),
+    /// A name is taken: the message and a HINT.
+    #[error("{0}")]
+    Taken(String, String),
     #[error("SPI error: {0}")]
     Spi(#[from] pgrx::spi::Error),
 }
@@ -47,16 +53,19 @@ impl BeaconError {
             BeaconError::LimitExceeded(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             BeaconError::Unsupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
             BeaconError::UnknownObject(_) => ERRCODE_UNDEFINED_OBJECT,
+            BeaconError::StillInUse(..) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            BeaconError::Taken(..) => ERRCODE_DUPLICATE_OBJECT,
             BeaconError::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
 
-    fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<&str> {
         match self {
             BeaconError::InvalidName(_) => Some(
                 "Names start with a lowercase letter and use only lowercase letters, digits and underscores.",
             ),
             BeaconError::UnknownProject(_) => Some("Create it first with beacon.create_project(name)."),
+            BeaconError::StillInUse(_, hint) | BeaconError::Taken(_, hint) => Some(hint),
             _ => None,
         }
     }
@@ -65,7 +74,7 @@ impl BeaconError {
 impl From<BeaconError> for ErrorReport {
     #[track_caller]
     fn from(err: BeaconError) -> Self {
-        let hint = err.hint();
+        let hint = err.hint().map(str::to_owned);
         let report = ErrorReport::new(err.sqlstate(), err.to_string(), "pg_beacon");
         match hint {
             Some(h) => report.set_hint(h),

@@ -12,6 +12,7 @@ mod error;
 mod generated;
 mod guc;
 mod jsonb;
+mod lifecycle;
 mod mailbox;
 mod mv;
 mod names;

@@ -7,6 +7,9 @@ use crate::security::{owner_role_name, require_level, require_owner, role_name, 
 use crate::spi::{exists, run};
 use pgrx::prelude::*;
 
+mod drop;
+pub use drop::drop_project_objects;
+
 const LEVELS: [Level; 3] = [Level::Read, Level::Write, Level::Admin];
 
 /// Returns an error unless `project` names an existing project. Runs as the owner.
@@ -35,19 +38,44 @@ fn checked_name(name: &str) -> BeaconResult<()> {
 
 /// A project's roles are always new: an existing role of the same name (whoever made it,
 /// with whatever attributes, memberships or grants it carries) would pass all of that on to
-/// every member the project later gets, so it is never adopted.
+/// every member the project later gets, so it is never adopted. Roles belong to the
+/// cluster, so a project name is taken in every database once one of them has it.
 fn require_new_role(role: &str, project: &str) -> BeaconResult<()> {
-    if exists(
+    if !exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
         &[role.into()],
     )? {
-        return Err(BeaconError::AlreadyExists(format!(
-            "role \"{role}\" already exists: a project's roles must be new (roles are shared by \
-             all databases of the cluster: is there a project \"{project}\" in another database, \
-             or one left by a dropped database? Drop its roles first)"
-        )));
+        return Ok(());
     }
-    Ok(())
+    let elsewhere = drop::databases_using(&[role.to_string()])?;
+    let quoted = elsewhere
+        .iter()
+        .map(|d| quote_ident(d))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(if elsewhere.is_empty() {
+        BeaconError::Taken(
+            format!("role \"{role}\" already exists: a project's roles must be new"),
+            format!(
+                "Roles are shared by all databases of the cluster and never adopted. If it is \
+                 left over from project \"{project}\" of a dropped database, drop the roles \
+                 beacon_{project}_read, _write, _admin and _owner first; otherwise pick another \
+                 project name."
+            ),
+        )
+    } else {
+        BeaconError::Taken(
+            format!(
+                "role \"{role}\" already exists and is used by database {quoted} of this \
+                 cluster: project names are cluster-wide"
+            ),
+            format!(
+                "Roles are shared by all databases of the cluster, and a restored copy of a \
+                 database shares its original's: pick another project name, or drop project \
+                 \"{project}\" in database {quoted} first."
+            ),
+        )
+    })
 }
 
 /// What each project owner role may do in schema `beacon`, beyond what PUBLIC may: append
@@ -189,31 +217,6 @@ fn create(name: &str) -> BeaconResult<()> {
     Ok(())
 }
 
-fn drop_project_objects(name: &str) -> BeaconResult<()> {
-    require_owner("drop a project")?;
-    let _owner = AsOwner::enter()?;
-    require_project(name)?;
-    // dropping runs none of the project's code: no user trigger fires on DROP
-    run(&format!("DROP SCHEMA {} CASCADE", quote_ident(name)), &[])?;
-    run("DELETE FROM beacon.project WHERE name = $1", &[name.into()])?;
-    for level in LEVELS {
-        run(
-            &format!("DROP ROLE {}", quote_ident(&role_name(name, level))),
-            &[],
-        )?;
-    }
-    let owner = quote_ident(&owner_role_name(name));
-    if exists(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-        &[owner_role_name(name).into()],
-    )? {
-        // its grants on the catalog, and anything it made outside its schema
-        run(&format!("DROP OWNED BY {owner}"), &[])?;
-        run(&format!("DROP ROLE {owner}"), &[])?;
-    }
-    Ok(())
-}
-
 /// Hands a table of the project's schema that someone else made (only a superuser or the
 /// extension owner can create there) to the project's owner role, before pg_beacon builds
 /// on it as that role: everything in a project's schema belongs to its owner role. As the
@@ -343,7 +346,8 @@ fn create_project(name: &str) {
     report(create(name))
 }
 
-/// Drops project `name` with all its collections, data and roles.
+/// Drops project `name` with all its collections and data, and its roles unless another
+/// database of the cluster (a restored copy) still uses them.
 #[pg_extern]
 fn drop_project(name: &str) {
     report(drop_project_objects(name))

@@ -6,6 +6,7 @@
 
 pub mod attack;
 pub mod catalog;
+pub mod lifecycle;
 
 use postgres::{Client, NoTls};
 use std::fs;
