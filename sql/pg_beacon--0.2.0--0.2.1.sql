@@ -308,6 +308,13 @@ AS $$
            NULL::timestamptz
      WHERE NOT beacon._preloaded()
     UNION ALL
+    SELECT 'error', 'worker', NULL, NULL,
+           'the pg_beacon launcher is not running (no background worker slot when the server started?)',
+           NULL
+     WHERE beacon._preloaded()
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                        WHERE a.backend_type = 'pg_beacon launcher')
+    UNION ALL
     SELECT 'warning', 'worker', NULL, w.database,
            'no scheduler: waiting for a background worker slot (max_worker_processes)',
            w.waiting_since

@@ -81,10 +81,14 @@ fn start_scheduler(name: &str) -> Option<DynamicBackgroundWorker> {
 
 struct Launcher {
     started: HashMap<u32, DynamicBackgroundWorker>,
-    /// Databases whose scheduler was found gone at the last scan. A scheduler is restarted
-    /// one rescan after it was found gone, never at once: DROP DATABASE stops the
+    /// Databases whose scheduler was found gone, and since when. A scheduler is restarted
+    /// `LAUNCHER_RESCAN` after it was found gone, never at once: DROP DATABASE stops the
     /// scheduler and then needs the database to stay free of sessions for a moment.
-    found_gone: HashSet<u32>,
+    found_gone: HashMap<u32, Instant>,
+    /// Databases that found no slot at the last scan: while there are any, every
+    /// scheduler's exit (which sets the latch) gets a scan, so a slot given up is taken
+    /// at once.
+    waiting: usize,
 }
 
 impl Launcher {
@@ -93,7 +97,7 @@ impl Launcher {
         let now = board::now();
         let oids: Vec<u32> = databases.iter().map(|(oid, _)| *oid).collect();
         self.started.retain(|oid, _| oids.contains(oid));
-        let mut gone_now = HashSet::new();
+        self.found_gone.retain(|oid, _| oids.contains(oid));
         let mut candidates = Vec::new();
         {
             let mut board = BOARD.exclusive();
@@ -107,10 +111,13 @@ impl Launcher {
                 if let Some(entry) = board.find_mut(*oid) {
                     entry.pid = 0;
                 }
-                if self.started.contains_key(oid) && !self.found_gone.contains(oid) {
-                    gone_now.insert(*oid);
-                    continue;
+                if self.started.contains_key(oid) {
+                    let since = *self.found_gone.entry(*oid).or_insert_with(Instant::now);
+                    if since.elapsed() < LAUNCHER_RESCAN {
+                        continue;
+                    }
                 }
+                self.found_gone.remove(oid);
                 self.started.remove(oid);
                 let entry = board.find(*oid);
                 if !board::wanted(entry, now) {
@@ -148,7 +155,7 @@ impl Launcher {
         if waiting > 0 {
             self.rotate(waiting);
         }
-        self.found_gone = gone_now;
+        self.waiting = waiting;
     }
 
     fn rotate(&mut self, waiting: usize) {
@@ -187,12 +194,13 @@ pub extern "C-unwind" fn beacon_launcher_main(_arg: pg_sys::Datum) {
     }
     let mut launcher = Launcher {
         started: HashMap::new(),
-        found_gone: HashSet::new(),
+        found_gone: HashMap::new(),
+        waiting: 0,
     };
     let mut next_scan = Instant::now();
     loop {
-        // the latch is also set when a scheduler starts or stops; rescan on schedule, or
-        // when CREATE EXTENSION asked for it
+        // the latch is also set when a scheduler starts or stops; rescan on schedule,
+        // when CREATE EXTENSION asked for it, or when databases wait for a slot
         let now = Instant::now();
         if now < next_scan {
             if !BackgroundWorker::wait_latch(Some(next_scan - now)) {
@@ -204,7 +212,7 @@ pub extern "C-unwind" fn beacon_launcher_main(_arg: pg_sys::Datum) {
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             }
             let requested = std::mem::take(&mut BOARD.exclusive().rescan);
-            if !requested {
+            if !requested && launcher.waiting == 0 {
                 continue;
             }
         }
