@@ -30,6 +30,8 @@ pub enum BeaconError {
     UnknownObject(String),
     #[error("SPI error: {0}")]
     Spi(#[from] pgrx::spi::Error),
+    #[error("{0}")]
+    DependentObjects(String),
 }
 
 impl BeaconError {
@@ -48,6 +50,7 @@ impl BeaconError {
             BeaconError::Unsupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
             BeaconError::UnknownObject(_) => ERRCODE_UNDEFINED_OBJECT,
             BeaconError::Spi(_) => ERRCODE_INTERNAL_ERROR,
+            BeaconError::DependentObjects(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
         }
     }
 
@@ -57,6 +60,9 @@ impl BeaconError {
                 "Names start with a lowercase letter and use only lowercase letters, digits and underscores.",
             ),
             BeaconError::UnknownProject(_) => Some("Create it first with beacon.create_project(name)."),
+            BeaconError::DependentObjects(_) => {
+                Some("Drop them first, or pass cascade => true to drop them along with it.")
+            }
             _ => None,
         }
     }

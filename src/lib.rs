@@ -11,6 +11,7 @@ mod error;
 mod generated;
 mod guc;
 mod jsonb;
+mod lifecycle;
 mod mailbox;
 mod mv;
 mod names;
