@@ -275,5 +275,12 @@ COMMENT ON FUNCTION beacon._on_alter_table() IS
 CREATE EVENT TRIGGER pg_beacon_alter_table ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION beacon._on_alter_table();
 
+-- lifecycle: collections whose table was dropped by hand under 0.2.0 left their catalog
+-- entries behind (collect then failed with 42P01 for good): forgotten, so that collecting
+-- creates them anew; their fields and subscriptions go with them (foreign keys)
+DELETE FROM beacon.collection c
+ WHERE c.name <> '_users'
+   AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', c.project, c.name)) IS NULL;
+
 -- every upgrade ends here: rebuild what the previous version generated with this one's code
 SELECT beacon.regenerate();

@@ -297,7 +297,20 @@ fn on_alter_table() -> BeaconResult<()> {
     let projects: Vec<String> = commands.iter().map(|c| c.0.clone()).collect();
     for project in catalogued(projects)? {
         let _owner = AsOwner::for_project(&project)?;
-        if let Some(collection) = collections_without_table(&project)?.first() {
+        // a table of the project that is no collection under its name now, while a
+        // collection lost its table: this command renamed or moved that table (a catalog
+        // left inconsistent by an older version does not block DDL on the collections)
+        let mut elsewhere = false;
+        for (_, schema, relation, _) in commands.iter().filter(|c| c.0 == project) {
+            elsewhere |= *schema != project
+                || !crate::collect::schema::collection_exists(&project, relation)?;
+        }
+        let missing = if elsewhere {
+            collections_without_table(&project)?
+        } else {
+            Vec::new()
+        };
+        if let Some(collection) = missing.first() {
             return Err(BeaconError::Unsupported(format!(
                 "renaming or moving the table of collection {}.{} is not supported: pg_beacon \
                  finds a collection by its table's name (create a new collection and copy the \
