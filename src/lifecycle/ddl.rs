@@ -69,6 +69,34 @@ fn catalogued(projects: Vec<String>) -> BeaconResult<Vec<String>> {
     )
 }
 
+/// Refuses the statement when a collection of the project lost a system column or its
+/// type: every insert names `_time` and `_user`, and everything reads `_id`.
+fn require_system_columns(project: &str) -> BeaconResult<()> {
+    let broken = catalog(|| {
+        texts(
+            "SELECT c.name FROM beacon.collection c
+              WHERE c.project = $1 AND c.name <> '_users'
+                AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', c.project, c.name)) IS NOT NULL
+                AND (SELECT count(*) FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', c.project, c.name))
+                        AND a.attnum > 0 AND NOT a.attisdropped
+                        AND (a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod))
+                            IN (('_id', 'bigint'), ('_time', 'timestamp with time zone'), ('_user', 'text'))) < 3
+              ORDER BY c.name",
+            &[project.into()],
+        )
+    })?;
+    match broken.first() {
+        Some(collection) => Err(BeaconError::Unsupported(format!(
+            "the system columns _id bigint, _time timestamptz and _user text of collection \
+             {}.{} cannot be dropped, renamed or retyped: pg_beacon writes and reads them",
+            quote_ident(project),
+            quote_ident(collection)
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn relation_exists(relation: &str) -> BeaconResult<bool> {
     exists(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
@@ -136,6 +164,7 @@ fn collections_without_table(project: &str) -> BeaconResult<Vec<String>> {
 
 fn after_drop(project: &str) -> BeaconResult<()> {
     let _owner = AsOwner::for_project(project)?;
+    require_system_columns(project)?;
     // continuous queries missing a relation of theirs, all together (see drop_queries)
     let mut broken = Vec::new();
     for (name, query, mode) in queries_of(project)? {
@@ -310,6 +339,7 @@ fn on_alter_table() -> BeaconResult<()> {
         } else {
             Vec::new()
         };
+        require_system_columns(&project)?;
         if let Some(collection) = missing.first() {
             return Err(BeaconError::Unsupported(format!(
                 "renaming or moving the table of collection {}.{} is not supported: pg_beacon \
@@ -367,20 +397,29 @@ fn follow_renamed_column(project: &str, collection: &str, attnum: i32) -> Beacon
              read it (drop them first, see beacon.continuous_queries)"
         )));
     }
-    catalog(|| {
-        run(
-            "UPDATE beacon.field f SET column_name = $3
+    // the one field whose column is gone is the renamed one (a column no field names,
+    // one a superuser added, takes no field along)
+    let gone = catalog(|| {
+        texts(
+            "SELECT f.property FROM beacon.field f
               WHERE f.project = $1 AND f.collection = $2
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                                 WHERE a.attrelid = pg_catalog.to_regclass($4)
-                                   AND a.attname = f.column_name AND a.attnum > 0 AND NOT a.attisdropped)
-                AND NOT EXISTS (SELECT 1 FROM beacon.field g
-                                 WHERE g.project = $1 AND g.collection = $2 AND g.column_name = $3)",
+                                 WHERE a.attrelid = pg_catalog.to_regclass($3)
+                                   AND a.attname = f.column_name AND a.attnum > 0 AND NOT a.attisdropped)",
+            &[project.into(), collection.into(), relation.as_str().into()],
+        )
+    })?;
+    let [property] = gone.as_slice() else {
+        return Ok(());
+    };
+    catalog(|| {
+        run(
+            "UPDATE beacon.field SET column_name = $4 WHERE project = $1 AND collection = $2 AND property = $3",
             &[
                 project.into(),
                 collection.into(),
+                property.as_str().into(),
                 new_name.as_str().into(),
-                relation.as_str().into(),
             ],
         )
     })

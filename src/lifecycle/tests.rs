@@ -298,6 +298,15 @@ mod tests {
         // a type pg_beacon does not write: such values go to _rejected, never an error
         exec(r#"SELECT beacon.collect('shop', 'pageview', '{"c": 1}')"#);
         assert_eq!(count("SELECT 1 FROM shop._rejected"), 1);
+        // system columns are pg_beacon's
+        for ddl in [
+            "ALTER TABLE shop.pageview DROP COLUMN _time",
+            "ALTER TABLE shop.pageview DROP COLUMN _user",
+            "ALTER TABLE shop.pageview RENAME COLUMN _time TO t",
+            "ALTER TABLE shop.pageview ALTER COLUMN _user TYPE varchar(10)",
+        ] {
+            assert_eq!(sqlstate_of(ddl).as_deref(), Some("0A000"), "{ddl}");
+        }
         // a type change that keeps the type in other words is no change
         exec("ALTER TABLE shop.pageview ALTER COLUMN a SET STATISTICS 100");
         assert_eq!(
