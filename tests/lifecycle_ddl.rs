@@ -191,6 +191,11 @@ fn ddl_drop_and_recreate_a_collection_with_queries_and_subscriptions() {
             "{dependent}: {said:?}"
         );
     }
+    assert_eq!(
+        said.len(),
+        3,
+        "one NOTICE per dependent, nothing else: {said:?}"
+    );
     assert_eq!(traces(&mut client), 0);
 
     // the same name again, with new queries in both modes and a new subscription

@@ -364,8 +364,10 @@ fn drop_objects(plan: &Plan) -> BeaconResult<()> {
         } else {
             "TABLE"
         };
-        run(&format!("DROP {kind} IF EXISTS {relation}"), &[])?;
-        if relation == plan.view() {
+        if crate::spi::present(&relation, false)? {
+            run(&format!("DROP {kind} IF EXISTS {relation}"), &[])?;
+        }
+        if relation == plan.view() && crate::spi::present(&plan.fresh_function(), true)? {
             // the view calls it; it reads the state's row types
             run(
                 &format!("DROP FUNCTION IF EXISTS {}", plan.fresh_function()),
@@ -373,10 +375,12 @@ fn drop_objects(plan: &Plan) -> BeaconResult<()> {
             )?;
         }
     }
-    run(
-        &format!("DROP FUNCTION IF EXISTS {}()", plan.merge_function()),
-        &[],
-    )?;
+    if crate::spi::present(&plan.merge_function(), true)? {
+        run(
+            &format!("DROP FUNCTION IF EXISTS {}()", plan.merge_function()),
+            &[],
+        )?;
+    }
     Ok(())
 }
 

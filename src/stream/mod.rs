@@ -67,10 +67,12 @@ fn install(project: &str, collection: &str) -> BeaconResult<()> {
         &[table.as_str().into()],
     )?;
     if subscriptions.is_empty() || !table_exists {
-        if table_exists {
+        if table_exists && crate::spi::has_trigger(&table, TRIGGER)? {
             run(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON {table}"), &[])?;
         }
-        run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[])?;
+        if crate::spi::present(&function, true)? {
+            run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[])?;
+        }
         return generated::forget(Kind::StreamTrigger, project, collection);
     }
     let body = generated::stamp(&trigger_body(collection, &subscriptions));
