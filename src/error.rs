@@ -36,6 +36,8 @@ pub enum BeaconError {
     Taken(String, String),
     #[error("SPI error: {0}")]
     Spi(#[from] pgrx::spi::Error),
+    #[error("{0}")]
+    DependentObjects(String),
 }
 
 impl BeaconError {
@@ -56,6 +58,7 @@ impl BeaconError {
             BeaconError::StillInUse(..) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             BeaconError::Taken(..) => ERRCODE_DUPLICATE_OBJECT,
             BeaconError::Spi(_) => ERRCODE_INTERNAL_ERROR,
+            BeaconError::DependentObjects(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
         }
     }
 
@@ -66,6 +69,9 @@ impl BeaconError {
             ),
             BeaconError::UnknownProject(_) => Some("Create it first with beacon.create_project(name)."),
             BeaconError::StillInUse(_, hint) | BeaconError::Taken(_, hint) => Some(hint),
+            BeaconError::DependentObjects(_) => {
+                Some("Drop them first, or pass cascade => true to drop them along with it.")
+            }
             _ => None,
         }
     }

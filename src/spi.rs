@@ -53,3 +53,26 @@ pub fn texts(sql: &str, args: &[DatumWithOid]) -> BeaconResult<Vec<String>> {
     .map(|(t, _)| t)
     .collect())
 }
+
+/// Whether the function or relation `name` (qualified and quoted; a function without
+/// arguments when `function`) exists: `DROP … IF EXISTS` of a missing object would NOTICE
+/// that it skipped it, which only clutters what pg_beacon itself says.
+pub fn present(name: &str, function: bool) -> BeaconResult<bool> {
+    exists(
+        if function {
+            "SELECT pg_catalog.to_regproc($1) IS NOT NULL"
+        } else {
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL"
+        },
+        &[name.into()],
+    )
+}
+
+/// Whether `table` (qualified and quoted) has a trigger named `trigger`.
+pub fn has_trigger(table: &str, trigger: &str) -> BeaconResult<bool> {
+    exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                         WHERE tgrelid = pg_catalog.to_regclass($1) AND tgname = $2)",
+        &[table.into(), trigger.into()],
+    )
+}

@@ -72,13 +72,17 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     if queries.is_empty() || !table_exists {
         if table_exists {
             for (event, _, _) in EVENTS {
-                run(
-                    &format!("DROP TRIGGER IF EXISTS {} ON {table}", trigger_name(event)),
-                    &[],
-                )?;
+                if crate::spi::has_trigger(&table, &trigger_name(event))? {
+                    run(
+                        &format!("DROP TRIGGER IF EXISTS {} ON {table}", trigger_name(event)),
+                        &[],
+                    )?;
+                }
             }
         }
-        run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[])?;
+        if crate::spi::present(&function, true)? {
+            run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[])?;
+        }
         return generated::forget(Kind::CqCapture, project, source);
     }
 

@@ -364,8 +364,10 @@ fn drop_objects(plan: &Plan) -> BeaconResult<()> {
         } else {
             "TABLE"
         };
-        run(&format!("DROP {kind} IF EXISTS {relation}"), &[])?;
-        if relation == plan.view() {
+        if crate::spi::present(&relation, false)? {
+            run(&format!("DROP {kind} IF EXISTS {relation}"), &[])?;
+        }
+        if relation == plan.view() && crate::spi::present(&plan.fresh_function(), true)? {
             // the view calls it; it reads the state's row types
             run(
                 &format!("DROP FUNCTION IF EXISTS {}", plan.fresh_function()),
@@ -373,10 +375,12 @@ fn drop_objects(plan: &Plan) -> BeaconResult<()> {
             )?;
         }
     }
-    run(
-        &format!("DROP FUNCTION IF EXISTS {}()", plan.merge_function()),
-        &[],
-    )?;
+    if crate::spi::present(&plan.merge_function(), true)? {
+        run(
+            &format!("DROP FUNCTION IF EXISTS {}()", plan.merge_function()),
+            &[],
+        )?;
+    }
     Ok(())
 }
 
@@ -449,24 +453,52 @@ fn lock_source(plan: &Plan, mode: &str) -> BeaconResult<()> {
 
 fn drop(project: &str, name: &str) -> BeaconResult<()> {
     require_level(project, Level::Admin)?;
+    drop_query(project, name)
+}
+
+/// Drops a continuous query and whatever is left of its objects (some may be gone
+/// already: see `lifecycle`), after the caller checked the caller's rights.
+pub(crate) fn drop_query(project: &str, name: &str) -> BeaconResult<()> {
+    drop_queries(project, &[name.to_string()])
+}
+
+/// Drops continuous queries of one project together: every catalog row goes before any
+/// capture function is regenerated, so that the capture of a source is rebuilt from the
+/// queries that stay only (a query being dropped may read a column that is gone).
+pub(crate) fn drop_queries(project: &str, names: &[String]) -> BeaconResult<()> {
     let _owner = AsOwner::for_project(project)?;
-    let (query, mode, _) = stored(project, name)?;
-    let plan = plan_of(project, name, &query, mode)?;
+    let mut plans = Vec::with_capacity(names.len());
+    for name in names {
+        let (query, mode, _) = stored(project, name)?;
+        plans.push(plan_of(project, name, &query, mode)?);
+    }
     // waits for the transactions writing the source (their captures and merges still use
     // the query's tables) and holds later writers until the drop commits; they then run
     // the capture function without this query
-    lock_source(&plan, "SHARE ROW EXCLUSIVE")?;
-    // a concurrent drop may have won while we waited
-    stored(project, name)?;
-    catalog(|| {
-        run(
-            "DELETE FROM beacon.continuous_query WHERE project = $1 AND name = $2",
-            &[project.into(), name.into()],
-        )
-    })?;
-    capture::install(project, &plan.source)?;
-    generated::forget(Kind::CqView, project, name)?;
-    drop_objects(&plan)
+    for plan in &plans {
+        lock_source(plan, "SHARE ROW EXCLUSIVE")?;
+    }
+    for name in names {
+        // a concurrent drop may have won while we waited
+        stored(project, name)?;
+        catalog(|| {
+            run(
+                "DELETE FROM beacon.continuous_query WHERE project = $1 AND name = $2",
+                &[project.into(), name.as_str().into()],
+            )
+        })?;
+    }
+    let mut sources: Vec<&str> = plans.iter().map(|p| p.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    for source in sources {
+        capture::install(project, source)?;
+    }
+    for plan in &plans {
+        generated::forget(Kind::CqView, project, &plan.name)?;
+        drop_objects(plan)?;
+    }
+    Ok(())
 }
 
 fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {

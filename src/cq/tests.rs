@@ -220,9 +220,12 @@ mod tests {
         );
         assert_eq!(sqlstate_of("DROP TABLE shop.src").as_deref(), Some("2BP01"));
         exec("ALTER TABLE shop.src DROP COLUMN qty");
-        // CASCADE drops the source anyway; the query can then still be dropped cleanly
+        // CASCADE drops the source anyway, and the query with it (src/lifecycle)
         exec("DROP TABLE shop.src CASCADE");
-        exec("SELECT beacon.drop_continuous_query('shop', 'v')");
+        assert_eq!(
+            sqlstate_of("SELECT beacon.drop_continuous_query('shop', 'v')").as_deref(),
+            Some("42704")
+        );
         assert_eq!(count("SELECT 1 FROM beacon.continuous_queries"), 0);
         assert_eq!(count("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace WHERE nspname = 'shop' AND relname LIKE '\\_cq\\_%'"), 0);
         assert_eq!(

@@ -1,267 +1,217 @@
-//! Dropping the extension: `DROP EXTENSION pg_beacon`, `DROP SCHEMA beacon` and `DROP OWNED
-//! BY <extension owner>` either refuse while projects exist (without CASCADE) or drop every
-//! project first (CASCADE), so that no schema, table, trigger or role of a project outlives
-//! the extension its generated code calls into.
-//!
-//! It is an event trigger on `ddl_command_start` (sql/lifecycle.sql), not the
-//! ProcessUtility hook: the hook exists only in backends that loaded the library, which
-//! without `shared_preload_libraries` a session running `DROP EXTENSION` first thing has
-//! not, while an event trigger loads it. It fires before PostgreSQL looks at the statement,
-//! so it makes PostgreSQL's own permission check for that statement itself and does nothing
-//! for a caller PostgreSQL would refuse; it needs no `sql_drop` step, because the projects
-//! go first, while they and their roles can still be dropped in the usual order. A
-//! superuser can still bypass it (event triggers disabled, `session_replication_role =
-//! replica`, single-user mode): that is PostgreSQL's plain behaviour, on purpose.
+//! How collections end: `beacon.drop_collection`, and DDL run by hand on a project's
+//! tables (`ddl`: event triggers that keep the catalog and the generated objects in step
+//! with what PostgreSQL dropped, renamed or retyped), so that neither leaves a capture or
+//! stream trigger that fails every insert, nor a catalog entry that points at nothing.
 
-mod decide;
+mod ddl;
+mod extension;
 
+use crate::collect::schema::{collection_exists, table};
 use crate::error::{report, BeaconError, BeaconResult};
-use crate::security::{AsOwner, Pinned};
+use crate::names::validate_collection_name;
+use crate::project::require_project;
+use crate::security::{catalog, require_level, AsOwner, Level};
 use crate::spi::{exists, run, texts};
-use decide::{decide, Decision, Dropping};
-use pgrx::pg_sys::{self, NodeTag};
 use pgrx::prelude::*;
-use std::ffi::CStr;
 
-/// What the statement drops, read from its parse tree before anything is looked up.
-enum Statement {
-    /// DROP EXTENSION or DROP SCHEMA: the names it lists.
-    Extensions(Vec<String>, bool),
-    Schemas(Vec<String>, bool),
-    /// DROP OWNED BY: the roles it names (those that exist).
-    Owned(Vec<pg_sys::Oid>, bool),
+/// What uses a collection: continuous queries reading it, its subscriptions (channels),
+/// and materialized views whose query reads it.
+pub(crate) struct Dependents {
+    pub queries: Vec<String>,
+    pub subscriptions: Vec<String>,
+    pub views: Vec<String>,
 }
 
-/// # Safety
-/// `list` is null or a List of `String` nodes.
-unsafe fn strings(list: *mut pg_sys::List) -> Vec<String> {
-    cells(list)
-        .iter()
-        // SAFETY: DROP EXTENSION and DROP SCHEMA list their names as String nodes
-        .map(|cell| unsafe {
-            let name = &*cell.ptr_value.cast::<pg_sys::String>();
-            CStr::from_ptr(name.sval).to_string_lossy().into_owned()
+impl Dependents {
+    fn is_empty(&self) -> bool {
+        self.queries.is_empty() && self.subscriptions.is_empty() && self.views.is_empty()
+    }
+
+    /// `continuous queries "a", "b"; subscription "beacon_…"`.
+    fn describe(&self) -> String {
+        let list = |one: &str, many: &str, names: &[String]| {
+            let kind = if names.len() == 1 { one } else { many };
+            let names = names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("{kind} {names}")
+        };
+        [
+            ("continuous query", "continuous queries", &self.queries),
+            ("subscription", "subscriptions", &self.subscriptions),
+            ("materialized view", "materialized views", &self.views),
+        ]
+        .into_iter()
+        .filter(|(_, _, names)| !names.is_empty())
+        .map(|(one, many, names)| list(one, many, names))
+        .collect::<Vec<_>>()
+        .join("; ")
+    }
+}
+
+/// Everything that uses `collection`. The catalog is read as the extension owner; the
+/// materialized views are found through PostgreSQL's own dependencies on the table.
+pub(crate) fn dependents(project: &str, collection: &str) -> BeaconResult<Dependents> {
+    let relation = table(project, collection);
+    catalog(|| {
+        Ok(Dependents {
+            queries: texts(
+                "SELECT name FROM beacon.continuous_query WHERE project = $1 AND source = $2
+                  ORDER BY name",
+                &[project.into(), collection.into()],
+            )?,
+            subscriptions: texts(
+                "SELECT channel FROM beacon.subscription WHERE project = $1 AND collection = $2
+                  ORDER BY created_at, channel",
+                &[project.into(), collection.into()],
+            )?,
+            views: texts(
+                "SELECT m.name FROM beacon.materialized_view m
+                  WHERE m.project = $1 AND EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_depend d
+                          JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+                          JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+                          JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace
+                         WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                           AND d.refobjid = pg_catalog.to_regclass($2)
+                           AND n.nspname = m.project AND v.relname = m.name)
+                  ORDER BY m.name",
+                &[project.into(), relation.as_str().into()],
+            )?,
         })
-        .collect()
-}
-
-/// # Safety
-/// `list` is null or a valid pointer List.
-unsafe fn cells<'a>(list: *mut pg_sys::List) -> &'a [pg_sys::ListCell] {
-    if list.is_null() {
-        &[]
-    } else {
-        // SAFETY: a List's `elements` holds `length` cells.
-        unsafe { std::slice::from_raw_parts((*list).elements, (*list).length as usize) }
-    }
-}
-
-/// # Safety
-/// `node` is null or the parse tree of the statement the event trigger fires for.
-unsafe fn statement(node: *mut pg_sys::Node) -> Option<Statement> {
-    if node.is_null() {
-        return None;
-    }
-    // SAFETY: the tag says which statement struct `node` is; the lists hold what
-    // parsenodes.h says (String nodes, RoleSpecs).
-    unsafe {
-        match (*node).type_ {
-            NodeTag::T_DropStmt => {
-                let stmt = &*node.cast::<pg_sys::DropStmt>();
-                let cascade = stmt.behavior == pg_sys::DropBehavior::DROP_CASCADE;
-                match stmt.removeType {
-                    pg_sys::ObjectType::OBJECT_EXTENSION => {
-                        Some(Statement::Extensions(strings(stmt.objects), cascade))
-                    }
-                    pg_sys::ObjectType::OBJECT_SCHEMA => {
-                        Some(Statement::Schemas(strings(stmt.objects), cascade))
-                    }
-                    _ => None,
-                }
-            }
-            NodeTag::T_DropOwnedStmt => {
-                let stmt = &*node.cast::<pg_sys::DropOwnedStmt>();
-                let roles = cells(stmt.roles)
-                    .iter()
-                    .map(|cell| cell.ptr_value.cast::<pg_sys::RoleSpec>())
-                    // PUBLIC owns nothing; PostgreSQL reports it
-                    .filter(|&spec| (*spec).roletype != pg_sys::RoleSpecType::ROLESPEC_PUBLIC)
-                    .map(|spec| pg_sys::get_rolespec_oid(spec, true))
-                    .filter(|&oid| oid != pg_sys::InvalidOid)
-                    .collect();
-                Some(Statement::Owned(
-                    roles,
-                    stmt.behavior == pg_sys::DropBehavior::DROP_CASCADE,
-                ))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Whether the current user has the privileges of `role`: PostgreSQL's ownership test
-/// (superusers pass).
-fn acts_as(role: pg_sys::Oid) -> BeaconResult<bool> {
-    exists(
-        "SELECT pg_catalog.pg_has_role(CURRENT_USER, $1, 'USAGE')",
-        &[role.into()],
-    )
-}
-
-fn role_name(role: pg_sys::Oid) -> BeaconResult<String> {
-    Ok(Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
-        &[role.into()],
-    )?
-    .unwrap_or_default())
-}
-
-/// What the statement would drop of pg_beacon's and whether the caller may run it as
-/// PostgreSQL will judge it; `None` when it drops nothing of pg_beacon's, or when
-/// PostgreSQL will refuse it anyway (then nothing is done on its behalf).
-fn what_it_drops(statement: Statement) -> BeaconResult<Option<(Dropping, bool)>> {
-    let row = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT e.extowner, n.nspname::pg_catalog.text, n.nspowner
-                   FROM pg_catalog.pg_extension e
-                   JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-                  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_beacon'::pg_catalog.name",
-                None,
-                &[],
-            )?
-            .first()
-            .get_three::<pg_sys::Oid, String, pg_sys::Oid>()
-    })?;
-    let (Some(owner), Some(schema), Some(schema_owner)) = row else {
-        return Ok(None);
-    };
-    Ok(match statement {
-        Statement::Extensions(names, cascade) if names.iter().any(|n| n == "pg_beacon") => {
-            acts_as(owner)?.then_some((Dropping::Extension, cascade))
-        }
-        // an extension pg_beacon depends on (plpgsql): CASCADE takes pg_beacon with it
-        Statement::Extensions(names, true) if depends_on(&names)? => {
-            let mut allowed = true;
-            for owner in crate::spi::texts(
-                "SELECT e.extowner::pg_catalog.text FROM pg_catalog.pg_extension e
-                  WHERE e.extname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.name[])",
-                &[names.into()],
-            )? {
-                allowed &= exists(
-                    "SELECT pg_catalog.pg_has_role(CURRENT_USER, $1::pg_catalog.oid, 'USAGE')",
-                    &[owner.into()],
-                )?;
-            }
-            allowed.then_some((Dropping::Extension, true))
-        }
-        // the caller must own the schema (as PostgreSQL checks); dropping the projects
-        // then also needs the extension owner's rights, which `drop_project` checks
-        Statement::Schemas(names, cascade) if names.contains(&schema) => {
-            acts_as(schema_owner)?.then_some((Dropping::Schema(schema), cascade))
-        }
-        Statement::Owned(roles, cascade) if roles.contains(&owner) => {
-            let mut allowed = true;
-            for &role in &roles {
-                allowed &= acts_as(role)?;
-            }
-            allowed.then_some((Dropping::OwnedBy(role_name(owner)?), cascade))
-        }
-        _ => None,
     })
 }
 
-/// Whether pg_beacon, or one of its own objects, depends directly on one of the extensions
-/// named (or on one of their objects): PostgreSQL then drops all of pg_beacon with them.
-fn depends_on(extensions: &[String]) -> BeaconResult<bool> {
-    exists(
-        "WITH beacon AS (SELECT e.oid FROM pg_catalog.pg_extension e
-                          WHERE e.extname OPERATOR(pg_catalog.=) 'pg_beacon'::pg_catalog.name),
-              named AS (SELECT e.oid FROM pg_catalog.pg_extension e
-                         WHERE e.extname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.name[])
-                           AND e.extname OPERATOR(pg_catalog.<>) 'pg_beacon'::pg_catalog.name),
-              ext AS (SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass::pg_catalog.oid AS id)
-         SELECT EXISTS (
-                  SELECT 1 FROM pg_catalog.pg_depend d, beacon, named, ext
-                   WHERE d.classid OPERATOR(pg_catalog.=) ext.id AND d.objid OPERATOR(pg_catalog.=) beacon.oid
-                     AND d.refclassid OPERATOR(pg_catalog.=) ext.id AND d.refobjid OPERATOR(pg_catalog.=) named.oid)
-             OR EXISTS (
-                  SELECT 1
-                    FROM pg_catalog.pg_depend m
-                    JOIN pg_catalog.pg_depend d
-                      ON d.classid OPERATOR(pg_catalog.=) m.classid AND d.objid OPERATOR(pg_catalog.=) m.objid
-                    JOIN pg_catalog.pg_depend x
-                      ON x.classid OPERATOR(pg_catalog.=) d.refclassid AND x.objid OPERATOR(pg_catalog.=) d.refobjid,
-                         beacon, named, ext
-                   WHERE m.refclassid OPERATOR(pg_catalog.=) ext.id AND m.refobjid OPERATOR(pg_catalog.=) beacon.oid
-                     AND m.deptype OPERATOR(pg_catalog.=) 'e'
-                     AND x.refclassid OPERATOR(pg_catalog.=) ext.id AND x.refobjid OPERATOR(pg_catalog.=) named.oid
-                     AND x.deptype OPERATOR(pg_catalog.=) 'e')",
-        &[extensions.to_vec().into()],
-    )
+/// Drops what uses a collection, each with a NOTICE. As the project's owner role.
+pub(crate) fn drop_dependents(
+    project: &str,
+    collection: &str,
+    dependents: &Dependents,
+) -> BeaconResult<()> {
+    for name in &dependents.queries {
+        notice!(
+            "dropping continuous query {project}.{name}, which reads collection \"{collection}\""
+        );
+    }
+    if !dependents.queries.is_empty() {
+        crate::cq::drop_queries(project, &dependents.queries)?;
+    }
+    for name in &dependents.views {
+        notice!(
+            "dropping materialized view {project}.{name}, which reads collection \"{collection}\""
+        );
+        crate::mv::drop_view(project, name)?;
+    }
+    for channel in &dependents.subscriptions {
+        notice!("ending subscription {channel} of collection {project}.{collection}");
+    }
+    if !dependents.subscriptions.is_empty() {
+        crate::stream::end_subscriptions(project, collection, &dependents.subscriptions)?;
+    }
+    Ok(())
 }
 
-fn guard(statement: Statement) -> BeaconResult<()> {
-    let _pinned = Pinned::enter();
-    let Some((dropping, cascade)) = what_it_drops(statement)? else {
-        return Ok(());
-    };
-    let projects = {
-        let _owner = AsOwner::enter()?;
-        // no project is created meanwhile: create_project's INSERT waits for this
-        // transaction, and fails once the catalog is gone. The list below is read after
-        // the lock, with a new snapshot (READ COMMITTED; under REPEATABLE READ the
-        // transaction's snapshot could miss a project committed while this waited)
-        run("LOCK TABLE beacon.project IN SHARE ROW EXCLUSIVE MODE", &[])?;
-        // a project whose schema is gone or empty has nothing left that calls into the
-        // extension: a restore with --clean drops every table and function of a project
-        // first, then the extension, then the schemas, and reuses the roles
-        texts(
-            if cascade {
-                "SELECT p.name FROM beacon.project p ORDER BY p.name COLLATE \"C\""
-            } else {
-                "SELECT p.name FROM beacon.project p
-                   JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) p.name
-                  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid)
-                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc f WHERE f.pronamespace OPERATOR(pg_catalog.=) n.oid)
-                  ORDER BY p.name COLLATE \"C\""
-            },
+/// Removes the catalog entries of a collection whose table is gone (or about to go in
+/// this transaction): the collection, its fields (by the foreign key), and what was
+/// generated for it.
+pub(crate) fn forget_collection(project: &str, collection: &str) -> BeaconResult<()> {
+    catalog(|| {
+        run(
+            "DELETE FROM beacon.collection WHERE project = $1 AND name = $2",
+            &[project.into(), collection.into()],
+        )?;
+        run(
+            "DELETE FROM beacon.generated_object
+              WHERE project = $1 AND name = $2 AND kind IN ('cq_capture', 'stream_trigger')",
+            &[project.into(), collection.into()],
+        )
+    })
+}
+
+fn drop_collection_named(project: &str, collection: &str, cascade: bool) -> BeaconResult<()> {
+    validate_collection_name(collection).map_err(|e| BeaconError::InvalidName(e.to_string()))?;
+    require_level(project, Level::Admin)?;
+    let _owner = AsOwner::for_project(project)?;
+    require_project(project)?;
+    if !collection_exists(project, collection)? {
+        return Err(BeaconError::UnknownCollection(
+            project.to_string(),
+            collection.to_string(),
+        ));
+    }
+    // the locks creating the collection and changing its subscriptions take, then the one
+    // DROP TABLE needs, before anything is read: writers finish first, and nothing that
+    // reads the dependents below can change them meanwhile
+    for lock in [
+        format!("beacon.collection {project}.{collection}"),
+        format!("beacon.stream {project}.{collection}"),
+    ] {
+        run(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
+            &[lock.into()],
+        )?;
+    }
+    let relation = table(project, collection);
+    let present = exists(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[relation.as_str().into()],
+    )?;
+    if present {
+        run(
+            &format!("LOCK TABLE {relation} IN ACCESS EXCLUSIVE MODE"),
             &[],
-        )?
-    };
-    match decide(&dropping, cascade, &projects) {
-        Decision::Pass => Ok(()),
-        Decision::Refuse { message, hint } => Err(BeaconError::StillInUse(message, hint)),
-        Decision::DropProjects(projects) => {
-            for project in projects {
-                crate::project::drop_project_objects(&project)?;
-                notice!("pg_beacon: dropped project \"{project}\"");
-            }
-            Ok(())
-        }
+        )?;
     }
+    // a concurrent drop may have won while we waited
+    if !collection_exists(project, collection)? {
+        return Err(BeaconError::UnknownCollection(
+            project.to_string(),
+            collection.to_string(),
+        ));
+    }
+    let dependents = dependents(project, collection)?;
+    if !dependents.is_empty() && !cascade {
+        return Err(BeaconError::DependentObjects(format!(
+            "cannot drop collection \"{collection}\" of project \"{project}\": it is used by {}",
+            dependents.describe()
+        )));
+    }
+    drop_dependents(project, collection, &dependents)?;
+    // what is left of generated objects (a capture function whose queries are gone)
+    crate::cq::install_capture(project, collection)?;
+    crate::stream::install_trigger(project, collection)?;
+    if present {
+        // anything else that depends on the table (a view a superuser made) makes a plain
+        // DROP fail, and the whole call with it
+        run(
+            &format!(
+                "DROP TABLE {relation}{}",
+                if cascade { " CASCADE" } else { "" }
+            ),
+            &[],
+        )?;
+    }
+    forget_collection(project, collection)
 }
 
-/// The `ddl_command_start` event trigger function (sql/lifecycle.sql). Internal.
-#[pg_extern(sql = false)]
-fn _drop_guard(fcinfo: pg_sys::FunctionCallInfo) {
-    // SAFETY: PostgreSQL calls an event trigger function with an EventTriggerData as its
-    // context; anything else (a direct call is impossible: the function returns
-    // event_trigger) is ignored.
-    let statement = unsafe {
-        let context = (*fcinfo).context;
-        if context.is_null() || (*context).type_ != NodeTag::T_EventTriggerData {
-            return;
-        }
-        statement((*context.cast::<pg_sys::EventTriggerData>()).parsetree)
-    };
-    if let Some(statement) = statement {
-        report(guard(statement))
-    }
+/// Drops collection `collection` of `project`: its table with all its events, its fields,
+/// and its generated triggers. Refused (2BP01) while continuous queries, subscriptions or
+/// materialized views use it, unless `cascade`, which drops them first (a NOTICE each).
+/// Requires admin on the project.
+#[pg_extern]
+fn drop_collection(project: &str, collection: &str, cascade: default!(bool, false)) {
+    report(drop_collection_named(project, collection, cascade))
 }
 
-extension_sql_file!(
-    "../../sql/lifecycle.sql",
-    name = "lifecycle",
-    requires = ["bootstrap"]
+extension_sql!(
+    "COMMENT ON FUNCTION beacon.drop_collection(text, text, boolean) IS
+  'Drops a collection: its table and events, fields and generated triggers. Refused while continuous queries, subscriptions or materialized views use it, unless cascade, which drops them first. Requires admin on the project.';",
+    name = "drop_collection_comment",
+    requires = [drop_collection]
 );
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;

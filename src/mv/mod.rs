@@ -200,6 +200,13 @@ fn refresh(project: &str, name: &str) -> BeaconResult<()> {
 
 fn drop(project: &str, name: &str) -> BeaconResult<()> {
     let _owner = enter_view(project, name, Level::Admin)?;
+    drop_view(project, name)
+}
+
+/// Drops a materialized view (if it is still there) and its catalog entry, after the
+/// caller checked the caller's rights (see `lifecycle`).
+pub(crate) fn drop_view(project: &str, name: &str) -> BeaconResult<()> {
+    let _owner = AsOwner::for_project(project)?;
     run(
         &format!("DROP MATERIALIZED VIEW IF EXISTS {}", view(project, name)),
         &[],

@@ -188,6 +188,14 @@ thread_local! {
     /// switches to. Invalid outside project work.
     static CATALOG_USER: std::cell::Cell<pg_sys::Oid> =
         const { std::cell::Cell::new(pg_sys::InvalidOid) };
+    /// How many `AsOwner` guards are alive: pg_beacon's own work is under way.
+    static OWN_WORK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether pg_beacon's own code is running (an `AsOwner` guard is alive): the DDL it runs
+/// then is its own, and it keeps its catalog itself (see `lifecycle::ddl`).
+pub fn in_own_work() -> bool {
+    OWN_WORK.with(|c| c.get() > 0)
 }
 
 /// While alive, the backend runs as the extension owner or a project's owner role, with
@@ -268,6 +276,7 @@ impl AsOwner {
         let guc_level = pin_settings(None);
         // SAFETY: reads the backend's current user and security context.
         unsafe { pg_sys::GetUserIdAndSecContext(&mut previous_user, &mut previous_context) };
+        OWN_WORK.with(|c| c.set(c.get() + 1));
         AsOwner {
             previous_user,
             previous_context,
@@ -280,6 +289,7 @@ impl AsOwner {
 impl Drop for AsOwner {
     fn drop(&mut self) {
         CATALOG_USER.with(|c| c.set(self.previous_catalog_user));
+        OWN_WORK.with(|c| c.set(c.get().saturating_sub(1)));
         // SAFETY: undoes exactly what `enter` did, innermost guard first (Rust drops in
         // reverse order of creation). While an error unwinds, the settings are rolled back
         // as an abort would.

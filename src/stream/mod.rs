@@ -67,10 +67,12 @@ fn install(project: &str, collection: &str) -> BeaconResult<()> {
         &[table.as_str().into()],
     )?;
     if subscriptions.is_empty() || !table_exists {
-        if table_exists {
+        if table_exists && crate::spi::has_trigger(&table, TRIGGER)? {
             run(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON {table}"), &[])?;
         }
-        run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[])?;
+        if crate::spi::present(&function, true)? {
+            run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[])?;
+        }
         return generated::forget(Kind::StreamTrigger, project, collection);
     }
     let body = generated::stamp(&trigger_body(collection, &subscriptions));
@@ -260,6 +262,67 @@ fn unsubscribe_from(channel: &str) -> BeaconResult<()> {
         &[channel.into()],
     )?;
     install(&project, &collection)
+}
+
+/// The subscriptions of a collection: (channel, filter as given).
+pub(crate) fn subscriptions_of(
+    project: &str,
+    collection: &str,
+) -> BeaconResult<Vec<(String, Option<String>)>> {
+    catalog(|| {
+        Ok(Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT channel, filter FROM beacon.subscription
+                      WHERE project = $1 AND collection = $2 ORDER BY created_at, channel",
+                    None,
+                    &[project.into(), collection.into()],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })?)
+    })
+}
+
+/// Whether `filter` still names only columns the collection's table has (a column it
+/// read was dropped or renamed by hand otherwise). The table must exist.
+pub(crate) fn filter_still_applies(
+    project: &str,
+    collection: &str,
+    filter: &str,
+) -> BeaconResult<bool> {
+    let columns = columns_of(project, collection)?;
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    Ok(filter::check_filter(filter, &columns).is_ok())
+}
+
+/// Ends the given subscriptions of a collection, whoever made them (the caller decided),
+/// and regenerates (or removes) the collection's stream trigger.
+pub(crate) fn end_subscriptions(
+    project: &str,
+    collection: &str,
+    channels: &[String],
+) -> BeaconResult<()> {
+    lock_collection(project, collection)?;
+    catalog(|| {
+        for table in [
+            "beacon.subscription",
+            "beacon.subscription_sent",
+            "beacon.subscription_failure",
+        ] {
+            run(
+                &format!("DELETE FROM {table} WHERE channel = ANY ($1)"),
+                &[channels.to_vec().into()],
+            )?;
+        }
+        Ok(())
+    })?;
+    install(project, collection)
 }
 
 /// Ends temporary subscriptions whose session is gone and folds sent-event counts into

@@ -74,6 +74,12 @@ SELECT 'default acl ' || coalesce(n.nspname, '') || ' ' || pg_catalog.pg_get_use
        || ' ' || d.defaclobjtype::text || ' ' || d.defaclacl::text
   FROM pg_catalog.pg_default_acl d JOIN ns n ON n.oid = d.defaclnamespace
 UNION ALL
+SELECT 'event trigger ' || e.evtname || ' on ' || e.evtevent
+       || ' function=' || e.evtfoid::pg_catalog.regprocedure::text
+       || ' tags=' || coalesce(e.evttags::text, '') || ' enabled=' || e.evtenabled::text
+       || ' owner=' || pg_catalog.pg_get_userbyid(e.evtowner)
+  FROM pg_catalog.pg_event_trigger e
+UNION ALL
 SELECT 'generated ' || kind || ' ' || project || '.' || name || ' ' || version
   FROM beacon.generated_object
 "#;
