@@ -486,7 +486,7 @@ AS 'MODULE_PATHNAME', '_on_sql_drop_wrapper';
 REVOKE ALL ON FUNCTION beacon._on_sql_drop() FROM PUBLIC;
 COMMENT ON FUNCTION beacon._on_sql_drop() IS
   'Internal: after DDL dropped objects of a project by hand, removes what the catalog says about them.';
-CREATE EVENT TRIGGER pg_beacon_sql_drop ON sql_drop EXECUTE FUNCTION beacon._on_sql_drop();
+CREATE EVENT TRIGGER beacon_sql_drop ON sql_drop EXECUTE FUNCTION beacon._on_sql_drop();
 
 CREATE FUNCTION beacon._on_alter_table() RETURNS event_trigger
 LANGUAGE c SECURITY DEFINER
@@ -497,7 +497,7 @@ AS 'MODULE_PATHNAME', '_on_alter_table_wrapper';
 REVOKE ALL ON FUNCTION beacon._on_alter_table() FROM PUBLIC;
 COMMENT ON FUNCTION beacon._on_alter_table() IS
   'Internal: after ALTER TABLE on a project''s table by hand, follows renamed and retyped columns, refuses renaming a collection.';
-CREATE EVENT TRIGGER pg_beacon_alter_table ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+CREATE EVENT TRIGGER beacon_alter_table ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION beacon._on_alter_table();
 
 -- lifecycle: collections whose table was dropped by hand under 0.2.0 left their catalog

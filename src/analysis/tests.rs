@@ -51,6 +51,12 @@ mod tests {
             funnel_users(THREE, "'country'"),
             "de:1=2 de:2=1 de:3=0 fr:1=2 fr:2=1 fr:3=1"
         );
+        // a property of the user's profile; users without one are NULL
+        exec(r#"SELECT beacon.set_user('an', 'u1', '{"plan": "pro"}')"#);
+        assert_eq!(
+            funnel_users(THREE, "'_users.plan'"),
+            "-:1=3 -:2=1 -:3=0 pro:1=1 pro:2=1 pro:3=1"
+        );
         let conversions = one::<String>(
             &format!("SELECT string_agg(step || ':' || coalesce(round(conversion_from_previous::numeric, 3)::text, '-')
                                         || '/' || coalesce(round(conversion_from_first::numeric, 3)::text, '-')
