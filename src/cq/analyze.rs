@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::sql_policy::text;
 use crate::sqlident::{fold, folded_parts, unparenthesized};
 use sqlparser::ast::{
     BinaryOperator, CastKind, CeilFloorKind, DateTimeField, Distinct, DuplicateTreatment, Expr,
@@ -81,6 +82,12 @@ impl fmt::Display for Refusal {
 }
 
 impl std::error::Error for Refusal {}
+
+impl From<crate::sql_policy::Refusal> for Refusal {
+    fn from(refusal: crate::sql_policy::Refusal) -> Refusal {
+        Refusal(refusal.message)
+    }
+}
 
 fn refusal(message: impl Into<String>) -> Refusal {
     Refusal(message.into())
@@ -630,7 +637,7 @@ impl Cx {
     fn render(&mut self, expr: &Expr, place: Place) -> Result<String, Refusal> {
         let mut expr = unparenthesized(expr).clone();
         self.normalize(&mut expr, place)?;
-        Ok(expr.to_string())
+        Ok(text::render::expression(&expr, &crate::query::analyze::LIMITS)?)
     }
 
     fn aggregate(&mut self, f: &Function, kind: AggKind) -> Result<Item, Refusal> {
@@ -1210,10 +1217,8 @@ fn resolve_group_ref(group: GroupRef, items: &[NamedItem], cx: &Cx) -> Result<St
     }
 }
 
-/// Strings are printed back in a form PostgreSQL reads as the same value under any
-/// setting (sqlparser's printer does not escape a quote after a backslash, and
-/// backslashes mean something else with standard_conforming_strings off): as plain quotes
-/// when they hold neither, else dollar-quoted. Only plain literal kinds are accepted.
+/// Only plain literal kinds are accepted; strings of every spelling are kept as their
+/// value, which the one renderer prints in a form that reads the same under any setting.
 fn reencode_literal(value: &mut Value) -> Result<(), Refusal> {
     let text = match value {
         Value::Number(..) | Value::Boolean(_) | Value::Null => return Ok(()),
@@ -1231,7 +1236,8 @@ fn reencode_literal(value: &mut Value) -> Result<(), Refusal> {
             )))
         }
     };
-    *value = crate::query::analyze::string_literal(text);
+    // kept as its value; the renderer prints it
+    *value = Value::SingleQuotedString(text);
     Ok(())
 }
 

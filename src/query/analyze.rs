@@ -15,13 +15,11 @@
 //! schema and function calls to `pg_catalog` (or `beacon`), so nothing depends
 //! on `search_path`.
 //!
-//! Rendering is done by sqlparser, whose printer is not safe for every tree
-//! it can parse: it prints a string containing `\'` or an identifier
-//! containing `\"` without doubling the quote (PostgreSQL then ends the
-//! literal early and reads the rest as SQL), prints `- -1` as the comment
-//! `--1`, and prints dollar-quote tags PostgreSQL reads as parameters. The
-//! walk therefore re-encodes such literals, parenthesizes such operands and
-//! refuses such identifiers before anything is printed.
+//! Text is read and written only through the text layer of the policy
+//! (`sql_policy::text`): its guarded parser, and its renderer, which prints
+//! every literal and quoted identifier itself and reads the result back. The
+//! walk still parenthesizes operands sqlparser would print ambiguously (`- -1`
+//! as the comment `--1`) and refuses what the renderer cannot print.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -40,10 +38,11 @@ use sqlparser::ast::{
     WindowType, With,
 };
 use sqlparser::ast::{ArrayElemTypeDef, TimezoneInfo};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
-use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use crate::sql_policy::text::{
+    self,
+    parse::{excerpt, Limits},
+};
+use crate::sql_policy::Refusal;
 
 /// Why a query was refused; the message names the refused construct.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +56,12 @@ impl fmt::Display for QueryRefusal {
 
 impl std::error::Error for QueryRefusal {}
 
+impl From<Refusal> for QueryRefusal {
+    fn from(refusal: Refusal) -> QueryRefusal {
+        QueryRefusal(refusal.message)
+    }
+}
+
 fn refusal(message: impl Into<String>) -> QueryRefusal {
     QueryRefusal(message.into())
 }
@@ -65,25 +70,12 @@ fn refuse<T>(message: impl Into<String>) -> Result<T, QueryRefusal> {
     Err(refusal(message))
 }
 
-/// Longer texts are refused before they are even tokenized.
-const MAX_SQL_BYTES: usize = 100_000;
-
-/// sqlparser's own limit on how deeply it recurses (its default is 50):
-/// about 95 levels of parentheses or 48 of nested subqueries.
-const PARSER_RECURSION_LIMIT: usize = 100;
-
-/// Upper bound on how deep the syntax tree may get, estimated from the tokens
-/// before parsing (see [`nesting_cost`]). sqlparser builds `a + b + c ...`,
-/// `x::t::t ...` and `UNION` chains in loops, without touching its recursion
-/// limit, yet dropping, printing or walking the resulting left-deep tree
-/// recurses once per operator: 30,000 `+1` fit in the size limit and
-/// overflow the stack. The estimate has to be checked before parsing,
-/// because the parser itself drops what it built when it fails.
-const MAX_NESTING_COST: usize = 1_000;
-
 /// Backstop for the walk below, which recurses once per level of nesting
 /// (operator and set-operation chains are walked in loops).
-const MAX_WALK_DEPTH: usize = MAX_NESTING_COST + 4 * PARSER_RECURSION_LIMIT;
+const MAX_WALK_DEPTH: usize = LIMITS.max_nesting_cost + 4 * LIMITS.recursion_limit;
+
+/// The limits of the text `beacon.query`, materialized views and continuous queries read.
+pub(crate) const LIMITS: Limits = Limits::QUERY;
 
 /// Aggregates, rendered `pg_catalog."name"`.
 const AGGREGATE_FUNCTIONS: &[&str] = &[
@@ -316,25 +308,6 @@ fn quoted(value: &str) -> Ident {
     Ident::with_quote('"', value)
 }
 
-/// Shortens what a refusal quotes of the query, which may be 100 kB long.
-fn excerpt(shown: &impl fmt::Display) -> String {
-    shortened(shown.to_string(), 80)
-}
-
-fn shortened(text: String, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text,
-    }
-}
-
-fn parse_error(error: impl fmt::Display) -> QueryRefusal {
-    refusal(shortened(
-        format!("could not parse the query: {error}"),
-        300,
-    ))
-}
-
 /// Refuses identifiers that sqlparser would not print back as PostgreSQL read
 /// them: its printer does not double a `"` that follows a backslash, so a
 /// quoted identifier containing `\"` would end early when printed.
@@ -434,34 +407,6 @@ fn starts_with_operator(expr: &Expr) -> bool {
     let mut first = FirstChar(None);
     let _ = fmt::write(&mut first, format_args!("{expr}"));
     first.0.is_some_and(|c| "+-*/<>=~!@#%^&|`?".contains(c))
-}
-
-/// A string literal sqlparser prints back exactly: plain quotes when the
-/// value has no quote or backslash (its printer does not escape those
-/// faithfully, and backslashes would depend on standard_conforming_strings),
-/// otherwise dollar quotes with a tag that cannot occur inside.
-pub(crate) fn string_literal(value: String) -> Value {
-    if !value.contains(['\'', '\\']) {
-        return Value::SingleQuotedString(value);
-    }
-    let mut n = 0usize;
-    loop {
-        let tag = if n == 0 {
-            "q".to_string()
-        } else {
-            format!("q{n}")
-        };
-        let delimiter = format!("${tag}$");
-        // The first delimiter PostgreSQL finds after the opening one must be
-        // the closing one, also when the value ends in `$` or `$q`.
-        if format!("{value}{delimiter}").find(&delimiter) == Some(value.len()) {
-            return Value::DollarQuotedString(DollarQuotedString {
-                value,
-                tag: Some(tag),
-            });
-        }
-        n += 1;
-    }
 }
 
 pub(crate) fn check_type(data_type: &DataType) -> Result<(), QueryRefusal> {
@@ -751,152 +696,13 @@ fn parenthesize(expr: &mut Box<Expr>) {
 }
 
 fn too_deep() -> QueryRefusal {
-    refusal(format!(
-        "the query is nested too deeply or chains too many operators (at most about \
-         {PARSER_RECURSION_LIMIT} levels of nesting and {MAX_NESTING_COST} chained operators)"
-    ))
-}
-
-#[derive(Default)]
-struct Frame {
-    /// Operator-like tokens since the last comma at this level.
-    segment: usize,
-    /// The deepest group opened in the current segment.
-    child: usize,
-    /// The deepest segment seen at this level.
-    best: usize,
-    /// UNION/INTERSECT/EXCEPT at this level: their chains span commas.
-    set_operations: usize,
-}
-
-impl Frame {
-    fn close_segment(&mut self) {
-        self.best = self.best.max(self.segment + self.child);
-        self.segment = 0;
-        self.child = 0;
-    }
-
-    fn cost(mut self) -> usize {
-        self.close_segment();
-        self.best + self.set_operations + 1
-    }
-}
-
-/// Upper bound on the depth of the syntax tree the tokens can parse into.
-///
-/// Each level a tree gains needs at least one keyword, symbol or opening
-/// bracket; identifiers and literals never nest. An operator chain cannot
-/// cross a comma at its own bracket level, except a chain of set operations,
-/// which is counted separately. So the depth is at most, along the deepest
-/// path of brackets, the sum of each level's counted tokens between commas
-/// plus its set operations.
-fn nesting_cost(tokens: &[TokenWithSpan]) -> usize {
-    let mut frames = vec![Frame::default()];
-    for token in tokens {
-        let top = frames
-            .last_mut()
-            .expect("the outermost frame is never popped");
-        match &token.token {
-            Token::Whitespace(_)
-            | Token::EOF
-            | Token::Number(..)
-            | Token::SingleQuotedString(_)
-            | Token::DollarQuotedString(_)
-            | Token::EscapedStringLiteral(_)
-            | Token::NationalStringLiteral(_)
-            | Token::HexStringLiteral(_) => {}
-            Token::Word(word) if word.keyword == Keyword::NoKeyword => {}
-            Token::Word(word)
-                if matches!(
-                    word.keyword,
-                    Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT | Keyword::MINUS
-                ) =>
-            {
-                top.set_operations += 1;
-            }
-            Token::Comma => top.close_segment(),
-            Token::LParen | Token::LBracket => {
-                top.segment += 1;
-                frames.push(Frame::default());
-            }
-            Token::RParen | Token::RBracket => {
-                if frames.len() > 1 {
-                    let cost = frames.pop().map(Frame::cost).unwrap_or_default();
-                    let top = frames
-                        .last_mut()
-                        .expect("the outermost frame is never popped");
-                    top.child = top.child.max(cost);
-                }
-            }
-            _ => top.segment += 1,
-        }
-    }
-    while frames.len() > 1 {
-        let cost = frames.pop().map(Frame::cost).unwrap_or_default();
-        let top = frames
-            .last_mut()
-            .expect("the outermost frame is never popped");
-        top.child = top.child.max(cost);
-    }
-    frames.pop().map(Frame::cost).unwrap_or_default()
-}
-
-/// Refuses what has to be caught on the tokens: `U&` escapes, which
-/// sqlparser does not decode the way PostgreSQL does, and trees too deep to
-/// handle safely.
-fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), QueryRefusal> {
-    for (i, token) in tokens.iter().enumerate() {
-        match &token.token {
-            Token::UnicodeStringLiteral(_) => {
-                return refuse("U&'...' string literals are not allowed");
-            }
-            Token::Ampersand if i > 0 => {
-                let after_u = matches!(
-                    &tokens[i - 1].token,
-                    Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("u")
-                );
-                let before_quoted = matches!(
-                    tokens.get(i + 1).map(|t| &t.token),
-                    Some(Token::Word(w)) if w.quote_style.is_some()
-                );
-                if after_u && before_quoted {
-                    return refuse("U&\"...\" identifiers are not allowed");
-                }
-            }
-            _ => {}
-        }
-    }
-    if nesting_cost(tokens) > MAX_NESTING_COST {
-        return Err(too_deep());
-    }
-    Ok(())
+    LIMITS.too_deep().into()
 }
 
 /// Parses `sql` into statements within the size and nesting limits every surface of
 /// user SQL shares (continuous queries use it too).
 pub(crate) fn parse_guarded(sql: &str) -> Result<Vec<Statement>, QueryRefusal> {
-    if sql.len() > MAX_SQL_BYTES {
-        return refuse(format!(
-            "the query is too long ({} bytes; at most {MAX_SQL_BYTES})",
-            sql.len()
-        ));
-    }
-    if sql.contains('\0') {
-        return refuse("the query contains a NUL character");
-    }
-    let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(parse_error)?;
-    check_tokens(&tokens)?;
-    Parser::new(&dialect)
-        .with_recursion_limit(PARSER_RECURSION_LIMIT)
-        .with_tokens_with_locations(tokens)
-        .parse_statements()
-        .map_err(|e| match e {
-            ParserError::RecursionLimitExceeded => too_deep(),
-            other => parse_error(other),
-        })
+    Ok(text::parse::statements(sql, &LIMITS)?)
 }
 
 /// Parses `sql` as exactly one query.
@@ -927,8 +733,8 @@ fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
 /// `beacon."approx_count_distinct"` for that one), so nothing depends on
 /// search_path.
 ///
-/// The result relies on `standard_conforming_strings` as little as the input
-/// did: literals containing quotes or backslashes are printed dollar-quoted.
+/// The result reads the same under any `standard_conforming_strings`: the
+/// renderer prints strings with backslashes as `E'...'`.
 pub fn check_query(sql: &str, project: &str) -> Result<String, QueryRefusal> {
     // Project names are validated long before; this only keeps a bad one
     // from being printed as a broken identifier.
@@ -938,7 +744,10 @@ pub fn check_query(sql: &str, project: &str) -> Result<String, QueryRefusal> {
     let mut query = parse_query(sql)?;
     let mut checker = Checker::new(Some(project));
     checker.query(&mut query)?;
-    Ok(query.to_string())
+    Ok(text::render::statement(
+        &Statement::Query(Box::new(query)),
+        &LIMITS,
+    )?)
 }
 
 /// Walks a query, refusing what is not allowed and rewriting names in place.
@@ -2201,7 +2010,7 @@ fn literal(value: &mut ValueWithSpan) -> Result<(), QueryRefusal> {
         }
         other => return refuse(format!("the literal {} is not allowed", excerpt(other))),
     };
-    value.value = string_literal(text);
+    value.value = Value::SingleQuotedString(text);
     Ok(())
 }
 

@@ -15,6 +15,7 @@
 
 pub mod analyzed;
 mod catalog;
+pub mod text;
 
 pub use analyzed::check;
 
@@ -34,6 +35,10 @@ pub enum RefusalKind {
     /// Allowed SQL that the surface cannot maintain (a continuous query over a system
     /// column): 0A000.
     Unsupported,
+    /// Text that does not parse: 42601.
+    Syntax,
+    /// The renderer could not print a checked tree back faithfully: XX000.
+    Internal,
 }
 
 /// Why a statement is refused; the message names the refused object.
@@ -58,11 +63,27 @@ impl Refusal {
         }
     }
 
+    pub fn syntax(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Syntax,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Internal,
+            message: message.into(),
+        }
+    }
+
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         match self.kind {
             RefusalKind::Object => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             RefusalKind::Limit => PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX,
             RefusalKind::Unsupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            RefusalKind::Syntax => PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+            RefusalKind::Internal => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
 

@@ -19,24 +19,18 @@ use sqlparser::ast::{
     FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, TimezoneInfo,
     UnaryOperator, Value,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Location, Token};
 
 use crate::names::quote_ident;
+use crate::sql_policy::text::{self, Limits};
+use crate::sql_policy::Refusal;
 
-/// Bounds parsing time and, since chains such as `a OR b OR ...` grow the
+/// Bounds parsing time (8 KiB) and, since chains such as `a OR b OR ...` grow the
 /// syntax tree without nesting, also how deep the tree can get.
-const MAX_FILTER_BYTES: usize = 8192;
+const LIMITS: Limits = Limits::FILTER;
 
 /// No sensible filter comes close; the limit keeps the recursive checks
 /// below (and PostgreSQL's own parser) far from the end of the stack.
-const MAX_FILTER_DEPTH: usize = 64;
-
-/// sqlparser's default (50) would cut in before [`MAX_FILTER_DEPTH`]; this
-/// leaves the checker to name the limit for all but absurd input, and 128
-/// levels take well under a megabyte of stack even in a debug build.
-const PARSER_RECURSION_LIMIT: usize = 2 * MAX_FILTER_DEPTH;
+const MAX_FILTER_DEPTH: usize = LIMITS.levels;
 
 const BOOLEAN_REQUIRED: &str = "the filter must be a boolean expression \
      (a comparison, AND/OR/NOT, IN, BETWEEN, LIKE or IS ...)";
@@ -52,6 +46,12 @@ impl fmt::Display for FilterRefusal {
 }
 
 impl std::error::Error for FilterRefusal {}
+
+impl From<Refusal> for FilterRefusal {
+    fn from(refusal: Refusal) -> FilterRefusal {
+        FilterRefusal(refusal.message)
+    }
+}
 
 fn refusal(message: impl Into<String>) -> FilterRefusal {
     FilterRefusal(message.into())
@@ -103,27 +103,6 @@ const SQL_VALUE_KEYWORDS: &[&str] = &[
 /// such as `=` still resolve through the search path, so the code that runs
 /// the filter needs a fixed one.
 pub fn check_filter(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
-    if filter.len() > MAX_FILTER_BYTES {
-        return Err(refusal(format!(
-            "the filter is too long ({} bytes; at most {MAX_FILTER_BYTES} are allowed)",
-            filter.len()
-        )));
-    }
-    let rendered = render(filter, columns)?;
-    // sqlparser's Display is not built to round-trip (it renders `- -1` as
-    // `--1`, a comment, which the checker has to work around). Reading the
-    // output back and getting the same text shows it parses as the tree that
-    // was checked.
-    match render(&rendered, columns) {
-        Ok(again) if again == rendered => Ok(rendered),
-        _ => Err(refusal(format!(
-            "the filter could not be rendered back to SQL safely (rendered as {})",
-            excerpt(&rendered)
-        ))),
-    }
-}
-
-fn render(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
     let mut expr = parse(filter)?;
     // Outer parentheses carry no meaning of their own, and dropping them
     // lets the top-level form be judged.
@@ -137,71 +116,25 @@ fn render(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
             excerpt(&expr)
         )));
     }
-    Ok(expr.to_string())
+    Ok(text::render::expression(&expr, &LIMITS)?)
 }
 
 fn parse(filter: &str) -> Result<Expr, FilterRefusal> {
-    let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect)
-        .with_recursion_limit(PARSER_RECURSION_LIMIT)
-        .try_with_sql(filter)
-        .map_err(parse_error)?;
-    if parser.peek_token().token == Token::EOF {
-        return Err(refusal(
-            "the filter is empty (to subscribe without a filter, pass NULL)",
-        ));
-    }
-    let expr = parser.parse_expr().map_err(parse_error)?;
-    let next = parser.peek_token();
-    if next.token != Token::EOF {
-        let rest = text_from(filter, next.span.start)
-            .map(|rest| rest.trim_end().to_string())
-            .unwrap_or_else(|| next.token.to_string());
-        return Err(refusal(format!(
-            "unexpected text after the filter: {}",
-            excerpt(rest)
-        )));
-    }
-    Ok(expr)
+    text::parse::expression(filter, &LIMITS)?.ok_or_else(|| {
+        refusal("the filter is empty (to subscribe without a filter, pass NULL)")
+    })
 }
 
-fn parse_error(error: ParserError) -> FilterRefusal {
-    match error {
-        ParserError::RecursionLimitExceeded => too_deep(),
-        ParserError::ParserError(message) | ParserError::TokenizerError(message) => {
-            refusal(format!("could not parse the filter: {message}"))
-        }
-    }
+/// Refusals quote the offending part; a bounded excerpt keeps a huge filter
+/// from turning into a huge error message.
+fn excerpt(text: impl fmt::Display) -> String {
+    text::parse::excerpt(&text)
 }
 
 fn too_deep() -> FilterRefusal {
     refusal(format!(
         "the filter is nested too deeply (at most {MAX_FILTER_DEPTH} levels)"
     ))
-}
-
-/// The source text from `location` on, so a refusal can quote what follows
-/// the expression as the user wrote it.
-fn text_from(source: &str, location: Location) -> Option<&str> {
-    let line = usize::try_from(location.line).ok()?.checked_sub(1)?;
-    let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
-    let line_start = match line {
-        0 => 0,
-        n => source.match_indices('\n').nth(n - 1)?.0 + 1,
-    };
-    let (offset, _) = source[line_start..].char_indices().nth(column)?;
-    Some(&source[line_start + offset..])
-}
-
-/// Refusals quote the offending part; a bounded excerpt keeps a huge filter
-/// from turning into a huge error message.
-fn excerpt(text: impl fmt::Display) -> String {
-    const MAX_CHARS: usize = 80;
-    let text = text.to_string();
-    match text.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
-    }
 }
 
 /// How a call is named in refusals: `pg_sleep()`, but `current_user`, which
@@ -224,24 +157,8 @@ fn subquery_refused(found: impl fmt::Display) -> FilterRefusal {
     ))
 }
 
-/// Renders a string literal so that it reads the same under any setting.
-/// Backslashes are ordinary characters in '...' only while
-/// standard_conforming_strings is on, and any session may turn it off before
-/// the trigger is compiled; in E'...' doubled backslashes mean one backslash
-/// either way. Quotes are doubled, never backslash-escaped, which
-/// backslash_quote could forbid.
-fn quote_string(value: &str) -> String {
-    let body = value.replace('\'', "''");
-    if value.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
-
 /// The literal as it will be rendered. String literals of every spelling
-/// (E'..', U&'..', $$..$$) become plain, safely quoted ones; they are stored
-/// as a placeholder because sqlparser renders those verbatim.
+/// (E'..', $$..$$) are kept as their value, which the one renderer prints.
 fn literal(value: &Value) -> Result<Value, FilterRefusal> {
     match value {
         Value::Number(written, false) => {
@@ -265,7 +182,7 @@ fn literal(value: &Value) -> Result<Value, FilterRefusal> {
             "parameters ({}) are not allowed in a filter; write the value inline",
             excerpt(placeholder)
         ))),
-        _ => Ok(Value::Placeholder(string_literal(value)?)),
+        _ => Ok(Value::SingleQuotedString(string_literal(value)?)),
     }
 }
 
@@ -288,7 +205,7 @@ fn string_literal(value: &Value) -> Result<String, FilterRefusal> {
             "string literals in a filter cannot contain NUL characters",
         ));
     }
-    Ok(quote_string(text))
+    Ok(text.clone())
 }
 
 fn catalog_type(name: &str) -> DataType {
@@ -496,7 +413,7 @@ impl Checker<'_> {
                 // a cast it can take a qualified type name, which sqlparser
                 // cannot read back in the `type 'string'` spelling.
                 let data_type = allowed_type(&typed.data_type)?;
-                let value = Value::Placeholder(string_literal(&typed.value.value)?);
+                let value = Value::SingleQuotedString(string_literal(&typed.value.value)?);
                 *expr = Expr::Cast {
                     kind: CastKind::DoubleColon,
                     expr: Box::new(Expr::value(value)),
@@ -511,7 +428,7 @@ impl Checker<'_> {
                     && interval.fractional_seconds_precision.is_none();
                 match &mut *interval.value {
                     Expr::Value(value) if plain => {
-                        value.value = Value::Placeholder(string_literal(&value.value)?);
+                        value.value = Value::SingleQuotedString(string_literal(&value.value)?);
                     }
                     _ => {
                         return Err(refusal(format!(
@@ -674,9 +591,8 @@ impl Checker<'_> {
             return Err(session_keyword(&name));
         }
         if self.columns.contains(&name.as_str()) {
-            // Unquoted, sqlparser renders the value verbatim, so the quoting
-            // is quote_ident's alone.
-            return Ok(Ident::new(quote_ident(&name)));
+            // the renderer quotes it
+            return Ok(Ident::with_quote('"', name));
         }
         let mut message = format!(
             "{} is not a column of the collection",

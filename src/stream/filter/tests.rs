@@ -1,5 +1,8 @@
 use super::*;
-use sqlparser::tokenizer::{Tokenizer, Whitespace};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
+const MAX_FILTER_BYTES: usize = LIMITS.max_bytes;
 
 const COLUMNS: &[&str] = &[
     "price",
@@ -20,12 +23,15 @@ const COLUMNS: &[&str] = &[
 fn ok(filter: &str) -> String {
     let rendered = check_filter(filter, COLUMNS)
         .unwrap_or_else(|e| panic!("{} was refused: {e}", excerpt(filter)));
-    assert_eq!(
-        render(&rendered, COLUMNS).as_ref(),
-        Ok(&rendered),
-        "{}",
-        excerpt(filter)
-    );
+    // (a rendering longer than a filter may be is read back by the renderer only)
+    if rendered.len() <= MAX_FILTER_BYTES {
+        assert_eq!(
+            check_filter(&rendered, COLUMNS).as_ref(),
+            Ok(&rendered),
+            "{}",
+            excerpt(filter)
+        );
+    }
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, &rendered)
         .tokenize()
         .unwrap_or_else(|e| panic!("{rendered}: {e}"));
@@ -143,7 +149,9 @@ fn renders_literals() {
     renders("e'\\x41' = name", "'A' = \"name\"");
     renders("$$x$$ = name", "'x' = \"name\"");
     renders("$tag$it's$tag$ = name", "'it''s' = \"name\"");
-    renders("U&'\\0041' = name", "'A' = \"name\"");
+    // sqlparser does not decode U&'...' as PostgreSQL does (UESCAPE): refused, as
+    // everywhere.
+    refused("U&'\\0041' = name", &["U&'...' string literals are not allowed"]);
 }
 
 #[test]
@@ -516,7 +524,7 @@ fn refuses_other_expression_forms() {
     refused("interval '1' day IS NULL", &["intervals"]);
     refused("name = N'x'", &["literal N'x' is not allowed"]);
     refused("name = X'1F'", &["literal X'1F' is not allowed"]);
-    refused("U&'\\0000' = name", &["NUL"]);
+    refused("U&'\\0000' = name", &["U&'...'"]);
     refused("price = *", &["could not parse"]);
 }
 
@@ -595,7 +603,14 @@ fn refuses_deep_nesting_without_overflowing_the_stack() {
     let deep = format!("{}price > 1{}", "(".repeat(10_000), ")".repeat(10_000));
     refused(&deep, &["too long"]);
     // Past the length check, sqlparser's recursion limit must hold.
-    assert_eq!(parse(&deep), Err(too_deep()));
+    let unbounded = Limits {
+        max_bytes: usize::MAX,
+        ..LIMITS
+    };
+    assert_eq!(
+        text::parse::expression(&deep, &unbounded),
+        Err(LIMITS.too_deep())
+    );
     let parens = format!("{}price > 1{}", "(".repeat(4000), ")".repeat(4000));
     refused(&parens, &["nested too deeply"]);
     refused(
@@ -663,12 +678,4 @@ fn long_offending_parts_are_shortened_in_messages() {
     let message = check_filter(&filter, COLUMNS).unwrap_err().0;
     assert!(message.contains("..."), "{message}");
     assert!(message.len() < 200, "{message}");
-}
-
-#[test]
-fn quote_string_reads_the_same_under_either_string_setting() {
-    assert_eq!(quote_string("plain"), "'plain'");
-    assert_eq!(quote_string("it's"), "'it''s'");
-    assert_eq!(quote_string("a\\b"), "E'a\\\\b'");
-    assert_eq!(quote_string("\\'"), "E'\\\\'''");
 }
