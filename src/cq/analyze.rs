@@ -11,7 +11,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::sql_policy::lists::{CQ_CALL_SYNTAX, CQ_FUNCTIONS};
 use crate::sql_policy::text;
+use crate::sql_policy::Refusal;
 use crate::sqlident::{fold, folded_parts, unparenthesized};
 use sqlparser::ast::{
     BinaryOperator, CastKind, CeilFloorKind, DateTimeField, Distinct, DuplicateTreatment, Expr,
@@ -71,26 +73,10 @@ pub enum AggKind {
     BoolOr,
 }
 
-/// Why a query cannot be a continuous query, naming the offending part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal(pub String);
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refusal {}
-
-impl From<crate::sql_policy::Refusal> for Refusal {
-    fn from(refusal: crate::sql_policy::Refusal) -> Refusal {
-        Refusal(refusal.message)
-    }
-}
-
+/// Why a query cannot be a continuous query, naming the offending part: most of what
+/// the walk refuses is allowed SQL that cannot be maintained incrementally.
 fn refusal(message: impl Into<String>) -> Refusal {
-    Refusal(message.into())
+    Refusal::unsupported(message)
 }
 
 fn not_supported(what: impl fmt::Display) -> Refusal {
@@ -102,52 +88,6 @@ fn subqueries_refused(found: impl fmt::Display) -> Refusal {
         "subqueries are not supported in a continuous query ({found})"
     ))
 }
-
-/// Functions whose result depends only on their arguments, so re-evaluating
-/// them in the capture trigger gives the same value the query would have.
-const DETERMINISTIC_FUNCTIONS: &[&str] = &[
-    "date_trunc",
-    "date_part",
-    "extract",
-    "lower",
-    "upper",
-    "initcap",
-    "length",
-    "char_length",
-    "octet_length",
-    "substr",
-    "substring",
-    "left",
-    "right",
-    "split_part",
-    "trim",
-    "btrim",
-    "ltrim",
-    "rtrim",
-    "replace",
-    "concat",
-    "concat_ws",
-    "coalesce",
-    "nullif",
-    "greatest",
-    "least",
-    "abs",
-    "round",
-    "trunc",
-    "floor",
-    "ceil",
-    "ceiling",
-    "sign",
-    "mod",
-    "power",
-    "sqrt",
-    "ln",
-    "log",
-    "exp",
-    "to_char",
-    "md5",
-    "jsonb_extract_path_text",
-];
 
 /// Aggregates PostgreSQL has but pg_beacon cannot maintain from deltas; listed so
 /// the refusal can say "aggregate" instead of treating them as unknown functions.
@@ -584,7 +524,7 @@ impl Cx {
                  (supported: {SUPPORTED_AGGREGATES_HINT})"
             )));
         }
-        if !DETERMINISTIC_FUNCTIONS.contains(&name.as_str()) {
+        if !CQ_FUNCTIONS.contains(&name.as_str()) && !CQ_CALL_SYNTAX.contains(&name.as_str()) {
             return Err(not_deterministic(&label));
         }
         let FunctionArguments::List(list) = &mut f.args else {
@@ -637,7 +577,7 @@ impl Cx {
     fn render(&mut self, expr: &Expr, place: Place) -> Result<String, Refusal> {
         let mut expr = unparenthesized(expr).clone();
         self.normalize(&mut expr, place)?;
-        Ok(text::render::expression(&expr, &crate::query::analyze::LIMITS)?)
+        text::render::expression(&expr, &crate::query::analyze::LIMITS)
     }
 
     fn aggregate(&mut self, f: &Function, kind: AggKind) -> Result<Item, Refusal> {
@@ -835,8 +775,7 @@ fn select_item(item: &SelectItem, cx: &mut Cx) -> Result<NamedItem, Refusal> {
 }
 
 fn single_select(sql: &str) -> Result<Select, Refusal> {
-    let mut statements =
-        crate::query::analyze::parse_guarded(sql).map_err(|e| refusal(e.to_string()))?;
+    let mut statements = crate::query::analyze::parse_guarded(sql)?;
     let statement = match statements.len() {
         1 => statements.remove(0),
         0 => return Err(refusal("no statement found; expected one SELECT")),

@@ -24,6 +24,15 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::sql_policy::lists::{
+    AGGREGATE_FUNCTIONS, BEACON_FUNCTIONS, RECORD_FUNCTIONS, SCALAR_FUNCTIONS,
+    SET_RETURNING_FUNCTIONS, WINDOW_FUNCTIONS,
+};
+use crate::sql_policy::text::{
+    self,
+    parse::{excerpt, Limits},
+};
+use crate::sql_policy::Refusal;
 use crate::sqlident::{fold, unparenthesized};
 use sqlparser::ast::{
     AccessExpr, Array, BinaryOperator, CaseWhen, CastKind, CeilFloorKind, Cte, DataType,
@@ -38,35 +47,14 @@ use sqlparser::ast::{
     WindowType, With,
 };
 use sqlparser::ast::{ArrayElemTypeDef, TimezoneInfo};
-use crate::sql_policy::text::{
-    self,
-    parse::{excerpt, Limits},
-};
-use crate::sql_policy::Refusal;
 
-/// Why a query was refused; the message names the refused construct.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryRefusal(pub String);
-
-impl fmt::Display for QueryRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Refusals of the walk name the refused construct; all are about objects and
+/// constructs the policy does not allow (the parser's are syntax errors and limits).
+fn refusal(message: impl Into<String>) -> Refusal {
+    Refusal::object(message)
 }
 
-impl std::error::Error for QueryRefusal {}
-
-impl From<Refusal> for QueryRefusal {
-    fn from(refusal: Refusal) -> QueryRefusal {
-        QueryRefusal(refusal.message)
-    }
-}
-
-fn refusal(message: impl Into<String>) -> QueryRefusal {
-    QueryRefusal(message.into())
-}
-
-fn refuse<T>(message: impl Into<String>) -> Result<T, QueryRefusal> {
+fn refuse<T>(message: impl Into<String>) -> Result<T, Refusal> {
     Err(refusal(message))
 }
 
@@ -76,203 +64,6 @@ const MAX_WALK_DEPTH: usize = LIMITS.max_nesting_cost + 4 * LIMITS.recursion_lim
 
 /// The limits of the text `beacon.query`, materialized views and continuous queries read.
 pub(crate) const LIMITS: Limits = Limits::QUERY;
-
-/// Aggregates, rendered `pg_catalog."name"`.
-const AGGREGATE_FUNCTIONS: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "bool_and",
-    "bool_or",
-    "every",
-    "bit_and",
-    "bit_or",
-    "string_agg",
-    "array_agg",
-    "json_agg",
-    "jsonb_agg",
-    "json_object_agg",
-    "jsonb_object_agg",
-    "percentile_cont",
-    "percentile_disc",
-    "mode",
-    "corr",
-    "covar_pop",
-    "covar_samp",
-    "regr_avgx",
-    "regr_avgy",
-    "regr_count",
-    "regr_intercept",
-    "regr_r2",
-    "regr_slope",
-    "regr_sxx",
-    "regr_sxy",
-    "regr_syy",
-];
-
-/// Window functions, rendered `pg_catalog."name"`.
-const WINDOW_FUNCTIONS: &[&str] = &[
-    "row_number",
-    "rank",
-    "dense_rank",
-    "percent_rank",
-    "cume_dist",
-    "ntile",
-    "lag",
-    "lead",
-    "first_value",
-    "last_value",
-    "nth_value",
-];
-
-/// Scalar functions that only compute from their arguments (or read the
-/// clock or the random generator), rendered `pg_catalog."name"`. Anything
-/// reading files, settings, catalogs, sequences, locks or other sessions is
-/// absent on purpose.
-const SCALAR_FUNCTIONS: &[&str] = &[
-    // math
-    "abs",
-    "ceil",
-    "ceiling",
-    "floor",
-    "round",
-    "trunc",
-    "sign",
-    "sqrt",
-    "cbrt",
-    "exp",
-    "ln",
-    "log",
-    "log10",
-    "power",
-    "pow",
-    "mod",
-    "div",
-    "width_bucket",
-    "random",
-    "pi",
-    "degrees",
-    "radians",
-    // strings (not repeat, lpad or rpad: one call can allocate a gigabyte before the
-    // statement timeout gets a chance to cancel it)
-    "lower",
-    "upper",
-    "initcap",
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "bit_length",
-    "substr",
-    "substring",
-    "position",
-    "strpos",
-    "left",
-    "right",
-    "ltrim",
-    "rtrim",
-    "btrim",
-    "replace",
-    "split_part",
-    "concat",
-    "concat_ws",
-    "reverse",
-    "starts_with",
-    "md5",
-    "regexp_replace",
-    "regexp_match",
-    "translate",
-    "to_char",
-    "to_number",
-    "format",
-    "ascii",
-    "chr",
-    // date and time
-    "date_trunc",
-    "date_part",
-    "to_timestamp",
-    "to_date",
-    "make_date",
-    "make_time",
-    "make_timestamp",
-    "make_timestamptz",
-    "make_interval",
-    "age",
-    "date_bin",
-    "justify_days",
-    "justify_hours",
-    "justify_interval",
-    "isfinite",
-    "now",
-    "clock_timestamp",
-    "statement_timestamp",
-    "transaction_timestamp",
-    // json
-    "jsonb_extract_path",
-    "jsonb_extract_path_text",
-    "json_extract_path",
-    "json_extract_path_text",
-    "jsonb_array_length",
-    "json_array_length",
-    "jsonb_typeof",
-    "json_typeof",
-    "to_jsonb",
-    "to_json",
-    "jsonb_build_object",
-    "json_build_object",
-    "jsonb_build_array",
-    "json_build_array",
-    "jsonb_strip_nulls",
-    "json_strip_nulls",
-    // arrays
-    "array_length",
-    "cardinality",
-    "array_position",
-    "array_positions",
-    "array_to_string",
-    "string_to_array",
-    "array_upper",
-    "array_lower",
-];
-
-/// Set-returning functions, allowed in FROM and in expressions, rendered
-/// `pg_catalog."name"`.
-const SET_RETURNING_FUNCTIONS: &[&str] = &[
-    "generate_series",
-    "unnest",
-    "regexp_matches",
-    "regexp_split_to_table",
-    "jsonb_array_elements",
-    "jsonb_array_elements_text",
-    "json_array_elements",
-    "json_array_elements_text",
-    "jsonb_object_keys",
-    "json_object_keys",
-    "jsonb_each",
-    "jsonb_each_text",
-    "json_each",
-    "json_each_text",
-];
-
-/// Functions returning `record`, usable only in FROM with a column
-/// definition list (`AS x(a int, b text)`).
-const RECORD_FUNCTIONS: &[&str] = &[
-    "json_to_record",
-    "jsonb_to_record",
-    "json_to_recordset",
-    "jsonb_to_recordset",
-];
-
-/// pg_beacon's own functions, rendered `beacon."name"`.
-const BEACON_FUNCTIONS: &[&str] = &["approx_count_distinct"];
 
 /// Constructs PostgreSQL's grammar turns into expressions before any function
 /// lookup (there is no `pg_catalog.coalesce`), so they stay unqualified and
@@ -311,7 +102,7 @@ fn quoted(value: &str) -> Ident {
 /// Refuses identifiers that sqlparser would not print back as PostgreSQL read
 /// them: its printer does not double a `"` that follows a backslash, so a
 /// quoted identifier containing `\"` would end early when printed.
-fn check_ident(ident: &Ident) -> Result<(), QueryRefusal> {
+fn check_ident(ident: &Ident) -> Result<(), Refusal> {
     match ident.quote_style {
         None => {
             let mut chars = ident.value.chars();
@@ -345,7 +136,7 @@ fn check_ident(ident: &Ident) -> Result<(), QueryRefusal> {
 
 /// The name's parts, each checked; `pg_catalog.pg_sleep` and
 /// `"pg_catalog"."pg_sleep"` come out the same after [`fold`].
-fn name_parts(name: &ObjectName) -> Result<Vec<&Ident>, QueryRefusal> {
+fn name_parts(name: &ObjectName) -> Result<Vec<&Ident>, Refusal> {
     name.0
         .iter()
         .map(|part| match part {
@@ -409,7 +200,7 @@ fn starts_with_operator(expr: &Expr) -> bool {
     first.0.is_some_and(|c| "+-*/<>=~!@#%^&|`?".contains(c))
 }
 
-pub(crate) fn check_type(data_type: &DataType) -> Result<(), QueryRefusal> {
+pub(crate) fn check_type(data_type: &DataType) -> Result<(), Refusal> {
     let allowed = match data_type {
         DataType::Int(_)
         | DataType::Integer(_)
@@ -461,7 +252,7 @@ pub(crate) fn check_type(data_type: &DataType) -> Result<(), QueryRefusal> {
     }
 }
 
-fn check_datetime_field(field: &DateTimeField) -> Result<(), QueryRefusal> {
+fn check_datetime_field(field: &DateTimeField) -> Result<(), Refusal> {
     match field {
         // EXTRACT('epoch' FROM x) is valid PostgreSQL; a plain word prints
         // back exactly even in single quotes.
@@ -480,7 +271,7 @@ fn check_datetime_field(field: &DateTimeField) -> Result<(), QueryRefusal> {
     }
 }
 
-fn check_binary_operator(op: &BinaryOperator) -> Result<(), QueryRefusal> {
+fn check_binary_operator(op: &BinaryOperator) -> Result<(), Refusal> {
     use BinaryOperator as B;
     match op {
         B::Plus
@@ -531,7 +322,7 @@ fn check_binary_operator(op: &BinaryOperator) -> Result<(), QueryRefusal> {
     }
 }
 
-fn check_comparison(op: &BinaryOperator) -> Result<(), QueryRefusal> {
+fn check_comparison(op: &BinaryOperator) -> Result<(), Refusal> {
     use BinaryOperator as B;
     match op {
         B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => Ok(()),
@@ -548,7 +339,7 @@ enum Call {
 }
 
 #[cold]
-fn function_refused(label: &str) -> QueryRefusal {
+fn function_refused(label: &str) -> Refusal {
     refusal(format!(
         "the function {label}() is not allowed: only built-in functions from the allow-list \
          can be called"
@@ -556,19 +347,19 @@ fn function_refused(label: &str) -> QueryRefusal {
 }
 
 #[cold]
-fn field_access_refused(access: &AccessExpr) -> QueryRefusal {
+fn field_access_refused(access: &AccessExpr) -> Refusal {
     refusal(format!(
         "the field access {} is not allowed",
         excerpt(&format!("{access:?}"))
     ))
 }
 
-fn typed_string(data_type: &DataType, value: &mut ValueWithSpan) -> Result<(), QueryRefusal> {
+fn typed_string(data_type: &DataType, value: &mut ValueWithSpan) -> Result<(), Refusal> {
     check_type(data_type)?;
     literal(value)
 }
 
-fn rewrite_call_syntax(expr: &mut Expr) -> Result<(), QueryRefusal> {
+fn rewrite_call_syntax(expr: &mut Expr) -> Result<(), Refusal> {
     let (function, args) = match expr {
         Expr::Ceil {
             expr: inner,
@@ -601,16 +392,16 @@ fn rewrite_call_syntax(expr: &mut Expr) -> Result<(), QueryRefusal> {
 }
 
 #[cold]
-fn argument_refused(arg: &dyn fmt::Display) -> QueryRefusal {
+fn argument_refused(arg: &dyn fmt::Display) -> Refusal {
     refusal(format!("the argument {} is not allowed", excerpt(&arg)))
 }
 
 #[cold]
-fn construct_refused(keyword: &str) -> QueryRefusal {
+fn construct_refused(keyword: &str) -> Refusal {
     refusal(format!("this form of {keyword} is not allowed"))
 }
 
-fn check_set_operation(op: &SetOperator, quantifier: &SetQuantifier) -> Result<(), QueryRefusal> {
+fn check_set_operation(op: &SetOperator, quantifier: &SetQuantifier) -> Result<(), Refusal> {
     match op {
         SetOperator::Union | SetOperator::Except | SetOperator::Intersect => {}
         SetOperator::Minus => return refuse("MINUS is not allowed; use EXCEPT"),
@@ -622,7 +413,7 @@ fn check_set_operation(op: &SetOperator, quantifier: &SetQuantifier) -> Result<(
 }
 
 #[cold]
-fn modification_refused(set_expr: &SetExpr) -> QueryRefusal {
+fn modification_refused(set_expr: &SetExpr) -> Refusal {
     let rendered = set_expr.to_string();
     let kind = rendered.split_whitespace().next().unwrap_or_default();
     refusal(format!(
@@ -630,7 +421,7 @@ fn modification_refused(set_expr: &SetExpr) -> QueryRefusal {
     ))
 }
 
-fn check_interval(interval: &Interval) -> Result<(), QueryRefusal> {
+fn check_interval(interval: &Interval) -> Result<(), Refusal> {
     for field in [&interval.leading_field, &interval.last_field]
         .into_iter()
         .flatten()
@@ -641,7 +432,7 @@ fn check_interval(interval: &Interval) -> Result<(), QueryRefusal> {
 }
 
 #[cold]
-fn from_item_refused(factor: &TableFactor) -> QueryRefusal {
+fn from_item_refused(factor: &TableFactor) -> Refusal {
     refusal(format!("the FROM item {} is not allowed", excerpt(factor)))
 }
 
@@ -678,7 +469,7 @@ fn unnest_as_function(factor: &mut TableFactor) {
 }
 
 #[cold]
-fn expression_refused(expr: &Expr) -> QueryRefusal {
+fn expression_refused(expr: &Expr) -> Refusal {
     match expr {
         Expr::Collate { .. } => refusal("COLLATE is not allowed"),
         other => refusal(format!("the expression {} is not allowed", excerpt(other))),
@@ -686,7 +477,7 @@ fn expression_refused(expr: &Expr) -> QueryRefusal {
 }
 
 #[cold]
-fn operator_refused(op: &dyn fmt::Display) -> QueryRefusal {
+fn operator_refused(op: &dyn fmt::Display) -> Refusal {
     refusal(format!("the operator {op} is not allowed"))
 }
 
@@ -695,18 +486,18 @@ fn parenthesize(expr: &mut Box<Expr>) {
     **expr = Expr::Nested(Box::new(inner));
 }
 
-fn too_deep() -> QueryRefusal {
-    LIMITS.too_deep().into()
+fn too_deep() -> Refusal {
+    LIMITS.too_deep()
 }
 
 /// Parses `sql` into statements within the size and nesting limits every surface of
 /// user SQL shares (continuous queries use it too).
-pub(crate) fn parse_guarded(sql: &str) -> Result<Vec<Statement>, QueryRefusal> {
-    Ok(text::parse::statements(sql, &LIMITS)?)
+pub(crate) fn parse_guarded(sql: &str) -> Result<Vec<Statement>, Refusal> {
+    text::parse::statements(sql, &LIMITS)
 }
 
 /// Parses `sql` as exactly one query.
-fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
+fn parse_query(sql: &str) -> Result<Query, Refusal> {
     let mut statements = parse_guarded(sql)?;
     let statement = match statements.len() {
         1 => statements.remove(0),
@@ -735,7 +526,7 @@ fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
 ///
 /// The result reads the same under any `standard_conforming_strings`: the
 /// renderer prints strings with backslashes as `E'...'`.
-pub fn check_query(sql: &str, project: &str) -> Result<String, QueryRefusal> {
+pub fn check_query(sql: &str, project: &str) -> Result<String, Refusal> {
     // Project names are validated long before; this only keeps a bad one
     // from being printed as a broken identifier.
     if project.is_empty() || project.contains(['"', '\0']) {
@@ -744,10 +535,7 @@ pub fn check_query(sql: &str, project: &str) -> Result<String, QueryRefusal> {
     let mut query = parse_query(sql)?;
     let mut checker = Checker::new(Some(project));
     checker.query(&mut query)?;
-    Ok(text::render::statement(
-        &Statement::Query(Box::new(query)),
-        &LIMITS,
-    )?)
+    text::render::statement(&Statement::Query(Box::new(query)), &LIMITS)
 }
 
 /// Walks a query, refusing what is not allowed and rewriting names in place.
@@ -780,7 +568,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn enter(&mut self) -> Result<(), QueryRefusal> {
+    fn enter(&mut self) -> Result<(), Refusal> {
         self.depth += 1;
         if self.depth > MAX_WALK_DEPTH {
             return Err(too_deep());
@@ -788,7 +576,7 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn query(&mut self, query: &mut Query) -> Result<(), QueryRefusal> {
+    fn query(&mut self, query: &mut Query) -> Result<(), Refusal> {
         self.enter()?;
         self.query_depth += 1;
         let scope = self.ctes.len();
@@ -799,7 +587,7 @@ impl<'a> Checker<'a> {
         result
     }
 
-    fn query_inner(&mut self, query: &mut Query) -> Result<(), QueryRefusal> {
+    fn query_inner(&mut self, query: &mut Query) -> Result<(), Refusal> {
         // Destructured in full so that a clause added by a future sqlparser
         // fails to compile here instead of being silently allowed.
         let Query {
@@ -877,7 +665,7 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn with(&mut self, with: &mut With) -> Result<(), QueryRefusal> {
+    fn with(&mut self, with: &mut With) -> Result<(), Refusal> {
         let With {
             with_token: _,
             recursive,
@@ -911,14 +699,14 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn set_expr(&mut self, set_expr: &mut SetExpr) -> Result<(), QueryRefusal> {
+    fn set_expr(&mut self, set_expr: &mut SetExpr) -> Result<(), Refusal> {
         self.enter()?;
         let result = self.set_expr_inner(set_expr);
         self.depth -= 1;
         result
     }
 
-    fn set_expr_inner(&mut self, set_expr: &mut SetExpr) -> Result<(), QueryRefusal> {
+    fn set_expr_inner(&mut self, set_expr: &mut SetExpr) -> Result<(), Refusal> {
         match set_expr {
             SetExpr::Select(select) => self.select(select),
             SetExpr::Query(query) => self.query(query),
@@ -947,7 +735,7 @@ impl<'a> Checker<'a> {
 
     /// Walked along the left spine in a loop, like operator chains: `SELECT
     /// 1 UNION SELECT 2 UNION ...` nests one level per UNION.
-    fn set_operation_chain(&mut self, mut set_expr: &mut SetExpr) -> Result<(), QueryRefusal> {
+    fn set_operation_chain(&mut self, mut set_expr: &mut SetExpr) -> Result<(), Refusal> {
         while let SetExpr::SetOperation {
             left,
             op,
@@ -962,7 +750,7 @@ impl<'a> Checker<'a> {
         self.set_expr(set_expr)
     }
 
-    fn select(&mut self, select: &mut Select) -> Result<(), QueryRefusal> {
+    fn select(&mut self, select: &mut Select) -> Result<(), Refusal> {
         // Destructured in full for the same reason as the query above.
         let Select {
             select_token: _,
@@ -1048,7 +836,7 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn select_item(&mut self, item: &mut SelectItem) -> Result<(), QueryRefusal> {
+    fn select_item(&mut self, item: &mut SelectItem) -> Result<(), Refusal> {
         match item {
             SelectItem::UnnamedExpr(expr) => self.expr(expr),
             SelectItem::ExprWithAlias { expr, alias } => {
@@ -1070,7 +858,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn table_with_joins(&mut self, table: &mut TableWithJoins) -> Result<(), QueryRefusal> {
+    fn table_with_joins(&mut self, table: &mut TableWithJoins) -> Result<(), Refusal> {
         let TableWithJoins { relation, joins } = table;
         self.table_factor(relation)?;
         for join in joins {
@@ -1115,14 +903,14 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn table_factor(&mut self, factor: &mut TableFactor) -> Result<(), QueryRefusal> {
+    fn table_factor(&mut self, factor: &mut TableFactor) -> Result<(), Refusal> {
         self.enter()?;
         let result = self.table_factor_inner(factor);
         self.depth -= 1;
         result
     }
 
-    fn table_factor_inner(&mut self, factor: &mut TableFactor) -> Result<(), QueryRefusal> {
+    fn table_factor_inner(&mut self, factor: &mut TableFactor) -> Result<(), Refusal> {
         match factor {
             // Destructured in full so that a new table modifier fails to
             // compile here instead of being silently accepted.
@@ -1210,7 +998,7 @@ impl<'a> Checker<'a> {
         name: &mut ObjectName,
         args: &mut [FunctionArg],
         alias: &mut Option<TableAlias>,
-    ) -> Result<(), QueryRefusal> {
+    ) -> Result<(), Refusal> {
         let parts = name_parts(name)?;
         let label = label(&parts);
         let function = match parts.as_slice() {
@@ -1234,7 +1022,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A table reference: the project's own table, or a CTE in scope.
-    fn relation(&mut self, name: &mut ObjectName) -> Result<(), QueryRefusal> {
+    fn relation(&mut self, name: &mut ObjectName) -> Result<(), Refusal> {
         let parts = name_parts(name)?;
         let label = label(&parts);
         let table = match parts.as_slice() {
@@ -1271,14 +1059,14 @@ impl<'a> Checker<'a> {
         &mut self,
         alias: &Option<TableAlias>,
         typed_columns: bool,
-    ) -> Result<(), QueryRefusal> {
+    ) -> Result<(), Refusal> {
         match alias {
             Some(alias) => self.table_alias(alias, typed_columns),
             None => Ok(()),
         }
     }
 
-    fn table_alias(&mut self, alias: &TableAlias, typed_columns: bool) -> Result<(), QueryRefusal> {
+    fn table_alias(&mut self, alias: &TableAlias, typed_columns: bool) -> Result<(), Refusal> {
         let TableAlias {
             explicit: _,
             name,
@@ -1307,14 +1095,14 @@ impl<'a> Checker<'a> {
 
     /// A bare name in GROUP BY or ORDER BY may be an output column name
     /// rather than a column reference.
-    fn expr_or_output_name(&mut self, expr: &mut Expr) -> Result<(), QueryRefusal> {
+    fn expr_or_output_name(&mut self, expr: &mut Expr) -> Result<(), Refusal> {
         match expr {
             Expr::Identifier(ident) => self.identifier(ident, false),
             other => self.expr(other),
         }
     }
 
-    fn order_by_expr(&mut self, item: &mut OrderByExpr, top: bool) -> Result<(), QueryRefusal> {
+    fn order_by_expr(&mut self, item: &mut OrderByExpr, top: bool) -> Result<(), Refusal> {
         let OrderByExpr {
             expr,
             options: _,
@@ -1330,7 +1118,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn identifier(&mut self, ident: &Ident, record: bool) -> Result<(), QueryRefusal> {
+    fn identifier(&mut self, ident: &Ident, record: bool) -> Result<(), Refusal> {
         check_ident(ident)?;
         if ident.quote_style.is_none() {
             let name = fold(ident);
@@ -1350,7 +1138,7 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn expr(&mut self, expr: &mut Expr) -> Result<(), QueryRefusal> {
+    fn expr(&mut self, expr: &mut Expr) -> Result<(), Refusal> {
         self.enter()?;
         let mut next = Some(expr);
         let mut result = Ok(());
@@ -1376,7 +1164,7 @@ impl<'a> Checker<'a> {
     /// Kept to calls of small functions: in debug builds each temporary of a
     /// big function gets a stack slot of its own, so refusal messages and
     /// rewritten nodes are built in functions off the recursive path.
-    fn expr_step<'e>(&mut self, expr: &'e mut Expr) -> Result<Option<&'e mut Expr>, QueryRefusal> {
+    fn expr_step<'e>(&mut self, expr: &'e mut Expr) -> Result<Option<&'e mut Expr>, Refusal> {
         if matches!(
             expr,
             Expr::Ceil { .. } | Expr::Floor { .. } | Expr::Substring { special: true, .. }
@@ -1595,12 +1383,12 @@ impl<'a> Checker<'a> {
         Ok(Some(first))
     }
 
-    fn pair(&mut self, left: &mut Expr, right: &mut Expr) -> Result<(), QueryRefusal> {
+    fn pair(&mut self, left: &mut Expr, right: &mut Expr) -> Result<(), Refusal> {
         self.expr(left)?;
         self.expr(right)
     }
 
-    fn opt_expr(&mut self, expr: &mut Option<Box<Expr>>) -> Result<(), QueryRefusal> {
+    fn opt_expr(&mut self, expr: &mut Option<Box<Expr>>) -> Result<(), Refusal> {
         match expr {
             Some(expr) => self.expr(expr),
             None => Ok(()),
@@ -1611,40 +1399,36 @@ impl<'a> Checker<'a> {
         &mut self,
         first: &mut Option<Box<Expr>>,
         second: &mut Option<Box<Expr>>,
-    ) -> Result<(), QueryRefusal> {
+    ) -> Result<(), Refusal> {
         self.opt_expr(first)?;
         self.opt_expr(second)
     }
 
-    fn exprs(&mut self, exprs: &mut [Expr]) -> Result<(), QueryRefusal> {
+    fn exprs(&mut self, exprs: &mut [Expr]) -> Result<(), Refusal> {
         for expr in exprs {
             self.expr(expr)?;
         }
         Ok(())
     }
 
-    fn expr_sets(&mut self, sets: &mut [Vec<Expr>]) -> Result<(), QueryRefusal> {
+    fn expr_sets(&mut self, sets: &mut [Vec<Expr>]) -> Result<(), Refusal> {
         for set in sets {
             self.exprs(set)?;
         }
         Ok(())
     }
 
-    fn binary(&mut self, op: &BinaryOperator, right: &mut Expr) -> Result<(), QueryRefusal> {
+    fn binary(&mut self, op: &BinaryOperator, right: &mut Expr) -> Result<(), Refusal> {
         check_binary_operator(op)?;
         self.expr(right)
     }
 
-    fn any_all(&mut self, op: &BinaryOperator, right: &mut Expr) -> Result<(), QueryRefusal> {
+    fn any_all(&mut self, op: &BinaryOperator, right: &mut Expr) -> Result<(), Refusal> {
         check_comparison(op)?;
         self.expr(right)
     }
 
-    fn like(
-        &mut self,
-        pattern: &mut Expr,
-        escape: &mut Option<Box<Expr>>,
-    ) -> Result<(), QueryRefusal> {
+    fn like(&mut self, pattern: &mut Expr, escape: &mut Option<Box<Expr>>) -> Result<(), Refusal> {
         self.expr(pattern)?;
         self.opt_expr(escape)
     }
@@ -1653,7 +1437,7 @@ impl<'a> Checker<'a> {
         &mut self,
         what: &mut Option<Box<Expr>>,
         characters: &mut Option<Vec<Expr>>,
-    ) -> Result<(), QueryRefusal> {
+    ) -> Result<(), Refusal> {
         self.opt_expr(what)?;
         match characters {
             Some(characters) => self.exprs(characters),
@@ -1666,7 +1450,7 @@ impl<'a> Checker<'a> {
         what: &mut Expr,
         from: &mut Expr,
         length: &mut Option<Box<Expr>>,
-    ) -> Result<(), QueryRefusal> {
+    ) -> Result<(), Refusal> {
         self.pair(what, from)?;
         self.opt_expr(length)
     }
@@ -1676,7 +1460,7 @@ impl<'a> Checker<'a> {
         operand: &mut Option<Box<Expr>>,
         conditions: &mut [CaseWhen],
         else_result: &mut Option<Box<Expr>>,
-    ) -> Result<(), QueryRefusal> {
+    ) -> Result<(), Refusal> {
         self.opt_expr(operand)?;
         for CaseWhen { condition, result } in conditions {
             self.pair(condition, result)?;
@@ -1684,7 +1468,7 @@ impl<'a> Checker<'a> {
         self.opt_expr(else_result)
     }
 
-    fn compound_identifier(&mut self, parts: &[Ident]) -> Result<(), QueryRefusal> {
+    fn compound_identifier(&mut self, parts: &[Ident]) -> Result<(), Refusal> {
         for part in parts {
             check_ident(part)?;
         }
@@ -1694,7 +1478,7 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn access_chain(&mut self, chain: &mut [AccessExpr]) -> Result<(), QueryRefusal> {
+    fn access_chain(&mut self, chain: &mut [AccessExpr]) -> Result<(), Refusal> {
         for access in chain {
             match access {
                 AccessExpr::Dot(Expr::Identifier(field)) => check_ident(field)?,
@@ -1715,7 +1499,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks the operator; the caller continues with the operand.
-    fn unary(&mut self, op: UnaryOperator, operand: &mut Box<Expr>) -> Result<(), QueryRefusal> {
+    fn unary(&mut self, op: UnaryOperator, operand: &mut Box<Expr>) -> Result<(), Refusal> {
         match op {
             UnaryOperator::Plus
             | UnaryOperator::Minus
@@ -1735,7 +1519,7 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn function(&mut self, function: &mut Function) -> Result<(), QueryRefusal> {
+    fn function(&mut self, function: &mut Function) -> Result<(), Refusal> {
         match self.resolve_call(function)? {
             Call::Construct(keyword) => self.keyword_construct(keyword, &mut function.args),
             Call::Function { schema, name } => {
@@ -1747,7 +1531,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Decides what a call may be, refusing it if nothing; does not recurse.
-    fn resolve_call(&mut self, function: &Function) -> Result<Call, QueryRefusal> {
+    fn resolve_call(&mut self, function: &Function) -> Result<Call, Refusal> {
         // Destructured in full so that a new call modifier fails to compile
         // here instead of being silently accepted.
         let Function {
@@ -1842,7 +1626,7 @@ impl<'a> Checker<'a> {
 
     /// Walks the arguments and clauses of a call [`Self::resolve_call`]
     /// allowed.
-    fn call_parts(&mut self, function: &mut Function) -> Result<(), QueryRefusal> {
+    fn call_parts(&mut self, function: &mut Function) -> Result<(), Refusal> {
         if let FunctionArguments::List(list) = &mut function.args {
             for arg in list.args.iter_mut() {
                 self.function_arg(arg)?;
@@ -1864,7 +1648,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn order_by_exprs(&mut self, items: &mut [OrderByExpr]) -> Result<(), QueryRefusal> {
+    fn order_by_exprs(&mut self, items: &mut [OrderByExpr]) -> Result<(), Refusal> {
         for item in items {
             self.order_by_expr(item, false)?;
         }
@@ -1876,7 +1660,7 @@ impl<'a> Checker<'a> {
         &mut self,
         keyword: &str,
         args: &mut FunctionArguments,
-    ) -> Result<(), QueryRefusal> {
+    ) -> Result<(), Refusal> {
         match args {
             FunctionArguments::None if CLOCK_KEYWORDS.contains(&keyword) => Ok(()),
             FunctionArguments::Subquery(query) if keyword == "array" => self.query(query),
@@ -1897,7 +1681,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn function_arg(&mut self, arg: &mut FunctionArg) -> Result<(), QueryRefusal> {
+    fn function_arg(&mut self, arg: &mut FunctionArg) -> Result<(), Refusal> {
         match arg {
             FunctionArg::Unnamed(arg) => self.function_arg_expr(arg),
             // make_interval(days => 1)
@@ -1918,7 +1702,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn function_arg_expr(&mut self, arg: &mut FunctionArgExpr) -> Result<(), QueryRefusal> {
+    fn function_arg_expr(&mut self, arg: &mut FunctionArgExpr) -> Result<(), Refusal> {
         match arg {
             FunctionArgExpr::Expr(expr) => self.expr(expr),
             // count(*)
@@ -1929,7 +1713,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn window_spec(&mut self, spec: &mut WindowSpec) -> Result<(), QueryRefusal> {
+    fn window_spec(&mut self, spec: &mut WindowSpec) -> Result<(), Refusal> {
         let WindowSpec {
             window_name,
             partition_by,
@@ -1965,7 +1749,7 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn wildcard_options(options: &WildcardAdditionalOptions) -> Result<(), QueryRefusal> {
+fn wildcard_options(options: &WildcardAdditionalOptions) -> Result<(), Refusal> {
     let WildcardAdditionalOptions {
         wildcard_token: _,
         opt_ilike,
@@ -1991,7 +1775,7 @@ fn wildcard_options(options: &WildcardAdditionalOptions) -> Result<(), QueryRefu
 }
 
 /// Checks a literal and re-encodes strings so that they print back exactly.
-fn literal(value: &mut ValueWithSpan) -> Result<(), QueryRefusal> {
+fn literal(value: &mut ValueWithSpan) -> Result<(), Refusal> {
     let text = match &mut value.value {
         Value::Number(number, false)
             if number

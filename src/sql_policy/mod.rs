@@ -15,11 +15,13 @@
 
 pub mod analyzed;
 mod catalog;
+pub(crate) mod lists;
 pub mod text;
 
 pub use analyzed::check;
 
 use crate::names::quote_ident;
+use lists::*;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 use std::collections::BTreeSet;
@@ -52,6 +54,13 @@ impl Refusal {
     pub fn object(message: impl Into<String>) -> Refusal {
         Refusal {
             kind: RefusalKind::Object,
+            message: message.into(),
+        }
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Unsupported,
             message: message.into(),
         }
     }
@@ -174,7 +183,7 @@ impl Policy {
         }
     }
 
-    /// `beacon.query`: the allow-lists of `query::analyze`.
+    /// `beacon.query`: the lists `query::analyze` walks with.
     pub fn query(project: &str) -> Policy {
         Policy::new(
             "query",
@@ -230,123 +239,11 @@ impl Policy {
             window_functions: false,
             clock: false,
             filter_shape: true,
-            ..Policy::new("filter", project, &[FILTER_FUNCTIONS])
+            functions: filter_function_names().collect(),
+            ..Policy::new("filter", project, &[])
         }
     }
 }
-
-// The name lists mirror the sqlparser checkers' (private) lists, plus the functions
-// PostgreSQL's grammar calls for syntax those checkers accept; they belong in one place
-// once those checkers move here.
-
-/// `query::analyze`'s aggregates.
-#[rustfmt::skip]
-const AGGREGATE_FUNCTIONS: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance",
-    "var_pop", "var_samp", "bool_and", "bool_or", "every", "bit_and", "bit_or", "string_agg",
-    "array_agg", "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg",
-    "percentile_cont", "percentile_disc", "mode", "corr", "covar_pop", "covar_samp",
-    "regr_avgx", "regr_avgy", "regr_count", "regr_intercept", "regr_r2", "regr_slope",
-    "regr_sxx", "regr_sxy", "regr_syy",
-];
-
-/// `query::analyze`'s window functions.
-#[rustfmt::skip]
-const WINDOW_FUNCTIONS: &[&str] = &[
-    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
-    "first_value", "last_value", "nth_value",
-];
-
-/// `query::analyze`'s scalar functions.
-#[rustfmt::skip]
-const SCALAR_FUNCTIONS: &[&str] = &[
-    "abs", "ceil", "ceiling", "floor", "round", "trunc", "sign", "sqrt", "cbrt", "exp", "ln",
-    "log", "log10", "power", "pow", "mod", "div", "width_bucket", "random", "pi", "degrees",
-    "radians", "lower", "upper", "initcap", "length", "char_length", "character_length",
-    "octet_length", "bit_length", "substr", "substring", "position", "strpos", "left", "right",
-    "ltrim", "rtrim", "btrim", "replace", "split_part", "concat", "concat_ws", "reverse",
-    "starts_with", "md5", "regexp_replace", "regexp_match", "translate", "to_char",
-    "to_number", "format", "ascii", "chr", "date_trunc", "date_part", "to_timestamp",
-    "to_date", "make_date", "make_time", "make_timestamp", "make_timestamptz",
-    "make_interval", "age", "date_bin", "justify_days", "justify_hours", "justify_interval",
-    "isfinite", "now", "clock_timestamp", "statement_timestamp", "transaction_timestamp",
-    "jsonb_extract_path", "jsonb_extract_path_text", "json_extract_path",
-    "json_extract_path_text", "jsonb_array_length", "json_array_length", "jsonb_typeof",
-    "json_typeof", "to_jsonb", "to_json", "jsonb_build_object", "json_build_object",
-    "jsonb_build_array", "json_build_array", "jsonb_strip_nulls", "json_strip_nulls",
-    "array_length", "cardinality", "array_position", "array_positions", "array_to_string",
-    "string_to_array", "array_upper", "array_lower",
-];
-
-/// `query::analyze`'s set-returning functions.
-#[rustfmt::skip]
-const SET_RETURNING_FUNCTIONS: &[&str] = &[
-    "generate_series", "unnest", "regexp_matches", "regexp_split_to_table",
-    "jsonb_array_elements", "jsonb_array_elements_text", "json_array_elements",
-    "json_array_elements_text", "jsonb_object_keys", "json_object_keys", "jsonb_each",
-    "jsonb_each_text", "json_each", "json_each_text",
-];
-
-/// `query::analyze`'s record-returning functions.
-#[rustfmt::skip]
-const RECORD_FUNCTIONS: &[&str] = &[
-    "json_to_record", "jsonb_to_record", "json_to_recordset", "jsonb_to_recordset",
-];
-
-/// What the grammar calls for syntax `query::analyze` accepts: EXTRACT, AT TIME ZONE,
-/// OVERLAPS, OVERLAY, LIKE … ESCAPE, SIMILAR TO.
-#[rustfmt::skip]
-const QUERY_GRAMMAR_FUNCTIONS: &[&str] = &[
-    "extract", "timezone", "overlaps", "overlay", "like_escape", "similar_to_escape",
-];
-
-/// pg_beacon's own aggregate, in schema `beacon`.
-const BEACON_FUNCTIONS: &[&str] = &["approx_count_distinct"];
-
-/// `cq::analyze`'s deterministic functions (TRIM is btrim/ltrim/rtrim to PostgreSQL).
-#[rustfmt::skip]
-const CQ_FUNCTIONS: &[&str] = &[
-    "date_trunc", "date_part", "lower", "upper", "initcap", "length", "char_length",
-    "octet_length", "substr", "substring", "left", "right", "split_part", "btrim", "ltrim",
-    "rtrim", "replace", "concat", "concat_ws", "abs", "round", "trunc", "floor", "ceil",
-    "ceiling", "sign", "mod", "power", "sqrt", "ln", "log", "exp", "to_char", "md5",
-    "jsonb_extract_path_text",
-];
-
-/// The aggregates a continuous query can maintain.
-#[rustfmt::skip]
-const CQ_AGGREGATES: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "stddev", "stddev_samp", "stddev_pop", "variance",
-    "var_samp", "var_pop", "bool_and", "bool_or", "every",
-];
-
-/// EXTRACT and AT TIME ZONE, which `cq::analyze` accepts.
-const CQ_GRAMMAR_FUNCTIONS: &[&str] = &["extract", "timezone"];
-
-/// `stream::filter`'s functions (coalesce is an expression node, not a function).
-const FILTER_FUNCTIONS: &[&str] = &["lower", "upper", "length", "abs", "date_trunc"];
-
-/// `query::analyze`'s operators as PostgreSQL names them (LIKE is `~~`, ILIKE `~~*`,
-/// SIMILAR TO `~`; prefix `-`, `+`, `~`, `@`, `|/`, `||/`).
-#[rustfmt::skip]
-const QUERY_OPERATORS: &[&str] = &[
-    "=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "^", "||", "|", "&", "#", "<<", ">>", "~",
-    "@", "|/", "||/", "&&", "~*", "!~", "!~*", "~~", "~~*", "!~~", "!~~*", "^@", "->",
-    "->>", "#>", "#>>", "@>", "<@", "#-", "@?", "@@", "?", "?&", "?|",
-];
-
-/// `cq::analyze`'s operators, plus LIKE and ILIKE, which it accepts.
-#[rustfmt::skip]
-const CQ_OPERATORS: &[&str] = &[
-    "=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "^", "||", "->", "->>", "#>", "#>>", "~~",
-    "~~*", "!~~", "!~~*",
-];
-
-/// `stream::filter`'s operators, plus LIKE and ILIKE, which it accepts.
-#[rustfmt::skip]
-const FILTER_OPERATORS: &[&str] = &[
-    "=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||", "->", "->>", "~~", "~~*", "!~~", "!~~*",
-];
 
 /// `pg_catalog` base types a statement may compute with: the casts the checkers accept,
 /// the column types collections get, what the allowed functions and operators return,

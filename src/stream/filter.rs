@@ -21,6 +21,7 @@ use sqlparser::ast::{
 };
 
 use crate::names::quote_ident;
+use crate::sql_policy::lists::{filter_function_names, FILTER_FUNCTIONS};
 use crate::sql_policy::text::{self, Limits};
 use crate::sql_policy::Refusal;
 
@@ -36,40 +37,9 @@ const BOOLEAN_REQUIRED: &str = "the filter must be a boolean expression \
      (a comparison, AND/OR/NOT, IN, BETWEEN, LIKE or IS ...)";
 
 /// Why a filter is refused, naming the offending part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterRefusal(pub String);
-
-impl fmt::Display for FilterRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+fn refusal(message: impl Into<String>) -> Refusal {
+    Refusal::object(message)
 }
-
-impl std::error::Error for FilterRefusal {}
-
-impl From<Refusal> for FilterRefusal {
-    fn from(refusal: Refusal) -> FilterRefusal {
-        FilterRefusal(refusal.message)
-    }
-}
-
-fn refusal(message: impl Into<String>) -> FilterRefusal {
-    FilterRefusal(message.into())
-}
-
-/// Functions a filter may call. They have no side effects and read no
-/// database state, so running them in every inserting session is harmless.
-/// Each entry: name, fewest and most arguments (`None`: no upper bound).
-const FUNCTIONS: &[(&str, usize, Option<usize>)] = &[
-    ("lower", 1, Some(1)),
-    ("upper", 1, Some(1)),
-    ("length", 1, Some(2)),
-    ("abs", 1, Some(1)),
-    ("coalesce", 1, None),
-    ("date_trunc", 2, Some(3)),
-];
-
-const FUNCTIONS_HINT: &str = "lower, upper, length, abs, coalesce, date_trunc";
 
 const TYPES_HINT: &str = "text, varchar, integer, bigint, smallint, numeric, real, \
      double precision, boolean, date, timestamp, timestamptz, interval, json, jsonb";
@@ -102,7 +72,7 @@ const SQL_VALUE_KEYWORDS: &[&str] = &[
 /// bare column passes); PostgreSQL has to confirm it is boolean. Operators
 /// such as `=` still resolve through the search path, so the code that runs
 /// the filter needs a fixed one.
-pub fn check_filter(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
+pub fn check_filter(filter: &str, columns: &[&str]) -> Result<String, Refusal> {
     let mut expr = parse(filter)?;
     // Outer parentheses carry no meaning of their own, and dropping them
     // lets the top-level form be judged.
@@ -116,12 +86,12 @@ pub fn check_filter(filter: &str, columns: &[&str]) -> Result<String, FilterRefu
             excerpt(&expr)
         )));
     }
-    Ok(text::render::expression(&expr, &LIMITS)?)
+    text::render::expression(&expr, &LIMITS)
 }
 
-fn parse(filter: &str) -> Result<Expr, FilterRefusal> {
+fn parse(filter: &str) -> Result<Expr, Refusal> {
     text::parse::expression(filter, &LIMITS)?.ok_or_else(|| {
-        refusal("the filter is empty (to subscribe without a filter, pass NULL)")
+        Refusal::syntax("the filter is empty (to subscribe without a filter, pass NULL)")
     })
 }
 
@@ -131,7 +101,7 @@ fn excerpt(text: impl fmt::Display) -> String {
     text::parse::excerpt(&text)
 }
 
-fn too_deep() -> FilterRefusal {
+fn too_deep() -> Refusal {
     refusal(format!(
         "the filter is nested too deeply (at most {MAX_FILTER_DEPTH} levels)"
     ))
@@ -150,7 +120,7 @@ fn call_label(f: &Function) -> String {
     }
 }
 
-fn subquery_refused(found: impl fmt::Display) -> FilterRefusal {
+fn subquery_refused(found: impl fmt::Display) -> Refusal {
     refusal(format!(
         "subqueries are not allowed in a filter (found {})",
         excerpt(found)
@@ -159,7 +129,7 @@ fn subquery_refused(found: impl fmt::Display) -> FilterRefusal {
 
 /// The literal as it will be rendered. String literals of every spelling
 /// (E'..', $$..$$) are kept as their value, which the one renderer prints.
-fn literal(value: &Value) -> Result<Value, FilterRefusal> {
+fn literal(value: &Value) -> Result<Value, Refusal> {
     match value {
         Value::Number(written, false) => {
             // sqlparser accepts `1_000`, which PostgreSQL reads only from
@@ -186,7 +156,7 @@ fn literal(value: &Value) -> Result<Value, FilterRefusal> {
     }
 }
 
-fn string_literal(value: &Value) -> Result<String, FilterRefusal> {
+fn string_literal(value: &Value) -> Result<String, Refusal> {
     let text = match value {
         Value::SingleQuotedString(text)
         | Value::EscapedStringLiteral(text)
@@ -219,7 +189,7 @@ fn catalog_type(name: &str) -> DataType {
 /// spells as keywords (INTEGER, TIMESTAMP, ...) always mean the built-in type;
 /// the others are qualified with pg_catalog so the search path cannot
 /// substitute a same-named type.
-fn allowed_type(data_type: &DataType) -> Result<DataType, FilterRefusal> {
+fn allowed_type(data_type: &DataType) -> Result<DataType, Refusal> {
     use DataType as T;
     let refused = || {
         refusal(format!(
@@ -288,7 +258,7 @@ fn allowed_type(data_type: &DataType) -> Result<DataType, FilterRefusal> {
     })
 }
 
-fn allowed_operator(op: &BinaryOperator) -> Result<(), FilterRefusal> {
+fn allowed_operator(op: &BinaryOperator) -> Result<(), Refusal> {
     use BinaryOperator as B;
     match op {
         B::Eq
@@ -387,7 +357,7 @@ impl Checker<'_> {
     /// Refuses anything but the allowed forms and rewrites `expr` in place
     /// into its safe rendering: columns quoted, literals requoted, functions
     /// and types pinned to pg_catalog.
-    fn check(&self, expr: &mut Expr, depth: usize) -> Result<(), FilterRefusal> {
+    fn check(&self, expr: &mut Expr, depth: usize) -> Result<(), Refusal> {
         if depth > MAX_FILTER_DEPTH {
             return Err(too_deep());
         }
@@ -569,7 +539,7 @@ impl Checker<'_> {
     /// Checks a run of binary operators such as `a OR b OR c`. It leans
     /// left and can be as long as the filter, so its spine is walked in a loop
     /// (recursing would use stack per operator) and counts as one level.
-    fn check_chain(&self, expr: &mut Expr, depth: usize) -> Result<(), FilterRefusal> {
+    fn check_chain(&self, expr: &mut Expr, depth: usize) -> Result<(), Refusal> {
         let mut operands = Vec::new();
         let mut current = expr;
         while let Expr::BinaryOp { left, op, right } = current {
@@ -585,7 +555,7 @@ impl Checker<'_> {
     }
 
     /// The column `ident` names, as an identifier that renders quoted.
-    fn column(&self, ident: &Ident) -> Result<Ident, FilterRefusal> {
+    fn column(&self, ident: &Ident) -> Result<Ident, Refusal> {
         let name = fold(ident);
         if ident.quote_style.is_none() && SQL_VALUE_KEYWORDS.contains(&name.as_str()) {
             return Err(session_keyword(&name));
@@ -612,7 +582,7 @@ impl Checker<'_> {
         Err(refusal(message))
     }
 
-    fn function(&self, f: &mut Function, depth: usize) -> Result<(), FilterRefusal> {
+    fn function(&self, f: &mut Function, depth: usize) -> Result<(), Refusal> {
         let label = call_label(f);
         if let FunctionArguments::Subquery(_) = f.args {
             return Err(subquery_refused(&*f));
@@ -622,15 +592,17 @@ impl Checker<'_> {
             Some([schema, name]) if schema == "pg_catalog" => name.clone(),
             _ => String::new(),
         };
-        let Some(&(_, min_args, max_args)) = FUNCTIONS.iter().find(|(n, ..)| *n == name) else {
+        let Some(&(_, min_args, max_args)) = FILTER_FUNCTIONS.iter().find(|(n, ..)| *n == name)
+        else {
             if matches!(f.args, FunctionArguments::None)
                 && SQL_VALUE_KEYWORDS.contains(&label.as_str())
             {
                 return Err(session_keyword(&label));
             }
             return Err(refusal(format!(
-                "function {} is not allowed in a filter (allowed: {FUNCTIONS_HINT})",
-                excerpt(&label)
+                "function {} is not allowed in a filter (allowed: {})",
+                excerpt(&label),
+                filter_function_names().collect::<Vec<_>>().join(", ")
             )));
         };
         let FunctionArguments::List(list) = &mut f.args else {
@@ -690,7 +662,7 @@ impl Checker<'_> {
     }
 }
 
-fn session_keyword(keyword: &str) -> FilterRefusal {
+fn session_keyword(keyword: &str) -> Refusal {
     refusal(format!(
         "{keyword} is not allowed in a filter: it reads the session, not the row; \
          to refer to a column named {keyword}, double-quote it"

@@ -9,7 +9,7 @@
 //! row. NOTIFY is transactional: a rolled-back insert sends nothing, and a single
 //! writer's events arrive in commit order.
 
-mod filter;
+pub(crate) mod filter;
 mod trigger;
 
 use crate::error::{report, BeaconError, BeaconResult};

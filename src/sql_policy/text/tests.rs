@@ -10,8 +10,8 @@ mod tests {
     /// reading of SQL text, astral characters included.
     fn tricky_values() -> Vec<String> {
         const PIECES: &[&str] = &[
-            "'", "''", "\\", "\\\\", "\\'", "$", "$$", "$q$", "--", "/*", "*/", "\"", "\n",
-            "é", "😀", "𝄞", "E'", "\\x41", "\\n", "a",
+            "'", "''", "\\", "\\\\", "\\'", "$", "$$", "$q$", "--", "/*", "*/", "\"", "\n", "é",
+            "😀", "𝄞", "E'", "\\x41", "\\n", "a",
         ];
         let mut values: Vec<String> = PIECES.iter().map(|piece| piece.to_string()).collect();
         values.push(String::new());
@@ -44,7 +44,10 @@ mod tests {
                 let read = Spi::get_one::<String>(&format!("SELECT {literal}::pg_catalog.text"))
                     .expect("the literal is read")
                     .expect("not NULL");
-                assert_eq!(&read, value, "{literal} with standard_conforming_strings {setting}");
+                assert_eq!(
+                    &read, value,
+                    "{literal} with standard_conforming_strings {setting}"
+                );
             }
         });
     }
@@ -70,7 +73,10 @@ mod tests {
                 let read = Spi::get_one::<String>(&format!("SELECT {rendered}"))
                     .expect("the rendering runs")
                     .expect("not NULL");
-                assert_eq!(read, expected, "{rendered} with standard_conforming_strings {setting}");
+                assert_eq!(
+                    read, expected,
+                    "{rendered} with standard_conforming_strings {setting}"
+                );
             });
         }
     }

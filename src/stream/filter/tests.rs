@@ -55,7 +55,7 @@ fn renders(filter: &str, expected: &str) {
 fn refused(filter: &str, needles: &[&str]) {
     let message = match check_filter(filter, COLUMNS) {
         Ok(rendered) => panic!("{filter:?} was accepted as {rendered:?}"),
-        Err(FilterRefusal(message)) => message,
+        Err(Refusal { message, .. }) => message,
     };
     for needle in needles {
         assert!(
@@ -151,7 +151,10 @@ fn renders_literals() {
     renders("$tag$it's$tag$ = name", "'it''s' = \"name\"");
     // sqlparser does not decode U&'...' as PostgreSQL does (UESCAPE): refused, as
     // everywhere.
-    refused("U&'\\0041' = name", &["U&'...' string literals are not allowed"]);
+    refused(
+        "U&'\\0041' = name",
+        &["U&'...' string literals are not allowed"],
+    );
 }
 
 #[test]
@@ -327,8 +330,8 @@ fn refuses_unknown_columns() {
     refused("lower(nope) = 'a'", &["\"nope\" is not a column"]);
     assert_eq!(
         check_filter("price > 1", &["qty"]),
-        Err(FilterRefusal(
-            "\"price\" is not a column of the collection".to_string()
+        Err(Refusal::object(
+            "\"price\" is not a column of the collection"
         ))
     );
 }
@@ -667,7 +670,7 @@ fn long_chains_are_not_nesting() {
 #[test]
 fn refusal_is_an_error_with_the_message() {
     let error = check_filter("pg_sleep(1) IS NULL", COLUMNS).unwrap_err();
-    assert_eq!(error.to_string(), error.0);
+    assert_eq!(error.to_string(), error.message);
     let boxed: Box<dyn std::error::Error> = Box::new(error);
     assert!(boxed.to_string().contains("pg_sleep()"));
 }
@@ -675,7 +678,7 @@ fn refusal_is_an_error_with_the_message() {
 #[test]
 fn long_offending_parts_are_shortened_in_messages() {
     let filter = format!("x{} > 1", "y".repeat(500));
-    let message = check_filter(&filter, COLUMNS).unwrap_err().0;
+    let message = check_filter(&filter, COLUMNS).unwrap_err().message;
     assert!(message.contains("..."), "{message}");
     assert!(message.len() < 200, "{message}");
 }

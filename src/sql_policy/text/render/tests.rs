@@ -1,8 +1,7 @@
 use super::*;
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, ObjectName, TimezoneInfo, TypedString,
-    UnaryOperator,
+    FunctionArgumentList, FunctionArguments, ObjectName, TimezoneInfo, TypedString, UnaryOperator,
 };
 
 /// Reads one string literal starting at `chars[i]` (`'...'` or `E'...'`) as PostgreSQL's
@@ -131,8 +130,8 @@ impl Rng {
 /// Pieces strings and quoted identifiers are made of: everything that ends, escapes or
 /// comments in some reading of SQL text.
 const PIECES: &[&str] = &[
-    "a", "Z", " ", "'", "''", "\\", "\\\\", "\\'", "$", "$$", "$q$", "$1", "--", "/*", "*/",
-    "\"", ";", "\n", "\t", "é", "ß", "€", "😀", "𝄞", "\u{202e}", "E'", "U&", "x'", "%", "_",
+    "a", "Z", " ", "'", "''", "\\", "\\\\", "\\'", "$", "$$", "$q$", "$1", "--", "/*", "*/", "\"",
+    ";", "\n", "\t", "é", "ß", "€", "😀", "𝄞", "\u{202e}", "E'", "U&", "x'", "%", "_",
 ];
 
 fn text(rng: &mut Rng) -> String {
@@ -153,7 +152,16 @@ fn ident(rng: &mut Rng) -> Ident {
 }
 
 fn number(rng: &mut Rng) -> Expr {
-    let written = *rng.pick(&["0", "1", "42", "3.5", ".5", "1e10", "2.5E-3", "100000000000"]);
+    let written = *rng.pick(&[
+        "0",
+        "1",
+        "42",
+        "3.5",
+        ".5",
+        "1e10",
+        "2.5E-3",
+        "100000000000",
+    ]);
     Expr::value(Value::Number(written.to_string(), false))
 }
 
@@ -237,7 +245,11 @@ fn tree(rng: &mut Rng, depth: usize) -> Expr {
             right: nested(tree(rng, depth)),
         },
         2 => Expr::UnaryOp {
-            op: *rng.pick(&[UnaryOperator::Minus, UnaryOperator::Plus, UnaryOperator::Not]),
+            op: *rng.pick(&[
+                UnaryOperator::Minus,
+                UnaryOperator::Plus,
+                UnaryOperator::Not,
+            ]),
             expr: nested(tree(rng, depth)),
         },
         3 => Expr::Cast {
@@ -301,7 +313,11 @@ fn rendering_random_trees_reads_back_as_the_same_tree_under_either_string_settin
         let back = parse::expression(&rendered, &Limits::QUERY.rendered())
             .unwrap_or_else(|e| panic!("case {case}: {rendered} does not parse: {e}"))
             .expect("an expression");
-        assert_eq!(canonical(&back), canonical(&expr), "case {case}: {rendered}");
+        assert_eq!(
+            canonical(&back),
+            canonical(&expr),
+            "case {case}: {rendered}"
+        );
         let expected = expected_lexemes(&expr);
         for standard in [true, false] {
             assert_eq!(
@@ -354,7 +370,11 @@ fn literals_read_the_same_under_either_string_setting() {
         let value = text(&mut rng);
         let literal = string_literal(&value);
         for standard in [true, false] {
-            assert_eq!(read_literal(&literal, standard), Some(value.clone()), "{literal}");
+            assert_eq!(
+                read_literal(&literal, standard),
+                Some(value.clone()),
+                "{literal}"
+            );
         }
     }
 }
@@ -388,8 +408,14 @@ fn a_tree_that_does_not_print_back_is_an_internal_refusal() {
     };
     let refusal = expression(&expr, &Limits::FILTER).unwrap_err();
     assert_eq!(refusal.kind, crate::sql_policy::RefusalKind::Internal);
-    assert!(refusal.message.contains("could not be rendered back"), "{refusal}");
+    assert!(
+        refusal.message.contains("could not be rendered back"),
+        "{refusal}"
+    );
     // and a string with a NUL, which PostgreSQL's text cannot hold
     let nul = Expr::value(Value::SingleQuotedString("a\0b".into()));
-    assert!(expression(&nul, &Limits::FILTER).unwrap_err().message.contains("NUL"));
+    assert!(expression(&nul, &Limits::FILTER)
+        .unwrap_err()
+        .message
+        .contains("NUL"));
 }
