@@ -154,7 +154,7 @@ fn catalog_name(schema: &str, function: &str) -> ObjectName {
     ObjectName::from(vec![Ident::new(schema), quoted(function)])
 }
 
-fn catalog_call(function: &str, args: Vec<Expr>) -> Expr {
+pub(crate) fn catalog_call(function: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: catalog_name("pg_catalog", function),
         uses_odbc_syntax: false,

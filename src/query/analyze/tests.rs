@@ -1,79 +1,9 @@
 use super::*;
+use crate::sql_policy::text::render::tests::lexemes;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 const PROJECT: &str = "shop";
-
-/// The string literals and quoted identifiers of `sql` as PostgreSQL's
-/// lexer reads them (under any standard_conforming_strings, for what the
-/// renderer writes), or what breaks it.
-fn pg_lexemes(sql: &str) -> Result<Vec<String>, String> {
-    let chars: Vec<char> = sql.chars().collect();
-    let in_word = |c: char| c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii();
-    let mut lexemes = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if (c == '-' && next == Some('-')) || (c == '/' && next == Some('*')) {
-            return Err(format!("a comment starts at {i}"));
-        }
-        if c == '\'' || c == '"' {
-            // E'...': a backslash takes the next character as it is (the renderer
-            // writes nothing but `\\` there)
-            let escaped = c == '\''
-                && i > 0
-                && matches!(chars[i - 1], 'E' | 'e')
-                && (i < 2 || !in_word(chars[i - 2]));
-            let mut value = String::new();
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return Err(format!("{c} is not closed")),
-                    Some('\\') if escaped => match chars.get(i + 1) {
-                        Some(&next) => {
-                            value.push(next);
-                            i += 2;
-                        }
-                        None => return Err(format!("{c} is not closed")),
-                    },
-                    Some(&q) if q == c && chars.get(i + 1) == Some(&c) => {
-                        value.push(c);
-                        i += 2;
-                    }
-                    Some(&q) if q == c => break,
-                    Some(&other) => {
-                        value.push(other);
-                        i += 1;
-                    }
-                }
-            }
-            lexemes.push(format!("{c}{value}"));
-            i += 1;
-        } else if c == '$' && (i == 0 || !in_word(chars[i - 1])) {
-            let tag: String = chars[i + 1..]
-                .iter()
-                .take_while(|c| c.is_alphanumeric() || **c == '_')
-                .collect();
-            let open = tag.chars().count() + 2;
-            if tag.starts_with(|c: char| c.is_ascii_digit())
-                || chars.get(i + open - 1) != Some(&'$')
-            {
-                i += 1;
-                continue;
-            }
-            let rest: String = chars[i + open..].iter().collect();
-            let end = rest
-                .find(&format!("${tag}$"))
-                .ok_or_else(|| format!("${tag}$ is not closed"))?;
-            lexemes.push(format!("'{}", &rest[..end]));
-            i += open + rest[..end].chars().count() + open;
-        } else {
-            i += 1;
-        }
-    }
-    Ok(lexemes)
-}
 
 fn sqlparser_lexemes(sql: &str) -> Vec<String> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
@@ -98,11 +28,14 @@ fn accepted(sql: &str) -> String {
     let rewritten = check_query(sql, PROJECT).unwrap_or_else(|e| panic!("refused {sql:?}: {e}"));
     // PostgreSQL must read the literals and quoted names exactly as they
     // were checked, and find no comment.
-    assert_eq!(
-        pg_lexemes(&rewritten),
-        Ok(sqlparser_lexemes(&rewritten)),
-        "{rewritten:?} reads differently in PostgreSQL"
-    );
+    for standard_conforming_strings in [true, false] {
+        assert_eq!(
+            lexemes(&rewritten, standard_conforming_strings),
+            Ok(sqlparser_lexemes(&rewritten)),
+            "{rewritten:?} reads differently in PostgreSQL \
+             (standard_conforming_strings {standard_conforming_strings})"
+        );
+    }
     // The rewritten text must re-parse, pass again and come out unchanged.
     let again = check_query(&rewritten, PROJECT)
         .unwrap_or_else(|e| panic!("rewritten {rewritten:?} refused: {e}"));
@@ -567,16 +500,27 @@ fn literals_print_back_safely() {
 #[test]
 fn the_test_lexer_sees_what_postgresql_sees() {
     // What sqlparser prints for `SELECT '\'', pg_sleep(10) --'`.
-    assert!(pg_lexemes("SELECT '\\', pg_sleep(10) --'").is_err());
-    assert!(pg_lexemes("SELECT --1, x").is_err());
-    assert_eq!(
-        pg_lexemes(r#"SELECT 'a''b', "c""d", $q$e'$q$, x$y, $1"#),
-        Ok(vec![
-            "'a'b".to_string(),
-            "\"c\"d".to_string(),
-            "'e'".to_string()
-        ])
-    );
+    assert!(lexemes("SELECT '\\', pg_sleep(10) --'", true).is_err());
+    assert!(lexemes("SELECT --1, x", true).is_err());
+    // the renderer never prints dollar quotes
+    assert!(lexemes("SELECT $q$e'$q$", true).is_err());
+    for standard_conforming_strings in [true, false] {
+        assert_eq!(
+            lexemes(
+                r#"SELECT 'a''b', "c""d", x$y, E'\\'''"#,
+                standard_conforming_strings
+            ),
+            Ok(vec![
+                "'a'b".to_string(),
+                "\"c\"d".to_string(),
+                "'\\'".to_string()
+            ])
+        );
+    }
+    // a backslash in '...' escapes the quote only with standard_conforming_strings
+    // off: on, the comment is outside the literal
+    assert!(lexemes("SELECT 'a\\', 1 --'", true).is_err());
+    assert!(lexemes("SELECT 'a\\', 1 --'", false).is_ok());
 }
 
 #[test]

@@ -1,7 +1,6 @@
 use super::*;
 use sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, ObjectName, TimezoneInfo, TypedString, UnaryOperator,
+    BinaryOperator, CastKind, DataType, ObjectName, TimezoneInfo, TypedString, UnaryOperator,
 };
 
 /// Reads one string literal starting at `chars[i]` (`'...'` or `E'...'`) as PostgreSQL's
@@ -62,7 +61,7 @@ pub(crate) fn read_literal(literal: &str, standard: bool) -> Option<String> {
 /// The string literals and quoted identifiers of `sql`, as PostgreSQL's lexer reads them
 /// with the given standard_conforming_strings, or where a comment starts (which the
 /// renderer must never print outside a literal).
-fn lexemes(sql: &str, standard: bool) -> Result<Vec<String>, String> {
+pub(crate) fn lexemes(sql: &str, standard: bool) -> Result<Vec<String>, String> {
     let chars: Vec<char> = sql.chars().collect();
     let in_word = |c: char| c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii();
     let mut found = Vec::new();
@@ -183,33 +182,13 @@ fn nested(expr: Expr) -> Box<Expr> {
     Box::new(Expr::Nested(Box::new(expr)))
 }
 
-fn call(name: Vec<Ident>, args: Vec<Expr>) -> Expr {
-    Expr::Function(Function {
-        name: ObjectName::from(name),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|arg| FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)))
-                .collect(),
-            clauses: vec![],
-        }),
-        within_group: vec![],
-        filter: None,
-        null_treatment: None,
-        over: None,
-    })
-}
-
 /// A random tree in the shape the parser itself builds: every compound operand is
 /// parenthesized, so that the tree says what it means without precedence rules.
 fn tree(rng: &mut Rng, depth: usize) -> Expr {
     let leaf = depth == 0 || rng.below(4) == 0;
     if leaf {
         return match rng.below(8) {
-            0 | 1 | 2 => string(rng),
+            0..=2 => string(rng),
             3 => number(rng),
             4 => Expr::Identifier(ident(rng)),
             5 => Expr::value(Value::Boolean(rng.below(2) == 0)),
@@ -258,10 +237,7 @@ fn tree(rng: &mut Rng, depth: usize) -> Expr {
             data_type: data_type(rng),
             format: None,
         },
-        4 => call(
-            vec![Ident::new("pg_catalog"), Ident::with_quote('"', "lower")],
-            vec![tree(rng, depth)],
-        ),
+        4 => crate::query::analyze::catalog_call("lower", vec![tree(rng, depth)]),
         5 => Expr::InList {
             expr: nested(tree(rng, depth)),
             list: (0..1 + rng.below(3)).map(|_| tree(rng, depth)).collect(),
