@@ -1,3 +1,5 @@
+//! The unique key of a materialized view's result, where the query shows one.
+
 use super::*;
 
 /// For materialized views: when the (already checked) query is a single

@@ -1,3 +1,5 @@
+//! The default-deny walk over a query: statements, clauses and FROM items.
+
 use super::*;
 
 mod call;
@@ -222,49 +224,28 @@ impl<'a> Checker<'a> {
 
     pub(super) fn select(&mut self, select: &mut Select) -> Result<(), Refusal> {
         // Destructured in full for the same reason as the query above.
+        if text::walk::foreign_select_clauses(select) {
+            return refuse("the SELECT uses syntax from another SQL dialect");
+        }
+        // the rest is walked here, every clause of it (see foreign_select_clauses)
         let Select {
-            select_token: _,
-            optimizer_hints,
             distinct,
-            select_modifiers,
             top,
-            top_before_distinct: _,
             projection,
-            exclude,
             into,
             from,
             lateral_views,
-            prewhere,
             selection,
-            connect_by,
             group_by,
-            cluster_by,
-            distribute_by,
-            sort_by,
             having,
             named_window,
             qualify,
-            window_before_qualify: _,
-            value_table_mode,
-            flavor,
+            ..
         } = select;
         if into.is_some() {
             return refuse("SELECT ... INTO is not allowed: queries cannot create tables");
         }
-        if top.is_some()
-            || !optimizer_hints.is_empty()
-            || select_modifiers.is_some()
-            || exclude.is_some()
-            || !lateral_views.is_empty()
-            || prewhere.is_some()
-            || !connect_by.is_empty()
-            || !cluster_by.is_empty()
-            || !distribute_by.is_empty()
-            || !sort_by.is_empty()
-            || qualify.is_some()
-            || value_table_mode.is_some()
-            || *flavor != SelectFlavor::Standard
-        {
+        if top.is_some() || !lateral_views.is_empty() || qualify.is_some() {
             return refuse("the SELECT uses syntax from another SQL dialect");
         }
         for table in from.iter_mut() {

@@ -4,6 +4,7 @@
 
 pub mod parse;
 pub mod render;
+pub mod walk;
 
 pub use parse::Limits;
 

@@ -1,3 +1,5 @@
+//! Function calls, grammar constructs and window specifications.
+
 use super::*;
 
 impl Checker<'_> {

@@ -1,3 +1,5 @@
+//! The walk over expressions; chains are walked in a loop.
+
 use super::*;
 
 impl Checker<'_> {
