@@ -307,8 +307,8 @@ mod unit_tests {
 
     #[test]
     fn every_query_function_passes_the_first_barrier_too() {
-        // The lists are copies; a name the sqlparser checker refuses could never reach
-        // the analyzed check, so it would be dead weight (or a typo).
+        // Both barriers read these lists, but the walker also judges how a name is
+        // called; a listed name it refuses in every form would be dead weight.
         for name in AGGREGATE_FUNCTIONS
             .iter()
             .chain(SCALAR_FUNCTIONS)
