@@ -15,17 +15,24 @@
 //! schema and function calls to `pg_catalog` (or `beacon`), so nothing depends
 //! on `search_path`.
 //!
-//! Rendering is done by sqlparser, whose printer is not safe for every tree
-//! it can parse: it prints a string containing `\'` or an identifier
-//! containing `\"` without doubling the quote (PostgreSQL then ends the
-//! literal early and reads the rest as SQL), prints `- -1` as the comment
-//! `--1`, and prints dollar-quote tags PostgreSQL reads as parameters. The
-//! walk therefore re-encodes such literals, parenthesizes such operands and
-//! refuses such identifiers before anything is printed.
+//! Text is read and written only through the text layer of the policy
+//! (`sql_policy::text`): its guarded parser, and its renderer, which prints
+//! every literal and quoted identifier itself and reads the result back. The
+//! walk still parenthesizes operands sqlparser would print ambiguously (`- -1`
+//! as the comment `--1`) and refuses what the renderer cannot print.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::sql_policy::lists::{
+    AGGREGATE_FUNCTIONS, BEACON_FUNCTIONS, RECORD_FUNCTIONS, SCALAR_FUNCTIONS,
+    SET_RETURNING_FUNCTIONS, WINDOW_FUNCTIONS,
+};
+use crate::sql_policy::text::{
+    self,
+    parse::{excerpt, Limits},
+};
+use crate::sql_policy::Refusal;
 use crate::sqlident::{fold, unparenthesized};
 use sqlparser::ast::{
     AccessExpr, Array, BinaryOperator, CaseWhen, CastKind, CeilFloorKind, Cte, DataType,
@@ -33,254 +40,30 @@ use sqlparser::ast::{
     Function, FunctionArg, FunctionArgExpr, FunctionArgOperator, FunctionArgumentClause,
     FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, Interval, Join, JoinConstraint,
     JoinOperator, LimitClause, NamedWindowDefinition, NamedWindowExpr, ObjectName, ObjectNamePart,
-    Offset, OrderBy, OrderByExpr, OrderByKind, Query, Select, SelectFlavor, SelectItem,
+    Offset, OrderBy, OrderByExpr, OrderByKind, Query, Select, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Statement, Subscript,
     TableAlias, TableFactor, TableFunctionArgs, TableWithJoins, TypedString, UnaryOperator, Value,
     ValueWithSpan, Values, WildcardAdditionalOptions, WindowFrame, WindowFrameBound, WindowSpec,
     WindowType, With,
 };
 use sqlparser::ast::{ArrayElemTypeDef, TimezoneInfo};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
-use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-/// Why a query was refused; the message names the refused construct.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryRefusal(pub String);
-
-impl fmt::Display for QueryRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Refusals of the walk name the refused construct; all are about objects and
+/// constructs the policy does not allow (the parser's are syntax errors and limits).
+fn refusal(message: impl Into<String>) -> Refusal {
+    Refusal::object(message)
 }
 
-impl std::error::Error for QueryRefusal {}
-
-fn refusal(message: impl Into<String>) -> QueryRefusal {
-    QueryRefusal(message.into())
-}
-
-fn refuse<T>(message: impl Into<String>) -> Result<T, QueryRefusal> {
+fn refuse<T>(message: impl Into<String>) -> Result<T, Refusal> {
     Err(refusal(message))
 }
 
-/// Longer texts are refused before they are even tokenized.
-const MAX_SQL_BYTES: usize = 100_000;
-
-/// sqlparser's own limit on how deeply it recurses (its default is 50):
-/// about 95 levels of parentheses or 48 of nested subqueries.
-const PARSER_RECURSION_LIMIT: usize = 100;
-
-/// Upper bound on how deep the syntax tree may get, estimated from the tokens
-/// before parsing (see [`nesting_cost`]). sqlparser builds `a + b + c ...`,
-/// `x::t::t ...` and `UNION` chains in loops, without touching its recursion
-/// limit, yet dropping, printing or walking the resulting left-deep tree
-/// recurses once per operator: 30,000 `+1` fit in the size limit and
-/// overflow the stack. The estimate has to be checked before parsing,
-/// because the parser itself drops what it built when it fails.
-const MAX_NESTING_COST: usize = 1_000;
-
 /// Backstop for the walk below, which recurses once per level of nesting
 /// (operator and set-operation chains are walked in loops).
-const MAX_WALK_DEPTH: usize = MAX_NESTING_COST + 4 * PARSER_RECURSION_LIMIT;
+const MAX_WALK_DEPTH: usize = LIMITS.max_nesting_cost + 4 * LIMITS.recursion_limit;
 
-/// Aggregates, rendered `pg_catalog."name"`.
-const AGGREGATE_FUNCTIONS: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "bool_and",
-    "bool_or",
-    "every",
-    "bit_and",
-    "bit_or",
-    "string_agg",
-    "array_agg",
-    "json_agg",
-    "jsonb_agg",
-    "json_object_agg",
-    "jsonb_object_agg",
-    "percentile_cont",
-    "percentile_disc",
-    "mode",
-    "corr",
-    "covar_pop",
-    "covar_samp",
-    "regr_avgx",
-    "regr_avgy",
-    "regr_count",
-    "regr_intercept",
-    "regr_r2",
-    "regr_slope",
-    "regr_sxx",
-    "regr_sxy",
-    "regr_syy",
-];
-
-/// Window functions, rendered `pg_catalog."name"`.
-const WINDOW_FUNCTIONS: &[&str] = &[
-    "row_number",
-    "rank",
-    "dense_rank",
-    "percent_rank",
-    "cume_dist",
-    "ntile",
-    "lag",
-    "lead",
-    "first_value",
-    "last_value",
-    "nth_value",
-];
-
-/// Scalar functions that only compute from their arguments (or read the
-/// clock or the random generator), rendered `pg_catalog."name"`. Anything
-/// reading files, settings, catalogs, sequences, locks or other sessions is
-/// absent on purpose.
-const SCALAR_FUNCTIONS: &[&str] = &[
-    // math
-    "abs",
-    "ceil",
-    "ceiling",
-    "floor",
-    "round",
-    "trunc",
-    "sign",
-    "sqrt",
-    "cbrt",
-    "exp",
-    "ln",
-    "log",
-    "log10",
-    "power",
-    "pow",
-    "mod",
-    "div",
-    "width_bucket",
-    "random",
-    "pi",
-    "degrees",
-    "radians",
-    // strings (not repeat, lpad or rpad: one call can allocate a gigabyte before the
-    // statement timeout gets a chance to cancel it)
-    "lower",
-    "upper",
-    "initcap",
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "bit_length",
-    "substr",
-    "substring",
-    "position",
-    "strpos",
-    "left",
-    "right",
-    "ltrim",
-    "rtrim",
-    "btrim",
-    "replace",
-    "split_part",
-    "concat",
-    "concat_ws",
-    "reverse",
-    "starts_with",
-    "md5",
-    "regexp_replace",
-    "regexp_match",
-    "translate",
-    "to_char",
-    "to_number",
-    "format",
-    "ascii",
-    "chr",
-    // date and time
-    "date_trunc",
-    "date_part",
-    "to_timestamp",
-    "to_date",
-    "make_date",
-    "make_time",
-    "make_timestamp",
-    "make_timestamptz",
-    "make_interval",
-    "age",
-    "date_bin",
-    "justify_days",
-    "justify_hours",
-    "justify_interval",
-    "isfinite",
-    "now",
-    "clock_timestamp",
-    "statement_timestamp",
-    "transaction_timestamp",
-    // json
-    "jsonb_extract_path",
-    "jsonb_extract_path_text",
-    "json_extract_path",
-    "json_extract_path_text",
-    "jsonb_array_length",
-    "json_array_length",
-    "jsonb_typeof",
-    "json_typeof",
-    "to_jsonb",
-    "to_json",
-    "jsonb_build_object",
-    "json_build_object",
-    "jsonb_build_array",
-    "json_build_array",
-    "jsonb_strip_nulls",
-    "json_strip_nulls",
-    // arrays
-    "array_length",
-    "cardinality",
-    "array_position",
-    "array_positions",
-    "array_to_string",
-    "string_to_array",
-    "array_upper",
-    "array_lower",
-];
-
-/// Set-returning functions, allowed in FROM and in expressions, rendered
-/// `pg_catalog."name"`.
-const SET_RETURNING_FUNCTIONS: &[&str] = &[
-    "generate_series",
-    "unnest",
-    "regexp_matches",
-    "regexp_split_to_table",
-    "jsonb_array_elements",
-    "jsonb_array_elements_text",
-    "json_array_elements",
-    "json_array_elements_text",
-    "jsonb_object_keys",
-    "json_object_keys",
-    "jsonb_each",
-    "jsonb_each_text",
-    "json_each",
-    "json_each_text",
-];
-
-/// Functions returning `record`, usable only in FROM with a column
-/// definition list (`AS x(a int, b text)`).
-const RECORD_FUNCTIONS: &[&str] = &[
-    "json_to_record",
-    "jsonb_to_record",
-    "json_to_recordset",
-    "jsonb_to_recordset",
-];
-
-/// pg_beacon's own functions, rendered `beacon."name"`.
-const BEACON_FUNCTIONS: &[&str] = &["approx_count_distinct"];
+/// The limits of the text `beacon.query`, materialized views and continuous queries read.
+pub(crate) const LIMITS: Limits = Limits::QUERY;
 
 /// Constructs PostgreSQL's grammar turns into expressions before any function
 /// lookup (there is no `pg_catalog.coalesce`), so they stay unqualified and
@@ -316,29 +99,10 @@ fn quoted(value: &str) -> Ident {
     Ident::with_quote('"', value)
 }
 
-/// Shortens what a refusal quotes of the query, which may be 100 kB long.
-fn excerpt(shown: &impl fmt::Display) -> String {
-    shortened(shown.to_string(), 80)
-}
-
-fn shortened(text: String, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text,
-    }
-}
-
-fn parse_error(error: impl fmt::Display) -> QueryRefusal {
-    refusal(shortened(
-        format!("could not parse the query: {error}"),
-        300,
-    ))
-}
-
 /// Refuses identifiers that sqlparser would not print back as PostgreSQL read
 /// them: its printer does not double a `"` that follows a backslash, so a
 /// quoted identifier containing `\"` would end early when printed.
-fn check_ident(ident: &Ident) -> Result<(), QueryRefusal> {
+fn check_ident(ident: &Ident) -> Result<(), Refusal> {
     match ident.quote_style {
         None => {
             let mut chars = ident.value.chars();
@@ -372,7 +136,7 @@ fn check_ident(ident: &Ident) -> Result<(), QueryRefusal> {
 
 /// The name's parts, each checked; `pg_catalog.pg_sleep` and
 /// `"pg_catalog"."pg_sleep"` come out the same after [`fold`].
-fn name_parts(name: &ObjectName) -> Result<Vec<&Ident>, QueryRefusal> {
+fn name_parts(name: &ObjectName) -> Result<Vec<&Ident>, Refusal> {
     name.0
         .iter()
         .map(|part| match part {
@@ -390,7 +154,7 @@ fn catalog_name(schema: &str, function: &str) -> ObjectName {
     ObjectName::from(vec![Ident::new(schema), quoted(function)])
 }
 
-fn catalog_call(function: &str, args: Vec<Expr>) -> Expr {
+pub(crate) fn catalog_call(function: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: catalog_name("pg_catalog", function),
         uses_odbc_syntax: false,
@@ -436,35 +200,7 @@ fn starts_with_operator(expr: &Expr) -> bool {
     first.0.is_some_and(|c| "+-*/<>=~!@#%^&|`?".contains(c))
 }
 
-/// A string literal sqlparser prints back exactly: plain quotes when the
-/// value has no quote or backslash (its printer does not escape those
-/// faithfully, and backslashes would depend on standard_conforming_strings),
-/// otherwise dollar quotes with a tag that cannot occur inside.
-pub(crate) fn string_literal(value: String) -> Value {
-    if !value.contains(['\'', '\\']) {
-        return Value::SingleQuotedString(value);
-    }
-    let mut n = 0usize;
-    loop {
-        let tag = if n == 0 {
-            "q".to_string()
-        } else {
-            format!("q{n}")
-        };
-        let delimiter = format!("${tag}$");
-        // The first delimiter PostgreSQL finds after the opening one must be
-        // the closing one, also when the value ends in `$` or `$q`.
-        if format!("{value}{delimiter}").find(&delimiter) == Some(value.len()) {
-            return Value::DollarQuotedString(DollarQuotedString {
-                value,
-                tag: Some(tag),
-            });
-        }
-        n += 1;
-    }
-}
-
-pub(crate) fn check_type(data_type: &DataType) -> Result<(), QueryRefusal> {
+pub(crate) fn check_type(data_type: &DataType) -> Result<(), Refusal> {
     let allowed = match data_type {
         DataType::Int(_)
         | DataType::Integer(_)
@@ -516,7 +252,7 @@ pub(crate) fn check_type(data_type: &DataType) -> Result<(), QueryRefusal> {
     }
 }
 
-fn check_datetime_field(field: &DateTimeField) -> Result<(), QueryRefusal> {
+fn check_datetime_field(field: &DateTimeField) -> Result<(), Refusal> {
     match field {
         // EXTRACT('epoch' FROM x) is valid PostgreSQL; a plain word prints
         // back exactly even in single quotes.
@@ -535,7 +271,7 @@ fn check_datetime_field(field: &DateTimeField) -> Result<(), QueryRefusal> {
     }
 }
 
-fn check_binary_operator(op: &BinaryOperator) -> Result<(), QueryRefusal> {
+fn check_binary_operator(op: &BinaryOperator) -> Result<(), Refusal> {
     use BinaryOperator as B;
     match op {
         B::Plus
@@ -586,7 +322,7 @@ fn check_binary_operator(op: &BinaryOperator) -> Result<(), QueryRefusal> {
     }
 }
 
-fn check_comparison(op: &BinaryOperator) -> Result<(), QueryRefusal> {
+fn check_comparison(op: &BinaryOperator) -> Result<(), Refusal> {
     use BinaryOperator as B;
     match op {
         B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => Ok(()),
@@ -603,7 +339,7 @@ enum Call {
 }
 
 #[cold]
-fn function_refused(label: &str) -> QueryRefusal {
+fn function_refused(label: &str) -> Refusal {
     refusal(format!(
         "the function {label}() is not allowed: only built-in functions from the allow-list \
          can be called"
@@ -611,19 +347,19 @@ fn function_refused(label: &str) -> QueryRefusal {
 }
 
 #[cold]
-fn field_access_refused(access: &AccessExpr) -> QueryRefusal {
+fn field_access_refused(access: &AccessExpr) -> Refusal {
     refusal(format!(
         "the field access {} is not allowed",
         excerpt(&format!("{access:?}"))
     ))
 }
 
-fn typed_string(data_type: &DataType, value: &mut ValueWithSpan) -> Result<(), QueryRefusal> {
+fn typed_string(data_type: &DataType, value: &mut ValueWithSpan) -> Result<(), Refusal> {
     check_type(data_type)?;
     literal(value)
 }
 
-fn rewrite_call_syntax(expr: &mut Expr) -> Result<(), QueryRefusal> {
+fn rewrite_call_syntax(expr: &mut Expr) -> Result<(), Refusal> {
     let (function, args) = match expr {
         Expr::Ceil {
             expr: inner,
@@ -656,16 +392,16 @@ fn rewrite_call_syntax(expr: &mut Expr) -> Result<(), QueryRefusal> {
 }
 
 #[cold]
-fn argument_refused(arg: &dyn fmt::Display) -> QueryRefusal {
+fn argument_refused(arg: &dyn fmt::Display) -> Refusal {
     refusal(format!("the argument {} is not allowed", excerpt(&arg)))
 }
 
 #[cold]
-fn construct_refused(keyword: &str) -> QueryRefusal {
+fn construct_refused(keyword: &str) -> Refusal {
     refusal(format!("this form of {keyword} is not allowed"))
 }
 
-fn check_set_operation(op: &SetOperator, quantifier: &SetQuantifier) -> Result<(), QueryRefusal> {
+fn check_set_operation(op: &SetOperator, quantifier: &SetQuantifier) -> Result<(), Refusal> {
     match op {
         SetOperator::Union | SetOperator::Except | SetOperator::Intersect => {}
         SetOperator::Minus => return refuse("MINUS is not allowed; use EXCEPT"),
@@ -677,7 +413,7 @@ fn check_set_operation(op: &SetOperator, quantifier: &SetQuantifier) -> Result<(
 }
 
 #[cold]
-fn modification_refused(set_expr: &SetExpr) -> QueryRefusal {
+fn modification_refused(set_expr: &SetExpr) -> Refusal {
     let rendered = set_expr.to_string();
     let kind = rendered.split_whitespace().next().unwrap_or_default();
     refusal(format!(
@@ -685,7 +421,7 @@ fn modification_refused(set_expr: &SetExpr) -> QueryRefusal {
     ))
 }
 
-fn check_interval(interval: &Interval) -> Result<(), QueryRefusal> {
+fn check_interval(interval: &Interval) -> Result<(), Refusal> {
     for field in [&interval.leading_field, &interval.last_field]
         .into_iter()
         .flatten()
@@ -696,7 +432,7 @@ fn check_interval(interval: &Interval) -> Result<(), QueryRefusal> {
 }
 
 #[cold]
-fn from_item_refused(factor: &TableFactor) -> QueryRefusal {
+fn from_item_refused(factor: &TableFactor) -> Refusal {
     refusal(format!("the FROM item {} is not allowed", excerpt(factor)))
 }
 
@@ -733,7 +469,7 @@ fn unnest_as_function(factor: &mut TableFactor) {
 }
 
 #[cold]
-fn expression_refused(expr: &Expr) -> QueryRefusal {
+fn expression_refused(expr: &Expr) -> Refusal {
     match expr {
         Expr::Collate { .. } => refusal("COLLATE is not allowed"),
         other => refusal(format!("the expression {} is not allowed", excerpt(other))),
@@ -741,7 +477,7 @@ fn expression_refused(expr: &Expr) -> QueryRefusal {
 }
 
 #[cold]
-fn operator_refused(op: &dyn fmt::Display) -> QueryRefusal {
+fn operator_refused(op: &dyn fmt::Display) -> Refusal {
     refusal(format!("the operator {op} is not allowed"))
 }
 
@@ -750,157 +486,18 @@ fn parenthesize(expr: &mut Box<Expr>) {
     **expr = Expr::Nested(Box::new(inner));
 }
 
-fn too_deep() -> QueryRefusal {
-    refusal(format!(
-        "the query is nested too deeply or chains too many operators (at most about \
-         {PARSER_RECURSION_LIMIT} levels of nesting and {MAX_NESTING_COST} chained operators)"
-    ))
-}
-
-#[derive(Default)]
-struct Frame {
-    /// Operator-like tokens since the last comma at this level.
-    segment: usize,
-    /// The deepest group opened in the current segment.
-    child: usize,
-    /// The deepest segment seen at this level.
-    best: usize,
-    /// UNION/INTERSECT/EXCEPT at this level: their chains span commas.
-    set_operations: usize,
-}
-
-impl Frame {
-    fn close_segment(&mut self) {
-        self.best = self.best.max(self.segment + self.child);
-        self.segment = 0;
-        self.child = 0;
-    }
-
-    fn cost(mut self) -> usize {
-        self.close_segment();
-        self.best + self.set_operations + 1
-    }
-}
-
-/// Upper bound on the depth of the syntax tree the tokens can parse into.
-///
-/// Each level a tree gains needs at least one keyword, symbol or opening
-/// bracket; identifiers and literals never nest. An operator chain cannot
-/// cross a comma at its own bracket level, except a chain of set operations,
-/// which is counted separately. So the depth is at most, along the deepest
-/// path of brackets, the sum of each level's counted tokens between commas
-/// plus its set operations.
-fn nesting_cost(tokens: &[TokenWithSpan]) -> usize {
-    let mut frames = vec![Frame::default()];
-    for token in tokens {
-        let top = frames
-            .last_mut()
-            .expect("the outermost frame is never popped");
-        match &token.token {
-            Token::Whitespace(_)
-            | Token::EOF
-            | Token::Number(..)
-            | Token::SingleQuotedString(_)
-            | Token::DollarQuotedString(_)
-            | Token::EscapedStringLiteral(_)
-            | Token::NationalStringLiteral(_)
-            | Token::HexStringLiteral(_) => {}
-            Token::Word(word) if word.keyword == Keyword::NoKeyword => {}
-            Token::Word(word)
-                if matches!(
-                    word.keyword,
-                    Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT | Keyword::MINUS
-                ) =>
-            {
-                top.set_operations += 1;
-            }
-            Token::Comma => top.close_segment(),
-            Token::LParen | Token::LBracket => {
-                top.segment += 1;
-                frames.push(Frame::default());
-            }
-            Token::RParen | Token::RBracket => {
-                if frames.len() > 1 {
-                    let cost = frames.pop().map(Frame::cost).unwrap_or_default();
-                    let top = frames
-                        .last_mut()
-                        .expect("the outermost frame is never popped");
-                    top.child = top.child.max(cost);
-                }
-            }
-            _ => top.segment += 1,
-        }
-    }
-    while frames.len() > 1 {
-        let cost = frames.pop().map(Frame::cost).unwrap_or_default();
-        let top = frames
-            .last_mut()
-            .expect("the outermost frame is never popped");
-        top.child = top.child.max(cost);
-    }
-    frames.pop().map(Frame::cost).unwrap_or_default()
-}
-
-/// Refuses what has to be caught on the tokens: `U&` escapes, which
-/// sqlparser does not decode the way PostgreSQL does, and trees too deep to
-/// handle safely.
-fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), QueryRefusal> {
-    for (i, token) in tokens.iter().enumerate() {
-        match &token.token {
-            Token::UnicodeStringLiteral(_) => {
-                return refuse("U&'...' string literals are not allowed");
-            }
-            Token::Ampersand if i > 0 => {
-                let after_u = matches!(
-                    &tokens[i - 1].token,
-                    Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("u")
-                );
-                let before_quoted = matches!(
-                    tokens.get(i + 1).map(|t| &t.token),
-                    Some(Token::Word(w)) if w.quote_style.is_some()
-                );
-                if after_u && before_quoted {
-                    return refuse("U&\"...\" identifiers are not allowed");
-                }
-            }
-            _ => {}
-        }
-    }
-    if nesting_cost(tokens) > MAX_NESTING_COST {
-        return Err(too_deep());
-    }
-    Ok(())
+fn too_deep() -> Refusal {
+    LIMITS.too_deep()
 }
 
 /// Parses `sql` into statements within the size and nesting limits every surface of
 /// user SQL shares (continuous queries use it too).
-pub(crate) fn parse_guarded(sql: &str) -> Result<Vec<Statement>, QueryRefusal> {
-    if sql.len() > MAX_SQL_BYTES {
-        return refuse(format!(
-            "the query is too long ({} bytes; at most {MAX_SQL_BYTES})",
-            sql.len()
-        ));
-    }
-    if sql.contains('\0') {
-        return refuse("the query contains a NUL character");
-    }
-    let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(parse_error)?;
-    check_tokens(&tokens)?;
-    Parser::new(&dialect)
-        .with_recursion_limit(PARSER_RECURSION_LIMIT)
-        .with_tokens_with_locations(tokens)
-        .parse_statements()
-        .map_err(|e| match e {
-            ParserError::RecursionLimitExceeded => too_deep(),
-            other => parse_error(other),
-        })
+pub(crate) fn parse_guarded(sql: &str) -> Result<Vec<Statement>, Refusal> {
+    text::parse::statements(sql, &LIMITS)
 }
 
 /// Parses `sql` as exactly one query.
-fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
+fn parse_query(sql: &str) -> Result<Query, Refusal> {
     let mut statements = parse_guarded(sql)?;
     let statement = match statements.len() {
         1 => statements.remove(0),
@@ -927,9 +524,9 @@ fn parse_query(sql: &str) -> Result<Query, QueryRefusal> {
 /// `beacon."approx_count_distinct"` for that one), so nothing depends on
 /// search_path.
 ///
-/// The result relies on `standard_conforming_strings` as little as the input
-/// did: literals containing quotes or backslashes are printed dollar-quoted.
-pub fn check_query(sql: &str, project: &str) -> Result<String, QueryRefusal> {
+/// The result reads the same under any `standard_conforming_strings`: the
+/// renderer prints strings with backslashes as `E'...'`.
+pub fn check_query(sql: &str, project: &str) -> Result<String, Refusal> {
     // Project names are validated long before; this only keeps a bad one
     // from being printed as a broken identifier.
     if project.is_empty() || project.contains(['"', '\0']) {
@@ -938,1251 +535,11 @@ pub fn check_query(sql: &str, project: &str) -> Result<String, QueryRefusal> {
     let mut query = parse_query(sql)?;
     let mut checker = Checker::new(Some(project));
     checker.query(&mut query)?;
-    Ok(query.to_string())
-}
-
-/// Walks a query, refusing what is not allowed and rewriting names in place.
-struct Checker<'a> {
-    /// `None` when inspecting an already checked (and rewritten) query, whose
-    /// table references are taken as they are.
-    project: Option<&'a str>,
-    /// Names of the CTEs in scope, innermost last.
-    ctes: Vec<String>,
-    depth: usize,
-    /// 1 inside the outermost query, more inside subqueries and CTEs.
-    query_depth: usize,
-    /// A set-returning function is called in an expression of the outermost
-    /// query, so it may return several rows per group.
-    top_level_srf: bool,
-    /// Every name used as a column reference (folded), except bare names in
-    /// GROUP BY and ORDER BY, which may be output names instead.
-    columns: BTreeSet<String>,
-}
-
-impl<'a> Checker<'a> {
-    fn new(project: Option<&'a str>) -> Self {
-        Checker {
-            project,
-            ctes: Vec::new(),
-            depth: 0,
-            query_depth: 0,
-            top_level_srf: false,
-            columns: BTreeSet::new(),
-        }
-    }
-
-    fn enter(&mut self) -> Result<(), QueryRefusal> {
-        self.depth += 1;
-        if self.depth > MAX_WALK_DEPTH {
-            return Err(too_deep());
-        }
-        Ok(())
-    }
-
-    fn query(&mut self, query: &mut Query) -> Result<(), QueryRefusal> {
-        self.enter()?;
-        self.query_depth += 1;
-        let scope = self.ctes.len();
-        let result = self.query_inner(query);
-        self.ctes.truncate(scope);
-        self.query_depth -= 1;
-        self.depth -= 1;
-        result
-    }
-
-    fn query_inner(&mut self, query: &mut Query) -> Result<(), QueryRefusal> {
-        // Destructured in full so that a clause added by a future sqlparser
-        // fails to compile here instead of being silently allowed.
-        let Query {
-            with,
-            body,
-            order_by,
-            limit_clause,
-            fetch,
-            locks,
-            for_clause,
-            settings,
-            format_clause,
-            pipe_operators,
-        } = query;
-        if !locks.is_empty() {
-            return refuse("FOR UPDATE / FOR SHARE (row locking clauses) are not allowed");
-        }
-        if for_clause.is_some()
-            || settings.is_some()
-            || format_clause.is_some()
-            || !pipe_operators.is_empty()
-        {
-            return refuse(
-                "the query uses syntax from another SQL dialect (FOR / SETTINGS / FORMAT / |>)",
-            );
-        }
-        if let Some(with) = with {
-            self.with(with)?;
-        }
-        self.set_expr(body)?;
-        if let Some(OrderBy { kind, interpolate }) = order_by {
-            if interpolate.is_some() {
-                return refuse("INTERPOLATE is not allowed");
-            }
-            match kind {
-                OrderByKind::Expressions(items) => {
-                    for item in items {
-                        self.order_by_expr(item, true)?;
-                    }
-                }
-                OrderByKind::All(_) => return refuse("ORDER BY ALL is not allowed"),
-            }
-        }
-        match limit_clause {
-            Some(LimitClause::LimitOffset {
-                limit,
-                offset,
-                limit_by,
-            }) => {
-                if !limit_by.is_empty() {
-                    return refuse("LIMIT BY is not allowed");
-                }
-                if let Some(limit) = limit {
-                    self.expr(limit)?;
-                }
-                if let Some(Offset { value, rows: _ }) = offset {
-                    self.expr(value)?;
-                }
-            }
-            Some(LimitClause::OffsetCommaLimit { .. }) => {
-                return refuse(
-                    "LIMIT offset, count is not allowed; write LIMIT count OFFSET offset",
-                );
-            }
-            None => {}
-        }
-        if let Some(Fetch {
-            with_ties: _,
-            percent: _,
-            quantity: Some(quantity),
-        }) = fetch
-        {
-            self.expr(quantity)?;
-        }
-        Ok(())
-    }
-
-    fn with(&mut self, with: &mut With) -> Result<(), QueryRefusal> {
-        let With {
-            with_token: _,
-            recursive,
-            cte_tables,
-        } = with;
-        // A recursive CTE sees itself and its siblings; otherwise each CTE
-        // sees only the ones before it, and its own name means the table.
-        if *recursive {
-            for cte in cte_tables.iter() {
-                check_ident(&cte.alias.name)?;
-                self.ctes.push(fold(&cte.alias.name));
-            }
-        }
-        for cte in cte_tables.iter_mut() {
-            let Cte {
-                alias,
-                query,
-                from,
-                materialized: _,
-                closing_paren_token: _,
-            } = cte;
-            if from.is_some() {
-                return refuse("CTE ... FROM is not allowed");
-            }
-            self.table_alias(alias, false)?;
-            self.query(query)?;
-            if !*recursive {
-                self.ctes.push(fold(&alias.name));
-            }
-        }
-        Ok(())
-    }
-
-    fn set_expr(&mut self, set_expr: &mut SetExpr) -> Result<(), QueryRefusal> {
-        self.enter()?;
-        let result = self.set_expr_inner(set_expr);
-        self.depth -= 1;
-        result
-    }
-
-    fn set_expr_inner(&mut self, set_expr: &mut SetExpr) -> Result<(), QueryRefusal> {
-        match set_expr {
-            SetExpr::Select(select) => self.select(select),
-            SetExpr::Query(query) => self.query(query),
-            SetExpr::SetOperation { .. } => self.set_operation_chain(set_expr),
-            SetExpr::Values(Values {
-                explicit_row,
-                value_keyword: _,
-                rows,
-            }) => {
-                if *explicit_row {
-                    return refuse("VALUES ROW(...) is not allowed");
-                }
-                for row in rows {
-                    for value in row.content.iter_mut() {
-                        self.expr(value)?;
-                    }
-                }
-                Ok(())
-            }
-            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
-                Err(modification_refused(set_expr))
-            }
-            SetExpr::Table(_) => refuse("the TABLE x form is not allowed; write SELECT * FROM x"),
-        }
-    }
-
-    /// Walked along the left spine in a loop, like operator chains: `SELECT
-    /// 1 UNION SELECT 2 UNION ...` nests one level per UNION.
-    fn set_operation_chain(&mut self, mut set_expr: &mut SetExpr) -> Result<(), QueryRefusal> {
-        while let SetExpr::SetOperation {
-            left,
-            op,
-            set_quantifier,
-            right,
-        } = set_expr
-        {
-            check_set_operation(op, set_quantifier)?;
-            self.set_expr(right)?;
-            set_expr = left;
-        }
-        self.set_expr(set_expr)
-    }
-
-    fn select(&mut self, select: &mut Select) -> Result<(), QueryRefusal> {
-        // Destructured in full for the same reason as the query above.
-        let Select {
-            select_token: _,
-            optimizer_hints,
-            distinct,
-            select_modifiers,
-            top,
-            top_before_distinct: _,
-            projection,
-            exclude,
-            into,
-            from,
-            lateral_views,
-            prewhere,
-            selection,
-            connect_by,
-            group_by,
-            cluster_by,
-            distribute_by,
-            sort_by,
-            having,
-            named_window,
-            qualify,
-            window_before_qualify: _,
-            value_table_mode,
-            flavor,
-        } = select;
-        if into.is_some() {
-            return refuse("SELECT ... INTO is not allowed: queries cannot create tables");
-        }
-        if top.is_some()
-            || !optimizer_hints.is_empty()
-            || select_modifiers.is_some()
-            || exclude.is_some()
-            || !lateral_views.is_empty()
-            || prewhere.is_some()
-            || !connect_by.is_empty()
-            || !cluster_by.is_empty()
-            || !distribute_by.is_empty()
-            || !sort_by.is_empty()
-            || qualify.is_some()
-            || value_table_mode.is_some()
-            || *flavor != SelectFlavor::Standard
-        {
-            return refuse("the SELECT uses syntax from another SQL dialect");
-        }
-        for table in from.iter_mut() {
-            self.table_with_joins(table)?;
-        }
-        match distinct {
-            Some(Distinct::On(exprs)) => self.exprs(exprs)?,
-            Some(Distinct::All | Distinct::Distinct) | None => {}
-        }
-        for item in projection.iter_mut() {
-            self.select_item(item)?;
-        }
-        if let Some(selection) = selection {
-            self.expr(selection)?;
-        }
-        match group_by {
-            GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
-                for expr in exprs {
-                    self.expr_or_output_name(expr)?;
-                }
-            }
-            GroupByExpr::Expressions(..) => {
-                return refuse(
-                    "GROUP BY ... WITH ROLLUP / CUBE / TOTALS is not allowed; use ROLLUP(...)",
-                );
-            }
-            GroupByExpr::All(_) => return refuse("GROUP BY ALL is not allowed"),
-        }
-        if let Some(having) = having {
-            self.expr(having)?;
-        }
-        for NamedWindowDefinition(name, definition) in named_window {
-            check_ident(name)?;
-            match definition {
-                NamedWindowExpr::NamedWindow(other) => check_ident(other)?,
-                NamedWindowExpr::WindowSpec(spec) => self.window_spec(spec)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn select_item(&mut self, item: &mut SelectItem) -> Result<(), QueryRefusal> {
-        match item {
-            SelectItem::UnnamedExpr(expr) => self.expr(expr),
-            SelectItem::ExprWithAlias { expr, alias } => {
-                check_ident(alias)?;
-                self.expr(expr)
-            }
-            SelectItem::Wildcard(options) => wildcard_options(options),
-            SelectItem::QualifiedWildcard(kind, options) => {
-                match kind {
-                    // Names a FROM item, which is already checked.
-                    SelectItemQualifiedWildcardKind::ObjectName(name) => {
-                        name_parts(name)?;
-                    }
-                    SelectItemQualifiedWildcardKind::Expr(expr) => self.expr(expr)?,
-                }
-                wildcard_options(options)
-            }
-            other => refuse(format!("the select item {} is not allowed", excerpt(other))),
-        }
-    }
-
-    fn table_with_joins(&mut self, table: &mut TableWithJoins) -> Result<(), QueryRefusal> {
-        let TableWithJoins { relation, joins } = table;
-        self.table_factor(relation)?;
-        for join in joins {
-            let Join {
-                relation,
-                global,
-                join_operator,
-            } = join;
-            if *global {
-                return refuse("GLOBAL JOIN is not allowed");
-            }
-            self.table_factor(relation)?;
-            match join_operator {
-                JoinOperator::Join(constraint)
-                | JoinOperator::Inner(constraint)
-                | JoinOperator::Left(constraint)
-                | JoinOperator::LeftOuter(constraint)
-                | JoinOperator::Right(constraint)
-                | JoinOperator::RightOuter(constraint)
-                | JoinOperator::FullOuter(constraint)
-                | JoinOperator::CrossJoin(constraint) => match constraint {
-                    JoinConstraint::On(expr) => self.expr(expr)?,
-                    JoinConstraint::Using(columns) => {
-                        for column in columns {
-                            if name_parts(column)?.len() != 1 {
-                                return refuse(format!(
-                                    "USING ({column}) must name columns, not qualified names"
-                                ));
-                            }
-                        }
-                    }
-                    JoinConstraint::Natural | JoinConstraint::None => {}
-                },
-                other => {
-                    return refuse(format!(
-                        "this kind of join is not allowed ({})",
-                        excerpt(&format!("{other:?}"))
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn table_factor(&mut self, factor: &mut TableFactor) -> Result<(), QueryRefusal> {
-        self.enter()?;
-        let result = self.table_factor_inner(factor);
-        self.depth -= 1;
-        result
-    }
-
-    fn table_factor_inner(&mut self, factor: &mut TableFactor) -> Result<(), QueryRefusal> {
-        match factor {
-            // Destructured in full so that a new table modifier fails to
-            // compile here instead of being silently accepted.
-            TableFactor::Table {
-                name,
-                alias,
-                args,
-                with_hints,
-                version,
-                with_ordinality,
-                partitions,
-                json_path,
-                sample,
-                index_hints,
-            } => {
-                if sample.is_some() {
-                    return refuse("TABLESAMPLE is not allowed");
-                }
-                if !with_hints.is_empty()
-                    || version.is_some()
-                    || !partitions.is_empty()
-                    || json_path.is_some()
-                    || !index_hints.is_empty()
-                {
-                    return Err(from_item_refused(factor));
-                }
-                match args {
-                    Some(TableFunctionArgs {
-                        args,
-                        settings: None,
-                    }) => self.table_function(name, args, alias),
-                    Some(_) => refuse("SETTINGS is not allowed"),
-                    None if *with_ordinality => refuse("WITH ORDINALITY needs a function"),
-                    None => {
-                        self.relation(name)?;
-                        self.table_alias_opt(alias, false)
-                    }
-                }
-            }
-            TableFactor::Derived {
-                lateral: _,
-                subquery,
-                alias,
-                sample,
-            } => {
-                if sample.is_some() {
-                    return refuse("TABLESAMPLE is not allowed");
-                }
-                self.query(subquery)?;
-                self.table_alias_opt(alias, false)
-            }
-            TableFactor::Function {
-                lateral: _,
-                name,
-                args,
-                with_ordinality: _,
-                alias,
-            } => self.table_function(name, args, alias),
-            TableFactor::UNNEST {
-                alias,
-                array_exprs,
-                with_offset: false,
-                with_offset_alias: None,
-                with_ordinality: _,
-            } => {
-                self.exprs(array_exprs)?;
-                self.table_alias_opt(alias, false)?;
-                unnest_as_function(factor);
-                Ok(())
-            }
-            TableFactor::NestedJoin {
-                table_with_joins,
-                alias,
-            } => {
-                self.table_with_joins(table_with_joins)?;
-                self.table_alias_opt(alias, false)
-            }
-            other => Err(from_item_refused(other)),
-        }
-    }
-
-    /// A table function in FROM: only set-returning built-ins.
-    fn table_function(
-        &mut self,
-        name: &mut ObjectName,
-        args: &mut [FunctionArg],
-        alias: &mut Option<TableAlias>,
-    ) -> Result<(), QueryRefusal> {
-        let parts = name_parts(name)?;
-        let label = label(&parts);
-        let function = match parts.as_slice() {
-            [function] => fold(function),
-            [schema, function] if fold(schema) == "pg_catalog" => fold(function),
-            _ => String::new(),
-        };
-        let record = RECORD_FUNCTIONS.contains(&function.as_str());
-        if !record && !SET_RETURNING_FUNCTIONS.contains(&function.as_str()) {
-            return refuse(format!(
-                "the table function {label}() is not allowed in FROM (allowed: {})",
-                SET_RETURNING_FUNCTIONS.join(", ")
-            ));
-        }
-        for arg in args.iter_mut() {
-            self.function_arg(arg)?;
-        }
-        self.table_alias_opt(alias, record)?;
-        *name = catalog_name("pg_catalog", &function);
-        Ok(())
-    }
-
-    /// A table reference: the project's own table, or a CTE in scope.
-    fn relation(&mut self, name: &mut ObjectName) -> Result<(), QueryRefusal> {
-        let parts = name_parts(name)?;
-        let label = label(&parts);
-        let table = match parts.as_slice() {
-            // sqlparser reads `FROM ONLY t` as table `only` aliased `t`.
-            [only] if only.quote_style.is_none() && only.value.eq_ignore_ascii_case("only") => {
-                return refuse("FROM ONLY is not allowed");
-            }
-            [table] => {
-                let table = fold(table);
-                if self.ctes.contains(&table) {
-                    return Ok(());
-                }
-                table
-            }
-            [schema, table] if Some(fold(schema).as_str()) == self.project => fold(table),
-            _ => {
-                let Some(project) = self.project else {
-                    // Inspecting an already checked query.
-                    return Ok(());
-                };
-                return refuse(format!(
-                    "the table {label} is not allowed: queries can only read the tables of \
-                     project {project} (write the table name without a schema)"
-                ));
-            }
-        };
-        if let Some(project) = self.project {
-            *name = ObjectName::from(vec![quoted(project), quoted(&table)]);
-        }
-        Ok(())
-    }
-
-    fn table_alias_opt(
-        &mut self,
-        alias: &Option<TableAlias>,
-        typed_columns: bool,
-    ) -> Result<(), QueryRefusal> {
-        match alias {
-            Some(alias) => self.table_alias(alias, typed_columns),
-            None => Ok(()),
-        }
-    }
-
-    fn table_alias(&mut self, alias: &TableAlias, typed_columns: bool) -> Result<(), QueryRefusal> {
-        let TableAlias {
-            explicit: _,
-            name,
-            columns,
-            at,
-        } = alias;
-        if at.is_some() {
-            return refuse("AT in a table alias is not allowed");
-        }
-        check_ident(name)?;
-        for column in columns {
-            check_ident(&column.name)?;
-            if let Some(data_type) = &column.data_type {
-                if !typed_columns {
-                    return refuse(format!(
-                        "column types in the alias {} are only allowed for {}",
-                        excerpt(alias),
-                        RECORD_FUNCTIONS.join(", ")
-                    ));
-                }
-                check_type(data_type)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A bare name in GROUP BY or ORDER BY may be an output column name
-    /// rather than a column reference.
-    fn expr_or_output_name(&mut self, expr: &mut Expr) -> Result<(), QueryRefusal> {
-        match expr {
-            Expr::Identifier(ident) => self.identifier(ident, false),
-            other => self.expr(other),
-        }
-    }
-
-    fn order_by_expr(&mut self, item: &mut OrderByExpr, top: bool) -> Result<(), QueryRefusal> {
-        let OrderByExpr {
-            expr,
-            options: _,
-            with_fill,
-        } = item;
-        if with_fill.is_some() {
-            return refuse("WITH FILL is not allowed");
-        }
-        if top {
-            self.expr_or_output_name(expr)
-        } else {
-            self.expr(expr)
-        }
-    }
-
-    fn identifier(&mut self, ident: &Ident, record: bool) -> Result<(), QueryRefusal> {
-        check_ident(ident)?;
-        if ident.quote_style.is_none() {
-            let name = fold(ident);
-            // Unquoted, these are keywords to PostgreSQL, never columns.
-            if SESSION_KEYWORDS.contains(&name.as_str()) {
-                return refuse(format!(
-                    "{name} is not allowed: queries cannot read session state"
-                ));
-            }
-            if CLOCK_KEYWORDS.contains(&name.as_str()) {
-                return Ok(());
-            }
-        }
-        if record {
-            self.columns.insert(fold(ident));
-        }
-        Ok(())
-    }
-
-    fn expr(&mut self, expr: &mut Expr) -> Result<(), QueryRefusal> {
-        self.enter()?;
-        let mut next = Some(expr);
-        let mut result = Ok(());
-        while let Some(expr) = next {
-            match self.expr_step(expr) {
-                Ok(step) => next = step,
-                Err(refusal) => {
-                    result = Err(refusal);
-                    break;
-                }
-            }
-        }
-        self.depth -= 1;
-        result
-    }
-
-    /// Checks one node and everything under it except its first operand,
-    /// which it returns for [`Self::expr`] to continue with in a loop: left-
-    /// deep chains (`a + b + c ...`, `x LIKE y LIKE z ...`, `v::a::b ...`)
-    /// then cost no recursion, however long they are. What remains recursive
-    /// is nesting sqlparser's recursion limit bounds.
-    ///
-    /// Kept to calls of small functions: in debug builds each temporary of a
-    /// big function gets a stack slot of its own, so refusal messages and
-    /// rewritten nodes are built in functions off the recursive path.
-    fn expr_step<'e>(&mut self, expr: &'e mut Expr) -> Result<Option<&'e mut Expr>, QueryRefusal> {
-        if matches!(
-            expr,
-            Expr::Ceil { .. } | Expr::Floor { .. } | Expr::Substring { special: true, .. }
-        ) {
-            // Printed as CEIL(x) / FLOOR(x), which PostgreSQL looks up on
-            // search_path, or as an ordinary call (SUBSTR(x, a, b)): made a
-            // pg_catalog call, then checked as one.
-            rewrite_call_syntax(expr)?;
-            return Ok(Some(expr));
-        }
-        let first = match expr {
-            Expr::Identifier(ident) => {
-                self.identifier(ident, true)?;
-                return Ok(None);
-            }
-            Expr::CompoundIdentifier(parts) => {
-                self.compound_identifier(parts)?;
-                return Ok(None);
-            }
-            Expr::CompoundFieldAccess { root, access_chain } => {
-                self.access_chain(access_chain)?;
-                root
-            }
-            Expr::Nested(inner)
-            | Expr::IsNull(inner)
-            | Expr::IsNotNull(inner)
-            | Expr::IsTrue(inner)
-            | Expr::IsNotTrue(inner)
-            | Expr::IsFalse(inner)
-            | Expr::IsNotFalse(inner)
-            | Expr::IsUnknown(inner)
-            | Expr::IsNotUnknown(inner) => inner,
-            Expr::IsDistinctFrom(left, right)
-            | Expr::IsNotDistinctFrom(left, right)
-            | Expr::AtTimeZone {
-                timestamp: left,
-                time_zone: right,
-            }
-            | Expr::Position {
-                expr: left,
-                r#in: right,
-            } => {
-                self.expr(right)?;
-                left
-            }
-            Expr::BinaryOp { left, op, right } => {
-                self.binary(op, right)?;
-                left
-            }
-            Expr::AnyOp {
-                left,
-                compare_op,
-                right,
-                is_some: _,
-            }
-            | Expr::AllOp {
-                left,
-                compare_op,
-                right,
-            } => {
-                self.any_all(compare_op, right)?;
-                left
-            }
-            Expr::UnaryOp { op, expr: operand } => {
-                self.unary(*op, operand)?;
-                operand
-            }
-            Expr::InList {
-                expr: inner,
-                list,
-                negated: _,
-            } => {
-                self.exprs(list)?;
-                inner
-            }
-            Expr::InSubquery {
-                expr: inner,
-                subquery,
-                negated: _,
-            } => {
-                self.query(subquery)?;
-                inner
-            }
-            Expr::Between {
-                expr: inner,
-                negated: _,
-                low,
-                high,
-            } => {
-                self.pair(low, high)?;
-                inner
-            }
-            Expr::Like {
-                negated: _,
-                any: false,
-                expr: inner,
-                pattern,
-                escape_char,
-            }
-            | Expr::ILike {
-                negated: _,
-                any: false,
-                expr: inner,
-                pattern,
-                escape_char,
-            }
-            | Expr::SimilarTo {
-                negated: _,
-                expr: inner,
-                pattern,
-                escape_char,
-            } => {
-                self.like(pattern, escape_char)?;
-                inner
-            }
-            Expr::Cast {
-                kind: CastKind::Cast | CastKind::DoubleColon,
-                expr: inner,
-                data_type,
-                format: None,
-            } => {
-                check_type(data_type)?;
-                inner
-            }
-            Expr::Extract {
-                field,
-                syntax: ExtractSyntax::From,
-                expr: inner,
-            } => {
-                check_datetime_field(field)?;
-                inner
-            }
-            Expr::Substring {
-                expr: inner,
-                substring_from,
-                substring_for,
-                special: false,
-                shorthand,
-            } => {
-                // SUBSTRING(x FROM a FOR b) is grammar, which always means
-                // pg_catalog.substring; SUBSTR(x FROM ...) would not be.
-                *shorthand = false;
-                self.opt_pair(substring_from, substring_for)?;
-                inner
-            }
-            Expr::Trim {
-                trim_where: _,
-                trim_what,
-                expr: inner,
-                trim_characters,
-            } => {
-                self.trim(trim_what, trim_characters)?;
-                inner
-            }
-            Expr::Overlay {
-                expr: inner,
-                overlay_what,
-                overlay_from,
-                overlay_for,
-            } => {
-                self.overlay(overlay_what, overlay_from, overlay_for)?;
-                inner
-            }
-            Expr::Interval(interval) => {
-                check_interval(interval)?;
-                &mut interval.value
-            }
-            Expr::Value(value) => {
-                literal(value)?;
-                return Ok(None);
-            }
-            Expr::TypedString(TypedString {
-                data_type,
-                value,
-                uses_odbc_syntax: false,
-            }) => {
-                typed_string(data_type, value)?;
-                return Ok(None);
-            }
-            Expr::Function(function) => {
-                self.function(function)?;
-                return Ok(None);
-            }
-            Expr::Case {
-                case_token: _,
-                end_token: _,
-                operand,
-                conditions,
-                else_result,
-            } => {
-                self.case(operand, conditions, else_result)?;
-                return Ok(None);
-            }
-            Expr::Exists {
-                subquery,
-                negated: _,
-            }
-            | Expr::Subquery(subquery) => {
-                self.query(subquery)?;
-                return Ok(None);
-            }
-            Expr::GroupingSets(sets) | Expr::Cube(sets) | Expr::Rollup(sets) => {
-                self.expr_sets(sets)?;
-                return Ok(None);
-            }
-            Expr::Tuple(items)
-            | Expr::Array(Array {
-                elem: items,
-                named: true,
-            }) => {
-                self.exprs(items)?;
-                return Ok(None);
-            }
-            other => return Err(expression_refused(other)),
-        };
-        Ok(Some(first))
-    }
-
-    fn pair(&mut self, left: &mut Expr, right: &mut Expr) -> Result<(), QueryRefusal> {
-        self.expr(left)?;
-        self.expr(right)
-    }
-
-    fn opt_expr(&mut self, expr: &mut Option<Box<Expr>>) -> Result<(), QueryRefusal> {
-        match expr {
-            Some(expr) => self.expr(expr),
-            None => Ok(()),
-        }
-    }
-
-    fn opt_pair(
-        &mut self,
-        first: &mut Option<Box<Expr>>,
-        second: &mut Option<Box<Expr>>,
-    ) -> Result<(), QueryRefusal> {
-        self.opt_expr(first)?;
-        self.opt_expr(second)
-    }
-
-    fn exprs(&mut self, exprs: &mut [Expr]) -> Result<(), QueryRefusal> {
-        for expr in exprs {
-            self.expr(expr)?;
-        }
-        Ok(())
-    }
-
-    fn expr_sets(&mut self, sets: &mut [Vec<Expr>]) -> Result<(), QueryRefusal> {
-        for set in sets {
-            self.exprs(set)?;
-        }
-        Ok(())
-    }
-
-    fn binary(&mut self, op: &BinaryOperator, right: &mut Expr) -> Result<(), QueryRefusal> {
-        check_binary_operator(op)?;
-        self.expr(right)
-    }
-
-    fn any_all(&mut self, op: &BinaryOperator, right: &mut Expr) -> Result<(), QueryRefusal> {
-        check_comparison(op)?;
-        self.expr(right)
-    }
-
-    fn like(
-        &mut self,
-        pattern: &mut Expr,
-        escape: &mut Option<Box<Expr>>,
-    ) -> Result<(), QueryRefusal> {
-        self.expr(pattern)?;
-        self.opt_expr(escape)
-    }
-
-    fn trim(
-        &mut self,
-        what: &mut Option<Box<Expr>>,
-        characters: &mut Option<Vec<Expr>>,
-    ) -> Result<(), QueryRefusal> {
-        self.opt_expr(what)?;
-        match characters {
-            Some(characters) => self.exprs(characters),
-            None => Ok(()),
-        }
-    }
-
-    fn overlay(
-        &mut self,
-        what: &mut Expr,
-        from: &mut Expr,
-        length: &mut Option<Box<Expr>>,
-    ) -> Result<(), QueryRefusal> {
-        self.pair(what, from)?;
-        self.opt_expr(length)
-    }
-
-    fn case(
-        &mut self,
-        operand: &mut Option<Box<Expr>>,
-        conditions: &mut [CaseWhen],
-        else_result: &mut Option<Box<Expr>>,
-    ) -> Result<(), QueryRefusal> {
-        self.opt_expr(operand)?;
-        for CaseWhen { condition, result } in conditions {
-            self.pair(condition, result)?;
-        }
-        self.opt_expr(else_result)
-    }
-
-    fn compound_identifier(&mut self, parts: &[Ident]) -> Result<(), QueryRefusal> {
-        for part in parts {
-            check_ident(part)?;
-        }
-        if let Some(last) = parts.last() {
-            self.columns.insert(fold(last));
-        }
-        Ok(())
-    }
-
-    fn access_chain(&mut self, chain: &mut [AccessExpr]) -> Result<(), QueryRefusal> {
-        for access in chain {
-            match access {
-                AccessExpr::Dot(Expr::Identifier(field)) => check_ident(field)?,
-                AccessExpr::Subscript(Subscript::Index { index }) => self.expr(index)?,
-                AccessExpr::Subscript(Subscript::Slice {
-                    lower_bound,
-                    upper_bound,
-                    stride: None,
-                }) => {
-                    for bound in [lower_bound, upper_bound].into_iter().flatten() {
-                        self.expr(bound)?;
-                    }
-                }
-                other => return Err(field_access_refused(other)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks the operator; the caller continues with the operand.
-    fn unary(&mut self, op: UnaryOperator, operand: &mut Box<Expr>) -> Result<(), QueryRefusal> {
-        match op {
-            UnaryOperator::Plus
-            | UnaryOperator::Minus
-            | UnaryOperator::Not
-            | UnaryOperator::BitwiseNot
-            | UnaryOperator::PGAbs
-            | UnaryOperator::PGSquareRoot
-            | UnaryOperator::PGCubeRoot => {}
-            other => return Err(operator_refused(&other)),
-        }
-        // Parenthesized only where needed: elsewhere the parentheses could
-        // change the meaning, since sqlparser binds `-x ^ 2` as `-(x ^ 2)`
-        // and PostgreSQL, reading the printed text, as `(-x) ^ 2`.
-        if op != UnaryOperator::Not && starts_with_operator(operand) {
-            parenthesize(operand);
-        }
-        Ok(())
-    }
-
-    fn function(&mut self, function: &mut Function) -> Result<(), QueryRefusal> {
-        match self.resolve_call(function)? {
-            Call::Construct(keyword) => self.keyword_construct(keyword, &mut function.args),
-            Call::Function { schema, name } => {
-                self.call_parts(function)?;
-                function.name = catalog_name(schema, &name);
-                Ok(())
-            }
-        }
-    }
-
-    /// Decides what a call may be, refusing it if nothing; does not recurse.
-    fn resolve_call(&mut self, function: &Function) -> Result<Call, QueryRefusal> {
-        // Destructured in full so that a new call modifier fails to compile
-        // here instead of being silently accepted.
-        let Function {
-            name,
-            uses_odbc_syntax,
-            parameters,
-            args,
-            within_group,
-            filter,
-            null_treatment,
-            over,
-        } = function;
-        let parts = name_parts(name)?;
-        let label = label(&parts);
-        if *uses_odbc_syntax
-            || !matches!(parameters, FunctionArguments::None)
-            || null_treatment.is_some()
-        {
-            return refuse(format!(
-                "the call to {label} uses syntax from another SQL dialect"
-            ));
-        }
-        if let [keyword] = parts.as_slice() {
-            if keyword.quote_style.is_none() {
-                let keyword = fold(keyword);
-                if SESSION_KEYWORDS.contains(&keyword.as_str()) {
-                    return refuse(format!(
-                        "{keyword} is not allowed: queries cannot read session state"
-                    ));
-                }
-                let construct = CLOCK_KEYWORDS
-                    .iter()
-                    .chain(KEYWORD_CONSTRUCTS)
-                    .find(|k| **k == keyword);
-                if let Some(construct) = construct {
-                    if !within_group.is_empty() || filter.is_some() || over.is_some() {
-                        return refuse(format!(
-                            "{keyword} is not an aggregate: WITHIN GROUP, FILTER and OVER do \
-                             not apply"
-                        ));
-                    }
-                    return Ok(Call::Construct(construct));
-                }
-            }
-        }
-        let (schema, base) = match parts.as_slice() {
-            [function] if BEACON_FUNCTIONS.contains(&fold(function).as_str()) => {
-                ("beacon", fold(function))
-            }
-            [function] => ("pg_catalog", fold(function)),
-            [schema, function] if fold(schema) == "pg_catalog" => ("pg_catalog", fold(function)),
-            [schema, function]
-                if fold(schema) == "beacon"
-                    && BEACON_FUNCTIONS.contains(&fold(function).as_str()) =>
-            {
-                ("beacon", fold(function))
-            }
-            _ => return Err(function_refused(&label)),
-        };
-        let set_returning = SET_RETURNING_FUNCTIONS.contains(&base.as_str());
-        let allowed = schema == "beacon"
-            || set_returning
-            || AGGREGATE_FUNCTIONS.contains(&base.as_str())
-            || WINDOW_FUNCTIONS.contains(&base.as_str())
-            || SCALAR_FUNCTIONS.contains(&base.as_str());
-        if !allowed {
-            return Err(function_refused(&label));
-        }
-        let FunctionArguments::List(list) = args else {
-            return refuse(format!("{label} must be called with an argument list"));
-        };
-        // age(x) measures from the current date, which is rarely what an
-        // analysis means; age(a, b) is pure.
-        if base == "age" && list.args.len() != 2 {
-            return refuse("age() is only allowed with two arguments");
-        }
-        if let Some(clause) = list
-            .clauses
-            .iter()
-            .find(|clause| !matches!(clause, FunctionArgumentClause::OrderBy(_)))
-        {
-            return refuse(format!(
-                "{} in a call to {label} is not allowed",
-                excerpt(clause)
-            ));
-        }
-        if set_returning && self.query_depth == 1 {
-            self.top_level_srf = true;
-        }
-        Ok(Call::Function { schema, name: base })
-    }
-
-    /// Walks the arguments and clauses of a call [`Self::resolve_call`]
-    /// allowed.
-    fn call_parts(&mut self, function: &mut Function) -> Result<(), QueryRefusal> {
-        if let FunctionArguments::List(list) = &mut function.args {
-            for arg in list.args.iter_mut() {
-                self.function_arg(arg)?;
-            }
-            for clause in list.clauses.iter_mut() {
-                if let FunctionArgumentClause::OrderBy(items) = clause {
-                    self.order_by_exprs(items)?;
-                }
-            }
-        }
-        self.order_by_exprs(&mut function.within_group)?;
-        if let Some(filter) = &mut function.filter {
-            self.expr(filter)?;
-        }
-        match &mut function.over {
-            Some(WindowType::WindowSpec(spec)) => self.window_spec(spec),
-            Some(WindowType::NamedWindow(window)) => check_ident(window),
-            None => Ok(()),
-        }
-    }
-
-    fn order_by_exprs(&mut self, items: &mut [OrderByExpr]) -> Result<(), QueryRefusal> {
-        for item in items {
-            self.order_by_expr(item, false)?;
-        }
-        Ok(())
-    }
-
-    /// Clock keywords and grammar constructs, kept as written.
-    fn keyword_construct(
-        &mut self,
-        keyword: &str,
-        args: &mut FunctionArguments,
-    ) -> Result<(), QueryRefusal> {
-        match args {
-            FunctionArguments::None if CLOCK_KEYWORDS.contains(&keyword) => Ok(()),
-            FunctionArguments::Subquery(query) if keyword == "array" => self.query(query),
-            FunctionArguments::List(FunctionArgumentList {
-                duplicate_treatment: None,
-                args,
-                clauses,
-            }) if keyword != "array" && clauses.is_empty() => {
-                for arg in args {
-                    match arg {
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => self.expr(expr)?,
-                        other => return Err(argument_refused(other)),
-                    }
-                }
-                Ok(())
-            }
-            _ => Err(construct_refused(keyword)),
-        }
-    }
-
-    fn function_arg(&mut self, arg: &mut FunctionArg) -> Result<(), QueryRefusal> {
-        match arg {
-            FunctionArg::Unnamed(arg) => self.function_arg_expr(arg),
-            // make_interval(days => 1)
-            FunctionArg::Named {
-                name,
-                arg,
-                operator: FunctionArgOperator::RightArrow,
-            }
-            | FunctionArg::ExprNamed {
-                name: Expr::Identifier(name),
-                arg,
-                operator: FunctionArgOperator::RightArrow,
-            } => {
-                check_ident(name)?;
-                self.function_arg_expr(arg)
-            }
-            other => Err(argument_refused(other)),
-        }
-    }
-
-    fn function_arg_expr(&mut self, arg: &mut FunctionArgExpr) -> Result<(), QueryRefusal> {
-        match arg {
-            FunctionArgExpr::Expr(expr) => self.expr(expr),
-            // count(*)
-            FunctionArgExpr::Wildcard => Ok(()),
-            // count(t.*): names a FROM item, which is checked on its own.
-            FunctionArgExpr::QualifiedWildcard(name) => name_parts(name).map(|_| ()),
-            other => Err(argument_refused(other)),
-        }
-    }
-
-    fn window_spec(&mut self, spec: &mut WindowSpec) -> Result<(), QueryRefusal> {
-        let WindowSpec {
-            window_name,
-            partition_by,
-            order_by,
-            window_frame,
-        } = spec;
-        if let Some(window) = window_name {
-            check_ident(window)?;
-        }
-        for expr in partition_by {
-            self.expr(expr)?;
-        }
-        for item in order_by {
-            self.order_by_expr(item, false)?;
-        }
-        if let Some(WindowFrame {
-            units: _,
-            start_bound,
-            end_bound,
-        }) = window_frame
-        {
-            for bound in std::iter::once(start_bound).chain(end_bound.as_mut()) {
-                match bound {
-                    WindowFrameBound::Preceding(Some(offset))
-                    | WindowFrameBound::Following(Some(offset)) => self.expr(offset)?,
-                    WindowFrameBound::CurrentRow
-                    | WindowFrameBound::Preceding(None)
-                    | WindowFrameBound::Following(None) => {}
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn wildcard_options(options: &WildcardAdditionalOptions) -> Result<(), QueryRefusal> {
-    let WildcardAdditionalOptions {
-        wildcard_token: _,
-        opt_ilike,
-        opt_exclude,
-        opt_except,
-        opt_replace,
-        opt_rename,
-        opt_alias,
-    } = options;
-    if opt_ilike.is_some()
-        || opt_exclude.is_some()
-        || opt_except.is_some()
-        || opt_replace.is_some()
-        || opt_rename.is_some()
-        || opt_alias.is_some()
-    {
-        return refuse(format!(
-            "the wildcard options {} are not allowed",
-            excerpt(options)
-        ));
-    }
-    Ok(())
+    text::render::statement(&Statement::Query(Box::new(query)), &LIMITS)
 }
 
 /// Checks a literal and re-encodes strings so that they print back exactly.
-fn literal(value: &mut ValueWithSpan) -> Result<(), QueryRefusal> {
+fn literal(value: &mut ValueWithSpan) -> Result<(), Refusal> {
     let text = match &mut value.value {
         Value::Number(number, false)
             if number
@@ -2201,179 +558,15 @@ fn literal(value: &mut ValueWithSpan) -> Result<(), QueryRefusal> {
         }
         other => return refuse(format!("the literal {} is not allowed", excerpt(other))),
     };
-    value.value = string_literal(text);
+    value.value = Value::SingleQuotedString(text);
     Ok(())
 }
 
-/// For materialized views: when the (already checked) query is a single
-/// SELECT with GROUP BY whose every GROUP BY expression is also an output
-/// column of the select list (matched by position `GROUP BY 1`, by output
-/// alias, or by an identical expression whose output name is known: a column
-/// name or an alias), returns those output column names (as PostgreSQL names
-/// them: unquoted folded to lower case, quoted kept); these form a unique key
-/// of the result. SELECT DISTINCT with all named outputs also qualifies (all
-/// outputs). Otherwise None.
-///
-/// PostgreSQL resolves a bare GROUP BY name to an input column before an
-/// output alias. The table's columns are unknown here, so a match by alias
-/// (`SELECT date_trunc('day', ts) AS day ... GROUP BY day`) is only taken
-/// when the query uses no column of that name; a table with such a column
-/// the query never mentions would still make the key wrong.
-pub fn unique_output_key(sql: &str) -> Option<Vec<String>> {
-    let mut query = parse_query(sql).ok()?;
-    let mut checker = Checker::new(None);
-    checker.query(&mut query).ok()?;
-    if checker.top_level_srf {
-        return None;
-    }
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
-    let outputs = select
-        .projection
-        .iter()
-        .map(Output::of)
-        .collect::<Option<Vec<_>>>()?;
-    let key = match &select.group_by {
-        GroupByExpr::Expressions(exprs, modifiers) if !exprs.is_empty() && modifiers.is_empty() => {
-            group_key(exprs, &outputs, &checker.columns)
-        }
-        _ => None,
-    };
-    let key = match key {
-        Some(key) => key,
-        None if select.distinct == Some(Distinct::Distinct) => outputs
-            .iter()
-            .map(|output| output.known_name.clone())
-            .collect::<Option<Vec<_>>>()?,
-        None => return None,
-    };
-    // Each key column must be the only output of that name.
-    let unique = key.iter().all(|name| {
-        outputs
-            .iter()
-            .filter(|output| output.name.as_deref() == Some(name.as_str()))
-            .count()
-            == 1
-    });
-    unique.then_some(key)
-}
+mod key;
+mod walk;
 
-struct Output<'q> {
-    expr: &'q Expr,
-    /// The alias, or the column name of a bare column reference.
-    known_name: Option<String>,
-    /// The alias or PostgreSQL's default name, where it can be told.
-    name: Option<String>,
-    alias: Option<String>,
-}
-
-impl<'q> Output<'q> {
-    /// `None` for a wildcard, whose columns (and so positions) are unknown.
-    fn of(item: &'q SelectItem) -> Option<Self> {
-        let (expr, alias) = match item {
-            SelectItem::UnnamedExpr(expr) => (unparenthesized(expr), None),
-            SelectItem::ExprWithAlias { expr, alias } => (unparenthesized(expr), Some(fold(alias))),
-            _ => return None,
-        };
-        let column = match expr {
-            Expr::Identifier(ident) => Some(fold(ident)),
-            Expr::CompoundIdentifier(parts) => parts.last().map(fold),
-            _ => None,
-        };
-        Some(Output {
-            expr,
-            known_name: alias.clone().or(column),
-            name: alias.clone().or_else(|| default_name(expr)),
-            alias,
-        })
-    }
-}
-
-/// PostgreSQL's default output name (FigureColname) where it is a name the
-/// query spells; `None` stands for `?column?` or a type name.
-fn default_name(expr: &Expr) -> Option<String> {
-    match unparenthesized(expr) {
-        Expr::Identifier(ident) => Some(fold(ident)),
-        Expr::CompoundIdentifier(parts) => parts.last().map(fold),
-        Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(fold),
-        Expr::Cast { expr, .. } => default_name(expr),
-        Expr::Case { else_result, .. } => Some(
-            else_result
-                .as_deref()
-                .and_then(default_name)
-                .unwrap_or_else(|| "case".to_string()),
-        ),
-        Expr::Extract { .. } => Some("extract".to_string()),
-        Expr::Substring { .. } => Some("substring".to_string()),
-        Expr::Position { .. } => Some("position".to_string()),
-        Expr::Overlay { .. } => Some("overlay".to_string()),
-        Expr::Exists { .. } => Some("exists".to_string()),
-        Expr::Array(_) => Some("array".to_string()),
-        Expr::Trim { .. } => Some("btrim".to_string()),
-        _ => None,
-    }
-}
-
-fn group_key(
-    exprs: &[Expr],
-    outputs: &[Output],
-    columns: &BTreeSet<String>,
-) -> Option<Vec<String>> {
-    let mut key: Vec<String> = Vec::new();
-    for expr in exprs {
-        let expr = unparenthesized(expr);
-        let index = match expr {
-            Expr::Value(ValueWithSpan {
-                value: Value::Number(position, false),
-                ..
-            }) => position
-                .parse::<usize>()
-                .ok()?
-                .checked_sub(1)
-                .filter(|&index| index < outputs.len())?,
-            Expr::Identifier(ident) => {
-                let name = fold(ident);
-                let same_column = outputs.iter().position(|output| {
-                    matches!(
-                        output.expr,
-                        Expr::Identifier(_) | Expr::CompoundIdentifier(_)
-                    ) && default_name(output.expr).as_deref() == Some(name.as_str())
-                });
-                match same_column {
-                    Some(index) => index,
-                    None => {
-                        if columns.contains(&name) {
-                            // Also a column to PostgreSQL, which groups by
-                            // that column rather than by the output.
-                            return None;
-                        }
-                        let mut aliased = outputs
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, output)| output.alias.as_deref() == Some(name.as_str()));
-                        match (aliased.next(), aliased.next()) {
-                            (Some((index, _)), None) => index,
-                            _ => return None,
-                        }
-                    }
-                }
-            }
-            Expr::GroupingSets(_) | Expr::Cube(_) | Expr::Rollup(_) => return None,
-            _ => {
-                let rendered = expr.to_string();
-                outputs
-                    .iter()
-                    .position(|output| output.expr.to_string() == rendered)?
-            }
-        };
-        let name = outputs[index].known_name.clone()?;
-        if !key.contains(&name) {
-            key.push(name);
-        }
-    }
-    Some(key)
-}
+pub use key::unique_output_key;
+use walk::Checker;
 
 #[cfg(test)]
 mod tests;

@@ -15,10 +15,13 @@
 
 pub mod analyzed;
 mod catalog;
+pub(crate) mod lists;
+pub mod text;
 
 pub use analyzed::check;
 
 use crate::names::quote_ident;
+use lists::*;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 use std::collections::BTreeSet;
@@ -34,6 +37,10 @@ pub enum RefusalKind {
     /// Allowed SQL that the surface cannot maintain (a continuous query over a system
     /// column): 0A000.
     Unsupported,
+    /// Text that does not parse: 42601.
+    Syntax,
+    /// The renderer could not print a checked tree back faithfully: XX000.
+    Internal,
 }
 
 /// Why a statement is refused; the message names the refused object.
@@ -51,9 +58,30 @@ impl Refusal {
         }
     }
 
+    pub fn unsupported(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Unsupported,
+            message: message.into(),
+        }
+    }
+
     pub fn limit(message: impl Into<String>) -> Refusal {
         Refusal {
             kind: RefusalKind::Limit,
+            message: message.into(),
+        }
+    }
+
+    pub fn syntax(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Syntax,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Internal,
             message: message.into(),
         }
     }
@@ -63,6 +91,8 @@ impl Refusal {
             RefusalKind::Object => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             RefusalKind::Limit => PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX,
             RefusalKind::Unsupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            RefusalKind::Syntax => PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+            RefusalKind::Internal => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
 
@@ -153,7 +183,7 @@ impl Policy {
         }
     }
 
-    /// `beacon.query`: the allow-lists of `query::analyze`.
+    /// `beacon.query`: the lists `query::analyze` walks with.
     pub fn query(project: &str) -> Policy {
         Policy::new(
             "query",
@@ -209,123 +239,11 @@ impl Policy {
             window_functions: false,
             clock: false,
             filter_shape: true,
-            ..Policy::new("filter", project, &[FILTER_FUNCTIONS])
+            functions: filter_function_names().collect(),
+            ..Policy::new("filter", project, &[])
         }
     }
 }
-
-// The name lists mirror the sqlparser checkers' (private) lists, plus the functions
-// PostgreSQL's grammar calls for syntax those checkers accept; they belong in one place
-// once those checkers move here.
-
-/// `query::analyze`'s aggregates.
-#[rustfmt::skip]
-const AGGREGATE_FUNCTIONS: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance",
-    "var_pop", "var_samp", "bool_and", "bool_or", "every", "bit_and", "bit_or", "string_agg",
-    "array_agg", "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg",
-    "percentile_cont", "percentile_disc", "mode", "corr", "covar_pop", "covar_samp",
-    "regr_avgx", "regr_avgy", "regr_count", "regr_intercept", "regr_r2", "regr_slope",
-    "regr_sxx", "regr_sxy", "regr_syy",
-];
-
-/// `query::analyze`'s window functions.
-#[rustfmt::skip]
-const WINDOW_FUNCTIONS: &[&str] = &[
-    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
-    "first_value", "last_value", "nth_value",
-];
-
-/// `query::analyze`'s scalar functions.
-#[rustfmt::skip]
-const SCALAR_FUNCTIONS: &[&str] = &[
-    "abs", "ceil", "ceiling", "floor", "round", "trunc", "sign", "sqrt", "cbrt", "exp", "ln",
-    "log", "log10", "power", "pow", "mod", "div", "width_bucket", "random", "pi", "degrees",
-    "radians", "lower", "upper", "initcap", "length", "char_length", "character_length",
-    "octet_length", "bit_length", "substr", "substring", "position", "strpos", "left", "right",
-    "ltrim", "rtrim", "btrim", "replace", "split_part", "concat", "concat_ws", "reverse",
-    "starts_with", "md5", "regexp_replace", "regexp_match", "translate", "to_char",
-    "to_number", "format", "ascii", "chr", "date_trunc", "date_part", "to_timestamp",
-    "to_date", "make_date", "make_time", "make_timestamp", "make_timestamptz",
-    "make_interval", "age", "date_bin", "justify_days", "justify_hours", "justify_interval",
-    "isfinite", "now", "clock_timestamp", "statement_timestamp", "transaction_timestamp",
-    "jsonb_extract_path", "jsonb_extract_path_text", "json_extract_path",
-    "json_extract_path_text", "jsonb_array_length", "json_array_length", "jsonb_typeof",
-    "json_typeof", "to_jsonb", "to_json", "jsonb_build_object", "json_build_object",
-    "jsonb_build_array", "json_build_array", "jsonb_strip_nulls", "json_strip_nulls",
-    "array_length", "cardinality", "array_position", "array_positions", "array_to_string",
-    "string_to_array", "array_upper", "array_lower",
-];
-
-/// `query::analyze`'s set-returning functions.
-#[rustfmt::skip]
-const SET_RETURNING_FUNCTIONS: &[&str] = &[
-    "generate_series", "unnest", "regexp_matches", "regexp_split_to_table",
-    "jsonb_array_elements", "jsonb_array_elements_text", "json_array_elements",
-    "json_array_elements_text", "jsonb_object_keys", "json_object_keys", "jsonb_each",
-    "jsonb_each_text", "json_each", "json_each_text",
-];
-
-/// `query::analyze`'s record-returning functions.
-#[rustfmt::skip]
-const RECORD_FUNCTIONS: &[&str] = &[
-    "json_to_record", "jsonb_to_record", "json_to_recordset", "jsonb_to_recordset",
-];
-
-/// What the grammar calls for syntax `query::analyze` accepts: EXTRACT, AT TIME ZONE,
-/// OVERLAPS, OVERLAY, LIKE … ESCAPE, SIMILAR TO.
-#[rustfmt::skip]
-const QUERY_GRAMMAR_FUNCTIONS: &[&str] = &[
-    "extract", "timezone", "overlaps", "overlay", "like_escape", "similar_to_escape",
-];
-
-/// pg_beacon's own aggregate, in schema `beacon`.
-const BEACON_FUNCTIONS: &[&str] = &["approx_count_distinct"];
-
-/// `cq::analyze`'s deterministic functions (TRIM is btrim/ltrim/rtrim to PostgreSQL).
-#[rustfmt::skip]
-const CQ_FUNCTIONS: &[&str] = &[
-    "date_trunc", "date_part", "lower", "upper", "initcap", "length", "char_length",
-    "octet_length", "substr", "substring", "left", "right", "split_part", "btrim", "ltrim",
-    "rtrim", "replace", "concat", "concat_ws", "abs", "round", "trunc", "floor", "ceil",
-    "ceiling", "sign", "mod", "power", "sqrt", "ln", "log", "exp", "to_char", "md5",
-    "jsonb_extract_path_text",
-];
-
-/// The aggregates a continuous query can maintain.
-#[rustfmt::skip]
-const CQ_AGGREGATES: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "stddev", "stddev_samp", "stddev_pop", "variance",
-    "var_samp", "var_pop", "bool_and", "bool_or", "every",
-];
-
-/// EXTRACT and AT TIME ZONE, which `cq::analyze` accepts.
-const CQ_GRAMMAR_FUNCTIONS: &[&str] = &["extract", "timezone"];
-
-/// `stream::filter`'s functions (coalesce is an expression node, not a function).
-const FILTER_FUNCTIONS: &[&str] = &["lower", "upper", "length", "abs", "date_trunc"];
-
-/// `query::analyze`'s operators as PostgreSQL names them (LIKE is `~~`, ILIKE `~~*`,
-/// SIMILAR TO `~`; prefix `-`, `+`, `~`, `@`, `|/`, `||/`).
-#[rustfmt::skip]
-const QUERY_OPERATORS: &[&str] = &[
-    "=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "^", "||", "|", "&", "#", "<<", ">>", "~",
-    "@", "|/", "||/", "&&", "~*", "!~", "!~*", "~~", "~~*", "!~~", "!~~*", "^@", "->",
-    "->>", "#>", "#>>", "@>", "<@", "#-", "@?", "@@", "?", "?&", "?|",
-];
-
-/// `cq::analyze`'s operators, plus LIKE and ILIKE, which it accepts.
-#[rustfmt::skip]
-const CQ_OPERATORS: &[&str] = &[
-    "=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "^", "||", "->", "->>", "#>", "#>>", "~~",
-    "~~*", "!~~", "!~~*",
-];
-
-/// `stream::filter`'s operators, plus LIKE and ILIKE, which it accepts.
-#[rustfmt::skip]
-const FILTER_OPERATORS: &[&str] = &[
-    "=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||", "->", "->>", "~~", "~~*", "!~~", "!~~*",
-];
 
 /// `pg_catalog` base types a statement may compute with: the casts the checkers accept,
 /// the column types collections get, what the allowed functions and operators return,
@@ -389,8 +307,8 @@ mod unit_tests {
 
     #[test]
     fn every_query_function_passes_the_first_barrier_too() {
-        // The lists are copies; a name the sqlparser checker refuses could never reach
-        // the analyzed check, so it would be dead weight (or a typo).
+        // Both barriers read these lists, but the walker also judges how a name is
+        // called; a listed name it refuses in every form would be dead weight.
         for name in AGGREGATE_FUNCTIONS
             .iter()
             .chain(SCALAR_FUNCTIONS)

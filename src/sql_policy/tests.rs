@@ -25,6 +25,8 @@ mod tests {
                 RefusalKind::Object => "42501",
                 RefusalKind::Limit => "54001",
                 RefusalKind::Unsupported => "0A000",
+                RefusalKind::Syntax => "42601",
+                RefusalKind::Internal => "XX000",
             };
             format!("{state} {}", refusal.message)
         })

@@ -19,60 +19,27 @@ use sqlparser::ast::{
     FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, TimezoneInfo,
     UnaryOperator, Value,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Location, Token};
 
 use crate::names::quote_ident;
+use crate::sql_policy::lists::{filter_function_names, FILTER_FUNCTIONS};
+use crate::sql_policy::text::{self, Limits};
+use crate::sql_policy::Refusal;
 
-/// Bounds parsing time and, since chains such as `a OR b OR ...` grow the
+/// Bounds parsing time (8 KiB) and, since chains such as `a OR b OR ...` grow the
 /// syntax tree without nesting, also how deep the tree can get.
-const MAX_FILTER_BYTES: usize = 8192;
+const LIMITS: Limits = Limits::FILTER;
 
 /// No sensible filter comes close; the limit keeps the recursive checks
 /// below (and PostgreSQL's own parser) far from the end of the stack.
-const MAX_FILTER_DEPTH: usize = 64;
-
-/// sqlparser's default (50) would cut in before [`MAX_FILTER_DEPTH`]; this
-/// leaves the checker to name the limit for all but absurd input, and 128
-/// levels take well under a megabyte of stack even in a debug build.
-const PARSER_RECURSION_LIMIT: usize = 2 * MAX_FILTER_DEPTH;
+const MAX_FILTER_DEPTH: usize = LIMITS.levels;
 
 const BOOLEAN_REQUIRED: &str = "the filter must be a boolean expression \
      (a comparison, AND/OR/NOT, IN, BETWEEN, LIKE or IS ...)";
 
 /// Why a filter is refused, naming the offending part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterRefusal(pub String);
-
-impl fmt::Display for FilterRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+fn refusal(message: impl Into<String>) -> Refusal {
+    Refusal::object(message)
 }
-
-impl std::error::Error for FilterRefusal {}
-
-fn refusal(message: impl Into<String>) -> FilterRefusal {
-    FilterRefusal(message.into())
-}
-
-/// Functions a filter may call. They have no side effects and read no
-/// database state, so running them in every inserting session is harmless.
-/// Each entry: name, fewest and most arguments (`None`: no upper bound).
-const FUNCTIONS: &[(&str, usize, Option<usize>)] = &[
-    ("lower", 1, Some(1)),
-    ("upper", 1, Some(1)),
-    ("length", 1, Some(2)),
-    ("abs", 1, Some(1)),
-    ("coalesce", 1, None),
-    ("date_trunc", 2, Some(3)),
-];
-
-const FUNCTIONS_HINT: &str = "lower, upper, length, abs, coalesce, date_trunc";
-
-const TYPES_HINT: &str = "text, varchar, integer, bigint, smallint, numeric, real, \
-     double precision, boolean, date, timestamp, timestamptz, interval, json, jsonb";
 
 /// Keywords PostgreSQL evaluates as session state when unquoted. sqlparser
 /// reads some of them as column names; refusing them keeps a filter from
@@ -92,6 +59,10 @@ const SQL_VALUE_KEYWORDS: &[&str] = &[
     "current_schema",
 ];
 
+mod values;
+
+use values::{allowed_type, literal, string_literal};
+
 /// Checks `filter` against the collection's column names (exact names as
 /// stored in PostgreSQL, e.g. "price", "_id", "_time", "_user", "Mixed Case"),
 /// and returns the filter as SQL in which every column reference is a
@@ -102,28 +73,7 @@ const SQL_VALUE_KEYWORDS: &[&str] = &[
 /// bare column passes); PostgreSQL has to confirm it is boolean. Operators
 /// such as `=` still resolve through the search path, so the code that runs
 /// the filter needs a fixed one.
-pub fn check_filter(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
-    if filter.len() > MAX_FILTER_BYTES {
-        return Err(refusal(format!(
-            "the filter is too long ({} bytes; at most {MAX_FILTER_BYTES} are allowed)",
-            filter.len()
-        )));
-    }
-    let rendered = render(filter, columns)?;
-    // sqlparser's Display is not built to round-trip (it renders `- -1` as
-    // `--1`, a comment, which the checker has to work around). Reading the
-    // output back and getting the same text shows it parses as the tree that
-    // was checked.
-    match render(&rendered, columns) {
-        Ok(again) if again == rendered => Ok(rendered),
-        _ => Err(refusal(format!(
-            "the filter could not be rendered back to SQL safely (rendered as {})",
-            excerpt(&rendered)
-        ))),
-    }
-}
-
-fn render(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
+pub fn check_filter(filter: &str, columns: &[&str]) -> Result<String, Refusal> {
     let mut expr = parse(filter)?;
     // Outer parentheses carry no meaning of their own, and dropping them
     // lets the top-level form be judged.
@@ -137,71 +87,25 @@ fn render(filter: &str, columns: &[&str]) -> Result<String, FilterRefusal> {
             excerpt(&expr)
         )));
     }
-    Ok(expr.to_string())
+    text::render::expression(&expr, &LIMITS)
 }
 
-fn parse(filter: &str) -> Result<Expr, FilterRefusal> {
-    let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect)
-        .with_recursion_limit(PARSER_RECURSION_LIMIT)
-        .try_with_sql(filter)
-        .map_err(parse_error)?;
-    if parser.peek_token().token == Token::EOF {
-        return Err(refusal(
-            "the filter is empty (to subscribe without a filter, pass NULL)",
-        ));
-    }
-    let expr = parser.parse_expr().map_err(parse_error)?;
-    let next = parser.peek_token();
-    if next.token != Token::EOF {
-        let rest = text_from(filter, next.span.start)
-            .map(|rest| rest.trim_end().to_string())
-            .unwrap_or_else(|| next.token.to_string());
-        return Err(refusal(format!(
-            "unexpected text after the filter: {}",
-            excerpt(rest)
-        )));
-    }
-    Ok(expr)
-}
-
-fn parse_error(error: ParserError) -> FilterRefusal {
-    match error {
-        ParserError::RecursionLimitExceeded => too_deep(),
-        ParserError::ParserError(message) | ParserError::TokenizerError(message) => {
-            refusal(format!("could not parse the filter: {message}"))
-        }
-    }
-}
-
-fn too_deep() -> FilterRefusal {
-    refusal(format!(
-        "the filter is nested too deeply (at most {MAX_FILTER_DEPTH} levels)"
-    ))
-}
-
-/// The source text from `location` on, so a refusal can quote what follows
-/// the expression as the user wrote it.
-fn text_from(source: &str, location: Location) -> Option<&str> {
-    let line = usize::try_from(location.line).ok()?.checked_sub(1)?;
-    let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
-    let line_start = match line {
-        0 => 0,
-        n => source.match_indices('\n').nth(n - 1)?.0 + 1,
-    };
-    let (offset, _) = source[line_start..].char_indices().nth(column)?;
-    Some(&source[line_start + offset..])
+fn parse(filter: &str) -> Result<Expr, Refusal> {
+    text::parse::expression(filter, &LIMITS)?.ok_or_else(|| {
+        Refusal::syntax("the filter is empty (to subscribe without a filter, pass NULL)")
+    })
 }
 
 /// Refusals quote the offending part; a bounded excerpt keeps a huge filter
 /// from turning into a huge error message.
 fn excerpt(text: impl fmt::Display) -> String {
-    const MAX_CHARS: usize = 80;
-    let text = text.to_string();
-    match text.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
-    }
+    text::parse::excerpt(&text)
+}
+
+fn too_deep() -> Refusal {
+    refusal(format!(
+        "the filter is nested too deeply (at most {MAX_FILTER_DEPTH} levels)"
+    ))
 }
 
 /// How a call is named in refusals: `pg_sleep()`, but `current_user`, which
@@ -217,161 +121,14 @@ fn call_label(f: &Function) -> String {
     }
 }
 
-fn subquery_refused(found: impl fmt::Display) -> FilterRefusal {
+fn subquery_refused(found: impl fmt::Display) -> Refusal {
     refusal(format!(
         "subqueries are not allowed in a filter (found {})",
         excerpt(found)
     ))
 }
 
-/// Renders a string literal so that it reads the same under any setting.
-/// Backslashes are ordinary characters in '...' only while
-/// standard_conforming_strings is on, and any session may turn it off before
-/// the trigger is compiled; in E'...' doubled backslashes mean one backslash
-/// either way. Quotes are doubled, never backslash-escaped, which
-/// backslash_quote could forbid.
-fn quote_string(value: &str) -> String {
-    let body = value.replace('\'', "''");
-    if value.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
-
-/// The literal as it will be rendered. String literals of every spelling
-/// (E'..', U&'..', $$..$$) become plain, safely quoted ones; they are stored
-/// as a placeholder because sqlparser renders those verbatim.
-fn literal(value: &Value) -> Result<Value, FilterRefusal> {
-    match value {
-        Value::Number(written, false) => {
-            // sqlparser accepts `1_000`, which PostgreSQL reads only from
-            // version 16 on; the separators carry no meaning, so drop them.
-            let digits: String = written.chars().filter(|&c| c != '_').collect();
-            let numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-                && digits
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
-            if !numeric {
-                return Err(refusal(format!(
-                    "the number {} is not allowed in a filter",
-                    excerpt(written)
-                )));
-            }
-            Ok(Value::Number(digits, false))
-        }
-        Value::Boolean(_) | Value::Null => Ok(value.clone()),
-        Value::Placeholder(placeholder) => Err(refusal(format!(
-            "parameters ({}) are not allowed in a filter; write the value inline",
-            excerpt(placeholder)
-        ))),
-        _ => Ok(Value::Placeholder(string_literal(value)?)),
-    }
-}
-
-fn string_literal(value: &Value) -> Result<String, FilterRefusal> {
-    let text = match value {
-        Value::SingleQuotedString(text)
-        | Value::EscapedStringLiteral(text)
-        | Value::UnicodeStringLiteral(text) => text,
-        Value::DollarQuotedString(dollar) => &dollar.value,
-        other => {
-            return Err(refusal(format!(
-                "the literal {} is not allowed in a filter; use a number, a single-quoted \
-                 string, TRUE, FALSE or NULL",
-                excerpt(other)
-            )));
-        }
-    };
-    if text.contains('\0') {
-        return Err(refusal(
-            "string literals in a filter cannot contain NUL characters",
-        ));
-    }
-    Ok(quote_string(text))
-}
-
-fn catalog_type(name: &str) -> DataType {
-    DataType::Custom(
-        ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new(name)]),
-        vec![],
-    )
-}
-
-/// The type as it will be rendered, if a filter may use it. Types PostgreSQL
-/// spells as keywords (INTEGER, TIMESTAMP, ...) always mean the built-in type;
-/// the others are qualified with pg_catalog so the search path cannot
-/// substitute a same-named type.
-fn allowed_type(data_type: &DataType) -> Result<DataType, FilterRefusal> {
-    use DataType as T;
-    let refused = || {
-        refusal(format!(
-            "the type {} is not allowed in a filter (allowed: {TYPES_HINT})",
-            excerpt(data_type.to_string().to_ascii_lowercase())
-        ))
-    };
-    Ok(match data_type {
-        T::Text => catalog_type("text"),
-        T::Varchar(length) | T::CharacterVarying(length) => match length {
-            None | Some(CharacterLength::IntegerLength { unit: None, .. }) => T::Varchar(*length),
-            Some(_) => return Err(refused()),
-        },
-        T::Int(None) | T::Integer(None) | T::Int4(None) => T::Integer(None),
-        T::BigInt(None) | T::Int8(None) => T::BigInt(None),
-        T::SmallInt(None) | T::Int2(None) => T::SmallInt(None),
-        T::Numeric(info) | T::Decimal(info) => T::Numeric(*info),
-        T::Real | T::Float4 => T::Real,
-        T::DoublePrecision | T::Float8 => T::DoublePrecision,
-        T::Bool | T::Boolean => T::Boolean,
-        T::Date => catalog_type("date"),
-        T::Timestamp(precision, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
-            T::Timestamp(*precision, TimezoneInfo::None)
-        }
-        T::Timestamp(precision, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
-            T::Timestamp(*precision, TimezoneInfo::WithTimeZone)
-        }
-        T::Interval {
-            fields: None,
-            precision: None,
-        } => data_type.clone(),
-        T::JSON => catalog_type("json"),
-        T::JSONB => catalog_type("jsonb"),
-        // Quoted or schema-qualified names, and names sqlparser has no
-        // variant for.
-        T::Custom(name, modifiers) if modifiers.is_empty() => {
-            let spelled = match folded_parts(name).as_deref() {
-                Some([name]) => name.clone(),
-                Some([schema, name]) if schema == "pg_catalog" => name.clone(),
-                _ => return Err(refused()),
-            };
-            let builtin = match spelled.as_str() {
-                "text" => T::Text,
-                "varchar" => T::Varchar(None),
-                "int" | "integer" | "int4" => T::Integer(None),
-                "bigint" | "int8" => T::BigInt(None),
-                "smallint" | "int2" => T::SmallInt(None),
-                "numeric" | "decimal" => T::Numeric(ExactNumberInfo::None),
-                "real" | "float4" => T::Real,
-                "float8" => T::DoublePrecision,
-                "bool" | "boolean" => T::Boolean,
-                "date" => T::Date,
-                "timestamp" => T::Timestamp(None, TimezoneInfo::None),
-                "timestamptz" => T::Timestamp(None, TimezoneInfo::Tz),
-                "interval" => T::Interval {
-                    fields: None,
-                    precision: None,
-                },
-                "json" => T::JSON,
-                "jsonb" => T::JSONB,
-                _ => return Err(refused()),
-            };
-            allowed_type(&builtin)?
-        }
-        _ => return Err(refused()),
-    })
-}
-
-fn allowed_operator(op: &BinaryOperator) -> Result<(), FilterRefusal> {
+fn allowed_operator(op: &BinaryOperator) -> Result<(), Refusal> {
     use BinaryOperator as B;
     match op {
         B::Eq
@@ -470,7 +227,7 @@ impl Checker<'_> {
     /// Refuses anything but the allowed forms and rewrites `expr` in place
     /// into its safe rendering: columns quoted, literals requoted, functions
     /// and types pinned to pg_catalog.
-    fn check(&self, expr: &mut Expr, depth: usize) -> Result<(), FilterRefusal> {
+    fn check(&self, expr: &mut Expr, depth: usize) -> Result<(), Refusal> {
         if depth > MAX_FILTER_DEPTH {
             return Err(too_deep());
         }
@@ -496,7 +253,7 @@ impl Checker<'_> {
                 // a cast it can take a qualified type name, which sqlparser
                 // cannot read back in the `type 'string'` spelling.
                 let data_type = allowed_type(&typed.data_type)?;
-                let value = Value::Placeholder(string_literal(&typed.value.value)?);
+                let value = Value::SingleQuotedString(string_literal(&typed.value.value)?);
                 *expr = Expr::Cast {
                     kind: CastKind::DoubleColon,
                     expr: Box::new(Expr::value(value)),
@@ -511,7 +268,7 @@ impl Checker<'_> {
                     && interval.fractional_seconds_precision.is_none();
                 match &mut *interval.value {
                     Expr::Value(value) if plain => {
-                        value.value = Value::Placeholder(string_literal(&value.value)?);
+                        value.value = Value::SingleQuotedString(string_literal(&value.value)?);
                     }
                     _ => {
                         return Err(refusal(format!(
@@ -652,7 +409,7 @@ impl Checker<'_> {
     /// Checks a run of binary operators such as `a OR b OR c`. It leans
     /// left and can be as long as the filter, so its spine is walked in a loop
     /// (recursing would use stack per operator) and counts as one level.
-    fn check_chain(&self, expr: &mut Expr, depth: usize) -> Result<(), FilterRefusal> {
+    fn check_chain(&self, expr: &mut Expr, depth: usize) -> Result<(), Refusal> {
         let mut operands = Vec::new();
         let mut current = expr;
         while let Expr::BinaryOp { left, op, right } = current {
@@ -668,15 +425,14 @@ impl Checker<'_> {
     }
 
     /// The column `ident` names, as an identifier that renders quoted.
-    fn column(&self, ident: &Ident) -> Result<Ident, FilterRefusal> {
+    fn column(&self, ident: &Ident) -> Result<Ident, Refusal> {
         let name = fold(ident);
         if ident.quote_style.is_none() && SQL_VALUE_KEYWORDS.contains(&name.as_str()) {
             return Err(session_keyword(&name));
         }
         if self.columns.contains(&name.as_str()) {
-            // Unquoted, sqlparser renders the value verbatim, so the quoting
-            // is quote_ident's alone.
-            return Ok(Ident::new(quote_ident(&name)));
+            // the renderer quotes it
+            return Ok(Ident::with_quote('"', name));
         }
         let mut message = format!(
             "{} is not a column of the collection",
@@ -696,7 +452,7 @@ impl Checker<'_> {
         Err(refusal(message))
     }
 
-    fn function(&self, f: &mut Function, depth: usize) -> Result<(), FilterRefusal> {
+    fn function(&self, f: &mut Function, depth: usize) -> Result<(), Refusal> {
         let label = call_label(f);
         if let FunctionArguments::Subquery(_) = f.args {
             return Err(subquery_refused(&*f));
@@ -706,15 +462,17 @@ impl Checker<'_> {
             Some([schema, name]) if schema == "pg_catalog" => name.clone(),
             _ => String::new(),
         };
-        let Some(&(_, min_args, max_args)) = FUNCTIONS.iter().find(|(n, ..)| *n == name) else {
+        let Some(&(_, min_args, max_args)) = FILTER_FUNCTIONS.iter().find(|(n, ..)| *n == name)
+        else {
             if matches!(f.args, FunctionArguments::None)
                 && SQL_VALUE_KEYWORDS.contains(&label.as_str())
             {
                 return Err(session_keyword(&label));
             }
             return Err(refusal(format!(
-                "function {} is not allowed in a filter (allowed: {FUNCTIONS_HINT})",
-                excerpt(&label)
+                "function {} is not allowed in a filter (allowed: {})",
+                excerpt(&label),
+                filter_function_names().collect::<Vec<_>>().join(", ")
             )));
         };
         let FunctionArguments::List(list) = &mut f.args else {
@@ -774,7 +532,7 @@ impl Checker<'_> {
     }
 }
 
-fn session_keyword(keyword: &str) -> FilterRefusal {
+fn session_keyword(keyword: &str) -> Refusal {
     refusal(format!(
         "{keyword} is not allowed in a filter: it reads the session, not the row; \
          to refer to a column named {keyword}, double-quote it"
