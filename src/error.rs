@@ -28,6 +28,10 @@ pub enum BeaconError {
     Unsupported(String),
     #[error("{0}")]
     UnknownObject(String),
+    /// User SQL the SQL policy refused, with the SQLSTATE of the refusal's kind, the
+    /// same on every surface.
+    #[error("{0}")]
+    Refused(String, PgSqlErrorCode),
     /// Something still depends on what is being dropped: the message and a HINT.
     #[error("{0}")]
     StillInUse(String, String),
@@ -41,6 +45,11 @@ pub enum BeaconError {
 }
 
 impl BeaconError {
+    /// A refusal of the SQL policy, its message after `prefix` ("query refused").
+    pub fn refused(prefix: &str, refusal: crate::sql_policy::Refusal) -> BeaconError {
+        BeaconError::Refused(format!("{prefix}: {refusal}"), refusal.sqlstate())
+    }
+
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
@@ -55,6 +64,7 @@ impl BeaconError {
             BeaconError::LimitExceeded(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             BeaconError::Unsupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
             BeaconError::UnknownObject(_) => ERRCODE_UNDEFINED_OBJECT,
+            BeaconError::Refused(_, code) => *code,
             BeaconError::StillInUse(..) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             BeaconError::Taken(..) => ERRCODE_DUPLICATE_OBJECT,
             BeaconError::Spi(_) => ERRCODE_INTERNAL_ERROR,

@@ -503,17 +503,17 @@ fn analysis_needs_read_access_and_checks_conditions() {
         (
             "SELECT * FROM beacon.segmentation('x1', 'a', '\"count\"', 'day', now(), now(), NULL,
                'price > 0) UNION SELECT 1 --')",
-            "22023",
+            "42601",
         ),
         (
             "SELECT * FROM beacon.segmentation('x1', 'a', '\"count\"', 'day', now(), now(), NULL,
                '(SELECT count(*) FROM public.analysis_marker) > 0')",
-            "22023",
+            "42501",
         ),
         (
             "SELECT * FROM beacon.segmentation('x1', 'a', '\"count\"', 'day', now(), now(), NULL,
                '(country).pg_read_file > ''''')",
-            "22023",
+            "42501",
         ),
         (
             "SELECT * FROM beacon.funnel('x1', '[{\"collection\": \"a\\\" ; DROP TABLE x1.a; --\"}]',

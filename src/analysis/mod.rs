@@ -73,7 +73,7 @@ fn source(project: &str, collection: &str, condition: Option<&str>) -> BeaconRes
         Some(text) => {
             let columns: Vec<&str> = fields.iter().map(|(_, c)| c.as_str()).collect();
             Some(check_filter(text, &columns).map_err(|refusal| {
-                invalid(format!("invalid condition on {collection}: {refusal}"))
+                BeaconError::refused(&format!("invalid condition on {collection}"), refusal)
             })?)
         }
     };

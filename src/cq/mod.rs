@@ -56,7 +56,7 @@ fn checked_name(name: &str) -> BeaconResult<()> {
 /// The plan of a stored or new query, without its output types (only the view needs
 /// them; see `probe_types`).
 pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResult<Plan> {
-    let analyzed = analyze(query).map_err(|r| BeaconError::Unsupported(r.to_string()))?;
+    let analyzed = analyze(query).map_err(|r| BeaconError::Refused(r.to_string(), r.sqlstate()))?;
     if let Some(schema) = &analyzed.source_schema {
         if schema != project {
             return Err(BeaconError::Unsupported(format!(

@@ -29,7 +29,7 @@ use pgrx::JsonB;
 /// Returns the query rewritten by `analyze`, or why it is refused.
 pub fn checked_query(project: &str, sql: &str) -> BeaconResult<String> {
     analyze::check_query(sql, project)
-        .map_err(|refusal| BeaconError::PermissionDenied(format!("query refused: {refusal}")))
+        .map_err(|refusal| BeaconError::refused("query refused", refusal))
 }
 
 // PostgreSQL's timeout.h, which pgrx does not bind.

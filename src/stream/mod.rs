@@ -127,7 +127,7 @@ fn checked_condition(project: &str, collection: &str, filter: &str) -> BeaconRes
     let columns = columns_of(project, collection)?;
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let condition = filter::check_filter(filter, &columns)
-        .map_err(|refusal| BeaconError::InvalidArgument(format!("invalid filter: {refusal}")))?;
+        .map_err(|refusal| BeaconError::refused("invalid filter", refusal))?;
     // the decisive check, in the owner's role and settings the stream trigger runs with
     if let Err(refusal) = crate::sql_policy::check(
         &crate::sql_policy::filter_statement(project, collection, &condition),

@@ -81,26 +81,26 @@ mod tests {
     fn filters_are_checked_before_they_are_accepted() {
         setup();
         let refused = [
-            ("'1=1); DROP TABLE shop.pageview; --'", "22023"),
-            ("'price > 1; DROP TABLE shop.pageview'", "22023"),
-            ("'pg_sleep(10) IS NULL'", "22023"),
-            ("'(SELECT count(*) FROM pg_authid) > 0'", "22023"),
-            ("'nosuchcolumn = 1'", "22023"),
-            ("'price + 1'", "22023"),
-            ("'''pg_authid''::regclass IS NOT NULL'", "22023"),
+            ("'1=1); DROP TABLE shop.pageview; --'", "42601"),
+            ("'price > 1; DROP TABLE shop.pageview'", "42601"),
+            ("'pg_sleep(10) IS NULL'", "42501"),
+            ("'(SELECT count(*) FROM pg_authid) > 0'", "42501"),
+            ("'nosuchcolumn = 1'", "42501"),
+            ("'price + 1'", "42501"),
+            ("'''pg_authid''::regclass IS NOT NULL'", "42501"),
             // PostgreSQL's own type check of an accepted shape
             ("'url > 5'", "42883"),
         ];
+        let mut wrong = Vec::new();
         for (filter, state) in refused {
-            assert_eq!(
-                sqlstate_of(&format!(
-                    "SELECT beacon.subscribe('shop', 'pageview', {filter})"
-                ))
-                .as_deref(),
-                Some(state),
-                "{filter}"
-            );
+            let got = sqlstate_of(&format!(
+                "SELECT beacon.subscribe('shop', 'pageview', {filter})"
+            ));
+            if got.as_deref() != Some(state) {
+                wrong.push(format!("{filter}: {got:?}"));
+            }
         }
+        assert!(wrong.is_empty(), "{wrong:#?}");
         assert_eq!(
             sqlstate_of("SELECT beacon.subscribe('shop', 'nosuch')").as_deref(),
             Some("42P01")
