@@ -29,20 +29,25 @@ pub(super) fn function<S: Surface + ?Sized>(s: &mut S, expr: &mut Expr) -> Resul
             return s.subquery(query);
         }
     }
+    s.check_call(function)?;
     match resolve(s, function)? {
         Call::Construct(keyword) => {
             construct(s, keyword, &mut function.args)?;
             if s.settings().constructs_any_spelling {
                 function.name = ObjectName::from(vec![Ident::new(keyword.to_uppercase())]);
+            } else if s.settings().function_names == FunctionNames::Unqualified {
+                function.name = ObjectName::from(vec![Ident::new(keyword)]);
             }
             Ok(())
         }
         Call::Function { schema, name } => {
-            parts(s, function)?;
-            function.name = if s.settings().quoted_function_names {
-                catalog_name(schema, &name)
-            } else {
-                ObjectName::from(vec![Ident::new(schema), Ident::new(name)])
+            parts(s, function, &name)?;
+            function.name = match s.settings().function_names {
+                FunctionNames::Quoted => catalog_name(schema, &name),
+                FunctionNames::Qualified => {
+                    ObjectName::from(vec![Ident::new(schema), Ident::new(name)])
+                }
+                FunctionNames::Unqualified => ObjectName::from(vec![Ident::new(name)]),
             };
             Ok(())
         }
@@ -84,8 +89,8 @@ fn plain_call<S: Surface + ?Sized>(
             || !function.within_group.is_empty())
     {
         return Err(s.refusal(format!(
-            "{label}() must be a plain call{}: DISTINCT, ORDER BY, FILTER, WITHIN GROUP and \
-             OVER are not allowed",
+            "{label}() is not an aggregate{}: it must be a plain call, without DISTINCT, \
+             ORDER BY, FILTER, WITHIN GROUP or OVER",
             settings.suffix
         )));
     }
@@ -201,10 +206,17 @@ fn resolve<S: Surface + ?Sized>(s: &mut S, function: &Function) -> Result<Call, 
 }
 
 /// Walks the arguments and clauses of a call [`resolve`] allowed.
-fn parts<S: Surface + ?Sized>(s: &mut S, function: &mut Function) -> Result<(), Refusal> {
+fn parts<S: Surface + ?Sized>(
+    s: &mut S,
+    function: &mut Function,
+    base: &str,
+) -> Result<(), Refusal> {
     let label = function.name.to_string();
     if let FunctionArguments::List(list) = &mut function.args {
         for arg in list.args.iter_mut() {
+            if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                s.context_typed(e, Context::Argument(base))?;
+            }
             call_arg(s, arg, &label)?;
         }
         for clause in list.clauses.iter_mut() {
@@ -250,7 +262,10 @@ fn construct<S: Surface + ?Sized>(
         }) if keyword != "array" && clauses.is_empty() => {
             for arg in args {
                 match arg {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => expr(s, e)?,
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                        s.context_typed(e, Context::Argument(keyword))?;
+                        expr(s, e)?
+                    }
                     other => return Err(argument_refused(s, other, keyword)),
                 }
             }

@@ -69,16 +69,17 @@ fn opt_expr<S: Surface + ?Sized>(s: &mut S, e: &mut Option<Box<Expr>>) -> Result
 fn form_allowed(settings: &Settings, expr: &Expr) -> bool {
     match expr {
         Expr::Case { .. } => settings.case,
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => settings.subqueries,
         Expr::AnyOp { .. } | Expr::AllOp { .. } => settings.any_all,
         Expr::Extract { .. }
         | Expr::Substring { .. }
         | Expr::Trim { .. }
-        | Expr::Overlay { .. }
-        | Expr::Position { .. }
         | Expr::AtTimeZone { .. }
         | Expr::Ceil { .. }
-        | Expr::Floor { .. }
-        | Expr::SimilarTo { .. } => settings.grammar,
+        | Expr::Floor { .. } => settings.grammar,
+        Expr::Overlay { .. } | Expr::Position { .. } | Expr::SimilarTo { .. } => {
+            settings.text_grammar
+        }
         Expr::CompoundFieldAccess { .. }
         | Expr::Array(_)
         | Expr::Tuple(_)
@@ -105,10 +106,12 @@ fn step<'e, S: Surface + ?Sized>(
     if !form_allowed(s.settings(), expr) {
         return Err(s.form_refused(expr));
     }
-    if matches!(
-        expr,
-        Expr::Ceil { .. } | Expr::Floor { .. } | Expr::Substring { special: true, .. }
-    ) {
+    if s.settings().pin_grammar_calls
+        && matches!(
+            expr,
+            Expr::Ceil { .. } | Expr::Floor { .. } | Expr::Substring { special: true, .. }
+        )
+    {
         // Printed as CEIL(x) / FLOOR(x), which PostgreSQL looks up on search_path, or as
         // an ordinary call (SUBSTR(x, a, b)): made a pg_catalog call, then checked as one.
         rewrite_call_syntax(s, expr)?;
@@ -136,13 +139,28 @@ fn step<'e, S: Surface + ?Sized>(
         | Expr::IsNotFalse(inner)
         | Expr::IsUnknown(inner)
         | Expr::IsNotUnknown(inner) => inner,
-        Expr::IsDistinctFrom(left, right)
-        | Expr::IsNotDistinctFrom(left, right)
-        | Expr::AtTimeZone {
+        Expr::Ceil {
+            expr: inner,
+            field: CeilFloorKind::DateTimeField(DateTimeField::NoDateTime),
+        }
+        | Expr::Floor {
+            expr: inner,
+            field: CeilFloorKind::DateTimeField(DateTimeField::NoDateTime),
+        } => inner,
+        Expr::IsDistinctFrom(left, right) | Expr::IsNotDistinctFrom(left, right) => {
+            typed_pair(s, left, right, Context::Comparison)?;
+            self::expr(s, right)?;
+            left
+        }
+        Expr::AtTimeZone {
             timestamp: left,
             time_zone: right,
+        } => {
+            typed_pair(s, left, right, Context::AtTimeZone)?;
+            self::expr(s, right)?;
+            left
         }
-        | Expr::Position {
+        Expr::Position {
             expr: left,
             r#in: right,
         } => {
@@ -176,7 +194,11 @@ fn step<'e, S: Surface + ?Sized>(
             list,
             negated: _,
         } => {
-            exprs(s, list)?;
+            s.context_typed(inner, Context::Comparison)?;
+            for item in list.iter_mut() {
+                s.context_typed(item, Context::Comparison)?;
+                self::expr(s, item)?;
+            }
             inner
         }
         Expr::InSubquery {
@@ -193,6 +215,9 @@ fn step<'e, S: Surface + ?Sized>(
             low,
             high,
         } => {
+            for operand in [&**inner, &**low, &**high] {
+                s.context_typed(operand, Context::Comparison)?;
+            }
             pair(s, low, high)?;
             inner
         }
@@ -227,6 +252,7 @@ fn step<'e, S: Surface + ?Sized>(
             format: None,
         } => {
             s.cast_type(data_type)?;
+            s.context_typed(inner, Context::Cast)?;
             inner
         }
         Expr::Extract {
@@ -235,18 +261,22 @@ fn step<'e, S: Surface + ?Sized>(
             expr: inner,
         } => {
             check_datetime_field(field)?;
+            s.context_typed(inner, Context::Extract)?;
             inner
         }
         Expr::Substring {
             expr: inner,
             substring_from,
             substring_for,
-            special: false,
+            special,
             shorthand,
         } => {
             // SUBSTRING(x FROM a FOR b) is grammar, which always means
-            // pg_catalog.substring; SUBSTR(x FROM ...) would not be.
-            *shorthand = false;
+            // pg_catalog.substring; SUBSTR(x FROM ...) would not be. (The call
+            // spelling is here only where it is kept as written.)
+            if !*special {
+                *shorthand = false;
+            }
             opt_expr(s, substring_from)?;
             opt_expr(s, substring_for)?;
             inner
@@ -341,6 +371,7 @@ fn chain<S: Surface + ?Sized>(s: &mut S, expr: &mut Expr) -> Result<(), Refusal>
         if !(s.settings().operators)(op) {
             return Err(operator_refused(s, op));
         }
+        typed_pair(s, left, right, Context::Operator(op))?;
         operands.push(right);
         current = left;
     }
@@ -349,6 +380,16 @@ fn chain<S: Surface + ?Sized>(s: &mut S, expr: &mut Expr) -> Result<(), Refusal>
         self::expr(s, operand)?;
     }
     Ok(())
+}
+
+fn typed_pair<S: Surface + ?Sized>(
+    s: &mut S,
+    left: &Expr,
+    right: &Expr,
+    context: Context,
+) -> Result<(), Refusal> {
+    s.context_typed(left, context)?;
+    s.context_typed(right, context)
 }
 
 fn any_all<S: Surface + ?Sized>(

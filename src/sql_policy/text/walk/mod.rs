@@ -20,7 +20,7 @@ mod surfaces;
 pub use call::{function_arg, order_by_expr, wildcard_options, window_spec};
 pub use expr::{expr, exprs, identifier};
 pub use names::*;
-pub use surfaces::{FILTER, QUERY};
+pub use surfaces::{CONTINUOUS_QUERY, FILTER, QUERY};
 
 use super::super::Refusal;
 use sqlparser::ast::{
@@ -42,8 +42,14 @@ pub struct Settings {
     pub case: bool,
     /// `x = ANY (...)`, `x > ALL (...)`.
     pub any_all: bool,
-    /// EXTRACT, SUBSTRING, TRIM, OVERLAY, POSITION, AT TIME ZONE, CEIL/FLOOR, SIMILAR TO.
+    /// EXTRACT, SUBSTRING, TRIM, AT TIME ZONE, CEIL/FLOOR.
     pub grammar: bool,
+    /// OVERLAY, POSITION, SIMILAR TO.
+    pub text_grammar: bool,
+    /// CEIL(x), FLOOR(x) and SUBSTRING(x, a, b), which print as search_path lookups,
+    /// become `pg_catalog` calls; else they are kept as written (a surface whose text
+    /// runs under a pinned search_path).
+    pub pin_grammar_calls: bool,
     /// Subscripts, field access, `ARRAY[...]`, row constructors, grouping sets.
     pub structured: bool,
     /// `INTERVAL '1' DAY` and intervals of expressions, beyond `interval '1 day'`.
@@ -67,8 +73,8 @@ pub struct Settings {
     /// Constructs are recognized however they are spelled (`pg_catalog.coalesce`,
     /// `"coalesce"`), and rendered in upper case.
     pub constructs_any_spelling: bool,
-    /// Functions render as `pg_catalog."name"` rather than `pg_catalog.name`.
-    pub quoted_function_names: bool,
+    /// How allowed functions are rendered.
+    pub function_names: FunctionNames,
     /// Most levels of nesting an expression may have (a chain of binary operators is one
     /// level), beyond the stack backstop every walk has.
     pub max_levels: Option<usize>,
@@ -81,6 +87,32 @@ impl Settings {
         self.functions.iter().any(|list| list.contains(&name))
             || self.arity.iter().any(|(allowed, ..)| *allowed == name)
     }
+}
+
+/// How an allowed function's name is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionNames {
+    /// `pg_catalog."name"`.
+    Quoted,
+    /// `pg_catalog.name`.
+    Qualified,
+    /// `name`, folded: for text that runs under a pinned search_path (continuous
+    /// queries' capture code), where keys are compared as text.
+    Unqualified,
+}
+
+/// Where an operand's type may come from its context, so that an untyped literal there
+/// may be read as a date or a time.
+#[derive(Debug, Clone, Copy)]
+pub enum Context<'a> {
+    Operator(&'a BinaryOperator),
+    Cast,
+    Extract,
+    AtTimeZone,
+    /// IS DISTINCT FROM, IN, BETWEEN.
+    Comparison,
+    /// An argument of this (allowed) function or construct.
+    Argument(&'a str),
 }
 
 /// How deep a walk is: recursion (bounded for the stack) and levels of nesting.
@@ -136,6 +168,15 @@ pub trait Surface {
     }
     /// Told of every set-returning call the walk allows.
     fn set_returning_call(&mut self) {}
+    /// Every call, before the walk resolves it: a surface may refuse what it knows
+    /// more about (aggregates where they do not belong, window calls).
+    fn check_call(&mut self, _function: &sqlparser::ast::Function) -> Result<(), Refusal> {
+        Ok(())
+    }
+    /// An operand whose type may come from `context`, before it is walked.
+    fn context_typed(&mut self, _operand: &Expr, _context: Context) -> Result<(), Refusal> {
+        Ok(())
+    }
 }
 
 /// Whether a SELECT uses clauses of other SQL dialects, which no surface accepts

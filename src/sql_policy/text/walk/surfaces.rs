@@ -3,7 +3,7 @@
 
 use super::super::super::lists::*;
 use super::names::{query_operator, query_unary_operator};
-use super::Settings;
+use super::{FunctionNames, Settings};
 use sqlparser::ast::{BinaryOperator, UnaryOperator};
 
 fn no_hint() -> String {
@@ -18,6 +18,8 @@ pub static QUERY: Settings = Settings {
     case: true,
     any_all: true,
     grammar: true,
+    text_grammar: true,
+    pin_grammar_calls: true,
     structured: true,
     interval_fields: true,
     plain_calls: false,
@@ -31,7 +33,7 @@ pub static QUERY: Settings = Settings {
     arity: &[("age", 2, Some(2))],
     constructs: super::KEYWORD_CONSTRUCTS,
     constructs_any_spelling: false,
-    quoted_function_names: true,
+    function_names: FunctionNames::Quoted,
     max_levels: None,
     function_hint: no_hint,
 };
@@ -82,6 +84,8 @@ pub static FILTER: Settings = Settings {
     case: false,
     any_all: false,
     grammar: false,
+    text_grammar: false,
+    pin_grammar_calls: true,
     structured: false,
     interval_fields: false,
     plain_calls: true,
@@ -93,7 +97,65 @@ pub static FILTER: Settings = Settings {
     arity: FILTER_FUNCTIONS,
     constructs: &["coalesce"],
     constructs_any_spelling: true,
-    quoted_function_names: false,
+    function_names: FunctionNames::Qualified,
     max_levels: Some(crate::sql_policy::text::Limits::FILTER.levels),
     function_hint: filter_hint,
+};
+
+fn cq_operator(op: &BinaryOperator) -> bool {
+    use BinaryOperator as B;
+    matches!(
+        op,
+        B::Plus
+            | B::Minus
+            | B::Multiply
+            | B::Divide
+            | B::Modulo
+            | B::PGExp
+            | B::StringConcat
+            | B::Eq
+            | B::NotEq
+            | B::Lt
+            | B::LtEq
+            | B::Gt
+            | B::GtEq
+            | B::And
+            | B::Or
+            | B::Arrow
+            | B::LongArrow
+            | B::HashArrow
+            | B::HashLongArrow
+    )
+}
+
+fn cq_hint() -> String {
+    ": continuous queries need deterministic expressions".to_string()
+}
+
+/// Continuous queries: their expressions are re-evaluated by the capture code against a
+/// transition table, under a pinned search_path, and compared as text: deterministic
+/// functions only, rendered unqualified and folded; no subqueries, no clock.
+pub static CONTINUOUS_QUERY: Settings = Settings {
+    suffix: " in a continuous query",
+    subqueries: false,
+    clock: false,
+    case: true,
+    any_all: false,
+    grammar: true,
+    text_grammar: false,
+    pin_grammar_calls: false,
+    structured: false,
+    interval_fields: true,
+    plain_calls: true,
+    operators: cq_operator,
+    unary_operators: filter_unary_operator,
+    functions: &[CQ_FUNCTIONS],
+    beacon_functions: &[],
+    set_returning: &[],
+    arity: &[],
+    constructs: CQ_CALL_SYNTAX,
+    constructs_any_spelling: false,
+    function_names: FunctionNames::Unqualified,
+    max_levels: None,
+    function_hint: cq_hint,
 };
