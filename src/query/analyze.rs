@@ -41,8 +41,7 @@ use sqlparser::ast::{
     With,
 };
 
-pub(crate) use crate::sql_policy::text::walk::{catalog_call, check_type};
-use crate::sql_policy::text::walk::{catalog_name, label};
+use crate::sql_policy::text::walk::{catalog_name, check_type, label};
 
 fn refusal(message: impl Into<String>) -> Refusal {
     Refusal::object(message)
