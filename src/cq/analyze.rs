@@ -11,15 +11,14 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::sql_policy::lists::{CQ_CALL_SYNTAX, CQ_FUNCTIONS};
+use crate::query::analyze::LIMITS;
 use crate::sql_policy::text;
 use crate::sql_policy::Refusal;
 use crate::sqlident::{fold, folded_parts, unparenthesized};
 use sqlparser::ast::{
-    BinaryOperator, CastKind, CeilFloorKind, DateTimeField, Distinct, DuplicateTreatment, Expr,
-    Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, LimitClause,
-    ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
-    TableWithJoins, TrimWhereField, UnaryOperator, Value,
+    BinaryOperator, Distinct, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, Query, Select, SelectItem,
+    SetExpr, Statement, TableFactor, TableWithJoins, TrimWhereField, Value,
 };
 
 /// An accepted query. Identifiers are given as PostgreSQL resolves them
@@ -92,10 +91,12 @@ fn subqueries_refused(found: impl fmt::Display) -> Refusal {
 mod expr;
 mod outputs;
 mod select;
+mod surface;
 
 use expr::*;
 use outputs::*;
 use select::*;
+use surface::Expressions;
 
 /// Analyzes one SQL statement as a continuous query definition.
 pub fn analyze(sql: &str) -> Result<ContinuousQuery, Refusal> {

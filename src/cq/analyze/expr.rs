@@ -1,5 +1,7 @@
-//! The expressions of a continuous query: checked and normalized into what the capture
-//! code can run against a transition table, then rendered.
+//! The expressions of a continuous query: checked and normalized by the shared walker
+//! (see `surface`) into what the capture code can run against a transition table, then
+//! rendered; what is a continuous query's own is here: which aggregates it maintains,
+//! where they may stand, and which literals would mean the current time.
 
 use super::*;
 
@@ -48,26 +50,6 @@ pub(super) const UNSUPPORTED_AGGREGATES: &[&str] = &[
     "range_agg",
     "range_intersect_agg",
     "any_value",
-];
-
-/// Keywords PostgreSQL evaluates as the current time, user or schema; unquoted,
-/// they are never column names. sqlparser reads most of them as calls, but
-/// some (`current_role`, `current_schema`) as identifiers, which would
-/// otherwise pass for columns; the full list keeps that from depending on
-/// which ones a sqlparser version special-cases.
-pub(super) const SQL_VALUE_FUNCTIONS: &[&str] = &[
-    "current_date",
-    "current_time",
-    "current_timestamp",
-    "localtime",
-    "localtimestamp",
-    "current_role",
-    "current_user",
-    "session_user",
-    "system_user",
-    "user",
-    "current_catalog",
-    "current_schema",
 ];
 
 /// Words PostgreSQL's date/time input reads as the moment the value is
@@ -207,262 +189,16 @@ pub(super) struct Cx {
 }
 
 impl Cx {
-    /// Validates `expr` and rewrites it in place into the form the capture code
-    /// can run against a transition table: column references unqualified and
-    /// case-folded, function names case-folded.
-    pub(super) fn normalize(&mut self, expr: &mut Expr, place: Place) -> Result<(), Refusal> {
-        match expr {
-            Expr::Identifier(ident)
-                if ident.quote_style.is_none()
-                    && SQL_VALUE_FUNCTIONS.contains(&fold(ident).as_str()) =>
-            {
-                return Err(not_deterministic(&fold(ident)));
-            }
-            Expr::Identifier(ident) => {
-                *ident = folded(ident);
-                self.columns.insert(ident.value.clone());
-            }
-            Expr::CompoundIdentifier(parts) => {
-                let (column, qualifier) = parts
-                    .split_last()
-                    .ok_or_else(|| refusal("empty column reference"))?;
-                self.source.check_qualifier(qualifier, parts)?;
-                let column = folded(column);
-                self.columns.insert(column.value.clone());
-                *expr = Expr::Identifier(column);
-            }
-            Expr::Value(value) => reencode_literal(&mut value.value)?,
-            Expr::TypedString(_) => {
-                reject_moving_literal(expr)?;
-                if let Expr::TypedString(typed) = expr {
-                    reencode_literal(&mut typed.value.value)?;
-                }
-            }
-            Expr::Interval(interval) => self.normalize(&mut interval.value, place)?,
-            Expr::Nested(inner)
-            | Expr::IsNull(inner)
-            | Expr::IsNotNull(inner)
-            | Expr::IsTrue(inner)
-            | Expr::IsNotTrue(inner)
-            | Expr::IsFalse(inner)
-            | Expr::IsNotFalse(inner)
-            | Expr::IsUnknown(inner)
-            | Expr::IsNotUnknown(inner)
-            | Expr::UnaryOp {
-                op: UnaryOperator::Plus | UnaryOperator::Minus | UnaryOperator::Not,
-                expr: inner,
-            }
-            | Expr::Ceil {
-                expr: inner,
-                field: CeilFloorKind::DateTimeField(DateTimeField::NoDateTime),
-            }
-            | Expr::Floor {
-                expr: inner,
-                field: CeilFloorKind::DateTimeField(DateTimeField::NoDateTime),
-            } => self.normalize(inner, place)?,
-            Expr::Cast {
-                kind: CastKind::Cast | CastKind::DoubleColon,
-                expr: inner,
-                data_type,
-                format: None,
-                ..
-            } => {
-                // built-in types only: a type of the caller's (a domain with a CHECK
-                // function) would run inside the owner's capture trigger
-                crate::query::analyze::check_type(data_type)
-                    .map_err(|e| refusal(format!("{e} in a continuous query")))?;
-                self.operand(inner, place)?
-            }
-            Expr::Extract { expr: inner, .. } => self.operand(inner, place)?,
-            Expr::BinaryOp { left, op, right } => {
-                if !is_allowed_operator(op) {
-                    return Err(refusal(format!(
-                        "operator {op} is not supported in a continuous query"
-                    )));
-                }
-                if is_datetime_operator(op) {
-                    self.operand(left, place)?;
-                    self.operand(right, place)?;
-                } else {
-                    self.normalize(left, place)?;
-                    self.normalize(right, place)?;
-                }
-            }
-            // `ts AT TIME ZONE 'UTC'` pins a key to a zone independent of any session
-            Expr::AtTimeZone {
-                timestamp,
-                time_zone,
-            } => {
-                self.operand(timestamp, place)?;
-                self.operand(time_zone, place)?;
-            }
-            Expr::IsDistinctFrom(left, right) | Expr::IsNotDistinctFrom(left, right) => {
-                self.operand(left, place)?;
-                self.operand(right, place)?;
-            }
-            Expr::InList {
-                expr: inner, list, ..
-            } => {
-                self.operand(inner, place)?;
-                for item in list {
-                    self.operand(item, place)?;
-                }
-            }
-            Expr::Between {
-                expr: inner,
-                low,
-                high,
-                ..
-            } => {
-                self.operand(inner, place)?;
-                self.operand(low, place)?;
-                self.operand(high, place)?;
-            }
-            Expr::Like {
-                any: false,
-                expr: inner,
-                pattern,
-                escape_char,
-                ..
-            }
-            | Expr::ILike {
-                any: false,
-                expr: inner,
-                pattern,
-                escape_char,
-                ..
-            } => {
-                self.normalize(inner, place)?;
-                self.normalize(pattern, place)?;
-                if let Some(escape) = escape_char {
-                    self.normalize(escape, place)?;
-                }
-            }
-            Expr::Case {
-                operand,
-                conditions,
-                else_result,
-                ..
-            } => {
-                if let Some(operand) = operand {
-                    self.normalize(operand, place)?;
-                }
-                for when in conditions {
-                    self.normalize(&mut when.condition, place)?;
-                    self.normalize(&mut when.result, place)?;
-                }
-                if let Some(else_result) = else_result {
-                    self.normalize(else_result, place)?;
-                }
-            }
-            Expr::Substring {
-                expr: inner,
-                substring_from,
-                substring_for,
-                ..
-            } => {
-                self.normalize(inner, place)?;
-                for bound in [substring_from, substring_for].into_iter().flatten() {
-                    self.normalize(bound, place)?;
-                }
-            }
-            Expr::Trim {
-                expr: inner,
-                trim_what,
-                trim_characters,
-                ..
-            } => {
-                self.normalize(inner, place)?;
-                if let Some(what) = trim_what {
-                    self.normalize(what, place)?;
-                }
-                for characters in trim_characters.iter_mut().flatten() {
-                    self.normalize(characters, place)?;
-                }
-            }
-            Expr::Function(f) => self.normalize_call(f, place)?,
-            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
-                return Err(subqueries_refused(expr));
-            }
-            other => {
-                return Err(refusal(format!(
-                    "expression {other} is not supported in a continuous query"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn normalize_call(&mut self, f: &mut Function, place: Place) -> Result<(), Refusal> {
-        reject_window(f)?;
-        if aggregate_kind(&f.name).is_some() {
-            return Err(place.misplaced_aggregate(f));
-        }
-        let label = call_label(f);
-        let name = match folded_parts(&f.name).as_deref() {
-            Some([name]) => name.clone(),
-            _ => return Err(not_deterministic(&label)),
-        };
-        if UNSUPPORTED_AGGREGATES.contains(&name.as_str()) {
-            return Err(refusal(format!(
-                "aggregate {label} is not supported in a continuous query \
-                 (supported: {SUPPORTED_AGGREGATES_HINT})"
-            )));
-        }
-        if !CQ_FUNCTIONS.contains(&name.as_str()) && !CQ_CALL_SYNTAX.contains(&name.as_str()) {
-            return Err(not_deterministic(&label));
-        }
-        let FunctionArguments::List(list) = &mut f.args else {
-            return Err(refusal(format!(
-                "{label} must be called with an argument list"
-            )));
-        };
-        if list.duplicate_treatment.is_some()
-            || !list.clauses.is_empty()
-            || f.filter.is_some()
-            || !f.within_group.is_empty()
-            || f.null_treatment.is_some()
-            || !matches!(f.parameters, FunctionArguments::None)
-        {
-            return Err(refusal(format!(
-                "{label} is not an aggregate: DISTINCT, ORDER BY, FILTER and WITHIN GROUP \
-                 do not apply to it"
-            )));
-        }
-        let coerces = DATETIME_COERCING_FUNCTIONS.contains(&name.as_str());
-        for arg in &mut list.args {
-            match arg {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)) if coerces => {
-                    self.operand(arg, place)?
-                }
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)) => self.normalize(arg, place)?,
-                other => {
-                    return Err(refusal(format!(
-                        "argument {other} of {label} is not supported in a continuous query"
-                    )));
-                }
-            }
-        }
-        for part in &mut f.name.0 {
-            if let ObjectNamePart::Identifier(ident) = part {
-                *ident = folded(ident);
-            }
-        }
-        Ok(())
-    }
-
-    /// Normalizes an expression whose type may come from its context, where
-    /// an untyped literal may be read as a date or time.
-    pub(super) fn operand(&mut self, expr: &mut Expr, place: Place) -> Result<(), Refusal> {
-        reject_moving_literal(expr)?;
-        self.normalize(expr, place)
-    }
-
     /// The expression as SQL the capture code can run, or the reason it can't.
     pub(super) fn render(&mut self, expr: &Expr, place: Place) -> Result<String, Refusal> {
         let mut expr = unparenthesized(expr).clone();
-        self.normalize(&mut expr, place)?;
-        text::render::expression(&expr, &crate::query::analyze::LIMITS)
+        Expressions {
+            cx: self,
+            place,
+            walk: Default::default(),
+        }
+        .normalize(&mut expr)?;
+        text::render::expression(&expr, &LIMITS)
     }
 
     pub(super) fn aggregate(&mut self, f: &Function, kind: AggKind) -> Result<Item, Refusal> {
@@ -530,32 +266,6 @@ pub(super) fn not_deterministic(label: &str) -> Refusal {
     refusal(format!(
         "function {label} is not allowed: continuous queries need deterministic expressions"
     ))
-}
-
-pub(super) fn is_allowed_operator(op: &BinaryOperator) -> bool {
-    use BinaryOperator as B;
-    matches!(
-        op,
-        B::Plus
-            | B::Minus
-            | B::Multiply
-            | B::Divide
-            | B::Modulo
-            | B::PGExp
-            | B::StringConcat
-            | B::Eq
-            | B::NotEq
-            | B::Lt
-            | B::LtEq
-            | B::Gt
-            | B::GtEq
-            | B::And
-            | B::Or
-            | B::Arrow
-            | B::LongArrow
-            | B::HashArrow
-            | B::HashLongArrow
-    )
 }
 
 /// Operators whose untyped literal operand may be read as a date or time.

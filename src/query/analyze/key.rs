@@ -1,6 +1,7 @@
 //! The unique key of a materialized view's result, where the query shows one.
 
 use super::*;
+use sqlparser::ast::{Value, ValueWithSpan};
 
 /// For materialized views: when the (already checked) query is a single
 /// SELECT with GROUP BY whose every GROUP BY expression is also an output

@@ -1,5 +1,10 @@
 use super::*;
+use crate::sql_policy::lists::{
+    AGGREGATE_FUNCTIONS, BEACON_FUNCTIONS, SCALAR_FUNCTIONS, WINDOW_FUNCTIONS,
+};
 use crate::sql_policy::text::render::tests::lexemes;
+use crate::sql_policy::text::walk::{CLOCK_KEYWORDS, KEYWORD_CONSTRUCTS, SESSION_KEYWORDS};
+use sqlparser::ast::DollarQuotedString;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 

@@ -1,11 +1,10 @@
 //! The default-deny walk over a query: statements, clauses and FROM items.
 
 use super::*;
+use crate::sql_policy::text::walk::{Surface, WalkState};
+use shared::wildcard_options;
 
-mod call;
-mod expr;
-
-use call::wildcard_options;
+mod surface;
 
 /// Walks a query, refusing what is not allowed and rewriting names in place.
 pub(super) struct Checker<'a> {
@@ -14,7 +13,7 @@ pub(super) struct Checker<'a> {
     pub(super) project: Option<&'a str>,
     /// Names of the CTEs in scope, innermost last.
     pub(super) ctes: Vec<String>,
-    pub(super) depth: usize,
+    pub(super) walk: WalkState,
     /// 1 inside the outermost query, more inside subqueries and CTEs.
     pub(super) query_depth: usize,
     /// A set-returning function is called in an expression of the outermost
@@ -30,7 +29,7 @@ impl<'a> Checker<'a> {
         Checker {
             project,
             ctes: Vec::new(),
-            depth: 0,
+            walk: WalkState::default(),
             query_depth: 0,
             top_level_srf: false,
             columns: BTreeSet::new(),
@@ -38,11 +37,19 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn enter(&mut self) -> Result<(), Refusal> {
-        self.depth += 1;
-        if self.depth > MAX_WALK_DEPTH {
+        self.walk.depth += 1;
+        if self.walk.depth > MAX_WALK_DEPTH {
             return Err(too_deep());
         }
         Ok(())
+    }
+
+    pub(super) fn expr(&mut self, expr: &mut Expr) -> Result<(), Refusal> {
+        shared::expr(self, expr)
+    }
+
+    pub(super) fn exprs(&mut self, exprs: &mut [Expr]) -> Result<(), Refusal> {
+        shared::exprs(self, exprs)
     }
 
     pub(super) fn query(&mut self, query: &mut Query) -> Result<(), Refusal> {
@@ -52,7 +59,7 @@ impl<'a> Checker<'a> {
         let result = self.query_inner(query);
         self.ctes.truncate(scope);
         self.query_depth -= 1;
-        self.depth -= 1;
+        self.walk.depth -= 1;
         result
     }
 
@@ -94,7 +101,7 @@ impl<'a> Checker<'a> {
             match kind {
                 OrderByKind::Expressions(items) => {
                     for item in items {
-                        self.order_by_expr(item, true)?;
+                        shared::order_by_expr(self, item, true)?;
                     }
                 }
                 OrderByKind::All(_) => return refuse("ORDER BY ALL is not allowed"),
@@ -171,7 +178,7 @@ impl<'a> Checker<'a> {
     pub(super) fn set_expr(&mut self, set_expr: &mut SetExpr) -> Result<(), Refusal> {
         self.enter()?;
         let result = self.set_expr_inner(set_expr);
-        self.depth -= 1;
+        self.walk.depth -= 1;
         result
     }
 
@@ -281,7 +288,7 @@ impl<'a> Checker<'a> {
             check_ident(name)?;
             match definition {
                 NamedWindowExpr::NamedWindow(other) => check_ident(other)?,
-                NamedWindowExpr::WindowSpec(spec) => self.window_spec(spec)?,
+                NamedWindowExpr::WindowSpec(spec) => shared::window_spec(self, spec)?,
             }
         }
         Ok(())
@@ -357,7 +364,7 @@ impl<'a> Checker<'a> {
     pub(super) fn table_factor(&mut self, factor: &mut TableFactor) -> Result<(), Refusal> {
         self.enter()?;
         let result = self.table_factor_inner(factor);
-        self.depth -= 1;
+        self.walk.depth -= 1;
         result
     }
 
@@ -465,7 +472,7 @@ impl<'a> Checker<'a> {
             ));
         }
         for arg in args.iter_mut() {
-            self.function_arg(arg)?;
+            shared::function_arg(self, arg)?;
         }
         self.table_alias_opt(alias, record)?;
         *name = catalog_name("pg_catalog", &function);
@@ -548,52 +555,12 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    /// A bare name in GROUP BY or ORDER BY may be an output column name
-    /// rather than a column reference.
+    /// A bare name in GROUP BY may be an output column name rather than a column
+    /// reference.
     pub(super) fn expr_or_output_name(&mut self, expr: &mut Expr) -> Result<(), Refusal> {
         match expr {
-            Expr::Identifier(ident) => self.identifier(ident, false),
+            Expr::Identifier(ident) => shared::identifier(self, ident, false),
             other => self.expr(other),
         }
-    }
-
-    pub(super) fn order_by_expr(
-        &mut self,
-        item: &mut OrderByExpr,
-        top: bool,
-    ) -> Result<(), Refusal> {
-        let OrderByExpr {
-            expr,
-            options: _,
-            with_fill,
-        } = item;
-        if with_fill.is_some() {
-            return refuse("WITH FILL is not allowed");
-        }
-        if top {
-            self.expr_or_output_name(expr)
-        } else {
-            self.expr(expr)
-        }
-    }
-
-    pub(super) fn identifier(&mut self, ident: &Ident, record: bool) -> Result<(), Refusal> {
-        check_ident(ident)?;
-        if ident.quote_style.is_none() {
-            let name = fold(ident);
-            // Unquoted, these are keywords to PostgreSQL, never columns.
-            if SESSION_KEYWORDS.contains(&name.as_str()) {
-                return refuse(format!(
-                    "{name} is not allowed: queries cannot read session state"
-                ));
-            }
-            if CLOCK_KEYWORDS.contains(&name.as_str()) {
-                return Ok(());
-            }
-        }
-        if record {
-            self.columns.insert(fold(ident));
-        }
-        Ok(())
     }
 }

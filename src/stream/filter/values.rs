@@ -1,6 +1,8 @@
 //! Literals and types as a filter may write them, and as they are rendered.
 
 use super::*;
+use crate::sqlident::folded_parts;
+use sqlparser::ast::{CharacterLength, ExactNumberInfo, ObjectName, TimezoneInfo};
 
 pub(super) const TYPES_HINT: &str = "text, varchar, integer, bigint, smallint, numeric, real, \
      double precision, boolean, date, timestamp, timestamptz, interval, json, jsonb";

@@ -237,7 +237,7 @@ fn tree(rng: &mut Rng, depth: usize) -> Expr {
             data_type: data_type(rng),
             format: None,
         },
-        4 => crate::query::analyze::catalog_call("lower", vec![tree(rng, depth)]),
+        4 => crate::sql_policy::text::walk::catalog_call("lower", vec![tree(rng, depth)]),
         5 => Expr::InList {
             expr: nested(tree(rng, depth)),
             list: (0..1 + rng.below(3)).map(|_| tree(rng, depth)).collect(),
