@@ -46,7 +46,6 @@ pub struct Entry {
 
 #[derive(Copy, Clone, Debug)]
 pub struct Board {
-    pub launcher_pid: i32,
     /// Set by `CREATE EXTENSION` before it wakes the launcher: scan now.
     pub rescan: bool,
     /// When the launcher last found no slot for a scheduler (0: never).
@@ -57,7 +56,6 @@ pub struct Board {
 impl Default for Board {
     fn default() -> Board {
         Board {
-            launcher_pid: 0,
             rescan: false,
             last_shortage: 0,
             entries: [Entry::default(); CAPACITY],

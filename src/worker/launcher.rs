@@ -186,12 +186,7 @@ impl Launcher {
 pub extern "C-unwind" fn beacon_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
-    {
-        let mut board = BOARD.exclusive();
-        // SAFETY: MyProcPid is set once at backend start
-        board.launcher_pid = unsafe { pg_sys::MyProcPid };
-        board.rescan = false;
-    }
+    BOARD.exclusive().rescan = false;
     let mut launcher = Launcher {
         started: HashMap::new(),
         found_gone: HashMap::new(),

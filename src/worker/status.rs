@@ -110,17 +110,25 @@ fn _announce() {
     }
     // SAFETY: set when the backend connected to its database
     let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    let launcher = {
+    {
         let mut board = BOARD.exclusive();
-        let entry = board.entry(database);
-        entry.announced = board::now();
+        board.entry(database).announced = board::now();
         board.rescan = true;
-        board.launcher_pid
-    };
-    if launcher != 0 {
-        // SIGUSR1 only sets the launcher's latch (PostgreSQL's procsignal handler); the
+    }
+    // the launcher as PostgreSQL lists it now, not a pid remembered from earlier: a pid
+    // reused by another process of the OS user would get a signal meant for the launcher
+    let launcher = Spi::get_one::<i32>(
+        "SELECT pid FROM pg_catalog.pg_stat_activity
+          WHERE backend_type OPERATOR(pg_catalog.=) 'pg_beacon launcher' LIMIT 1",
+    )
+    .ok()
+    .flatten();
+    if let Some(launcher) = launcher {
+        // SIGUSR1 only sets the launcher's latch (PostgreSQL's procsignal handler), and the
         // launcher runs as the same OS user as this backend
-        // SAFETY: kill(2) on a pid the launcher wrote itself; a stale one fails with ESRCH
+        // SAFETY: kill(2) takes plain integers; the pid is a live PostgreSQL background
+        // worker's, so at worst (it exited since) the call fails with ESRCH or wakes a
+        // PostgreSQL process, whose SIGUSR1 handler only checks for procsignals
         unsafe { libc::kill(launcher, libc::SIGUSR1) };
     }
     if let Some(shortage) = slot_shortage() {
