@@ -12,6 +12,8 @@ CREATE TABLE beacon.continuous_query (
     last_compaction timestamptz,
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now(),
+    -- the other tables a join reads, each with capture triggers like the source's
+    joined          text[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (project, name)
 );
 SELECT pg_catalog.pg_extension_config_dump('beacon.continuous_query', '');
@@ -69,13 +71,13 @@ SELECT q.project, q.name, q.mode, q.source, q.time_zone,
                                    WHERE a.project = q.project AND a.name = q.name), 0)::bigint AS rows_applied,
        coalesce(b.pending, 0) AS pending_deltas,
        coalesce(now() - b.oldest, interval '0') AS lag,
-       q.last_compaction, q.last_error, q.query, q.created_at
+       q.last_compaction, q.last_error, q.query, q.created_at, q.joined
   FROM beacon.continuous_query q
   CROSS JOIN LATERAL beacon._backlog(q.project, q.name) b
  WHERE has_schema_privilege(q.project, 'USAGE');
 GRANT SELECT ON beacon.continuous_queries TO PUBLIC;
 COMMENT ON VIEW beacon.continuous_queries IS
-  'Continuous queries visible to the current role: mode, rows applied, pending deltas, lag, last error.';
+  'Continuous queries visible to the current role: mode, source and joined tables, rows applied, pending deltas, lag, last error.';
 
 -- Async queries for beacon.compact, without their backlog: counting a delta locks it, and
 -- compaction must lock each query's source before any of the query's tables (see

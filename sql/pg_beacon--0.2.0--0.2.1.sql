@@ -507,5 +507,40 @@ DELETE FROM beacon.collection c
  WHERE c.name <> '_users'
    AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', c.project, c.name)) IS NULL;
 
+-- continuous queries over joins: the other tables a query reads, the capture's check
+-- under REPEATABLE READ, and the index advisor's argument
+ALTER TABLE beacon.continuous_query ADD COLUMN joined text[] NOT NULL DEFAULT '{}';
+CREATE OR REPLACE VIEW beacon.continuous_queries WITH (security_barrier) AS
+SELECT q.project, q.name, q.mode, q.source, q.time_zone,
+       q.rows_applied + coalesce((SELECT sum(a.partials) FROM beacon.cq_applied a
+                                   WHERE a.project = q.project AND a.name = q.name), 0)::bigint AS rows_applied,
+       coalesce(b.pending, 0) AS pending_deltas,
+       coalesce(now() - b.oldest, interval '0') AS lag,
+       q.last_compaction, q.last_error, q.query, q.created_at, q.joined
+  FROM beacon.continuous_query q
+  CROSS JOIN LATERAL beacon._backlog(q.project, q.name) b
+ WHERE has_schema_privilege(q.project, 'USAGE');
+COMMENT ON VIEW beacon.continuous_queries IS
+  'Continuous queries visible to the current role: mode, source and joined tables, rows applied, pending deltas, lag, last error.';
+DROP FUNCTION beacon.create_continuous_query(text, text, text, text);
+CREATE FUNCTION beacon."create_continuous_query"(
+	"project" TEXT,
+	"name" TEXT,
+	"query" TEXT,
+	"mode" TEXT DEFAULT 'async',
+	"create_indexes" bool DEFAULT false
+) RETURNS void
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_continuous_query_wrapper';
+CREATE FUNCTION beacon."_unchanged_since_snapshot"(
+	"relation" oid,
+	"column" TEXT,
+	"keys" anyarray
+) RETURNS void
+PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'unchanged_since_snapshot_wrapper';
+
 -- every upgrade ends here: rebuild what the previous version generated with this one's code
 SELECT beacon.regenerate();

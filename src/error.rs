@@ -42,6 +42,9 @@ pub enum BeaconError {
     Spi(#[from] pgrx::spi::Error),
     #[error("{0}")]
     DependentObjects(String),
+    /// A concurrent change this transaction cannot be ordered with: retry it.
+    #[error("{0}")]
+    SerializationFailure(String),
 }
 
 impl BeaconError {
@@ -69,6 +72,7 @@ impl BeaconError {
             BeaconError::Taken(..) => ERRCODE_DUPLICATE_OBJECT,
             BeaconError::Spi(_) => ERRCODE_INTERNAL_ERROR,
             BeaconError::DependentObjects(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            BeaconError::SerializationFailure(_) => ERRCODE_T_R_SERIALIZATION_FAILURE,
         }
     }
 
@@ -79,6 +83,7 @@ impl BeaconError {
             ),
             BeaconError::UnknownProject(_) => Some("Create it first with beacon.create_project(name)."),
             BeaconError::StillInUse(_, hint) | BeaconError::Taken(_, hint) => Some(hint),
+            BeaconError::SerializationFailure(_) => Some("Retry the transaction."),
             BeaconError::DependentObjects(_) => {
                 Some("Drop them first, or pass cascade => true to drop them along with it.")
             }

@@ -35,8 +35,13 @@ pub struct ContinuousQuery {
     pub keys: Vec<String>,
     /// The select list, in order.
     pub outputs: Vec<Output>,
-    /// Every source column the query references, sorted.
+    /// Every source column the query references, sorted (of the first table, in a join).
     pub columns: Vec<String>,
+    /// The first table's name in a join's expressions (its alias or its name); None for
+    /// a single-table query, whose expressions are unqualified.
+    pub source_alias: Option<String>,
+    /// The other tables of a join, in FROM order; empty for a single-table query.
+    pub joins: Vec<JoinedTable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +94,12 @@ fn subqueries_refused(found: impl fmt::Display) -> Refusal {
 }
 
 mod expr;
+mod joins;
 mod outputs;
 mod select;
 mod surface;
+
+pub use joins::{JoinKind, JoinedTable};
 
 use expr::*;
 use outputs::*;
@@ -99,17 +107,34 @@ use select::*;
 use surface::Expressions;
 
 /// Analyzes one SQL statement as a continuous query definition.
+#[cfg(test)]
 pub fn analyze(sql: &str) -> Result<ContinuousQuery, Refusal> {
+    analyze_with(sql, &|_| None)
+}
+
+/// `analyze`, with the columns of a joined table (by name) to qualify bare column names.
+pub fn analyze_with(
+    sql: &str,
+    columns_of: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Result<ContinuousQuery, Refusal> {
     let SelectParts {
         projection,
         from,
         selection,
         group_by,
     } = select_parts(single_select(sql)?)?;
+    let (tables, raw_joins) = source_tables(&from, columns_of)?;
     let mut cx = Cx {
-        source: source_table(&from)?,
+        table_columns: vec![BTreeSet::new(); tables.len()],
+        tables,
         columns: BTreeSet::new(),
     };
+    let mut joins = raw_joins
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| cx.join(i + 1, raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    cx.check_tables(&joins)?;
     let filter = selection
         .as_ref()
         .map(|expr| cx.render(expr, Place::Where))
@@ -165,13 +190,24 @@ pub fn analyze(sql: &str) -> Result<ContinuousQuery, Refusal> {
     }
     check_output_names(&outputs, &keys)?;
 
+    let join_mode = cx.join_mode();
+    for (i, join) in joins.iter_mut().enumerate() {
+        join.columns = cx.table_columns[i + 1].iter().cloned().collect();
+    }
+    let root = cx.tables.swap_remove(0);
     Ok(ContinuousQuery {
-        source_schema: cx.source.schema,
-        source_table: cx.source.table,
+        source_alias: join_mode.then(|| root.name().to_string()),
+        source_schema: root.schema,
+        source_table: root.table,
         filter,
         keys,
         outputs,
-        columns: cx.columns.into_iter().collect(),
+        columns: if join_mode {
+            cx.table_columns[0].iter().cloned().collect()
+        } else {
+            cx.columns.into_iter().collect()
+        },
+        joins,
     })
 }
 

@@ -10,7 +10,7 @@
 //! and the writer's setting is untouched afterwards. The other settings that change what
 //! an expression computes are fixed by its SET clauses too (see `settings`).
 
-use super::plan::{Mode, Rows};
+use super::plan::{Event, Mode, Rows};
 use super::{settings, typed_plan_of};
 use crate::error::BeaconResult;
 use crate::generated::{self, Kind};
@@ -49,7 +49,7 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             client
                 .select(
                     "SELECT name, query, mode, time_zone FROM beacon.continuous_query
-                  WHERE project = $1 AND source = $2 ORDER BY name",
+                  WHERE project = $1 AND (source = $2 OR $2 = ANY (joined)) ORDER BY name",
                     None,
                     &[project.into(), source.into()],
                 )?
@@ -90,6 +90,9 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let mut deleted = String::new();
     let mut updated = String::new();
     let mut truncated = String::new();
+    // a join's locks come first, shared by the queries that join the same way
+    let mut declared: Vec<String> = Vec::new();
+    let mut locks: [Vec<String>; 3] = Default::default();
     for (name, query, mode, time_zone) in &queries {
         let plan = typed_plan_of(
             project,
@@ -108,6 +111,28 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             }
             text
         };
+        if plan.is_join() {
+            for (i, (event, text)) in [
+                (Event::Insert, &mut inserted),
+                (Event::Update, &mut updated),
+                (Event::Delete, &mut deleted),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                for step in plan.join_locks(source, event) {
+                    if !step.declare.is_empty() && !declared.contains(&step.declare) {
+                        declared.push(step.declare);
+                    }
+                    if !locks[i].contains(&step.statement) {
+                        locks[i].push(step.statement);
+                    }
+                }
+                text.push_str(&block(plan.join_capture(source, event)));
+            }
+            truncated.push_str(&block(plan.join_truncate()));
+            continue;
+        }
         inserted.push_str(&block(plan.capture(Rows::Inserted)));
         deleted.push_str(&block(plan.capture(Rows::Deleted)));
         updated.push_str(&block(plan.capture_update()));
@@ -115,8 +140,29 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             truncated.push_str(&format!("    {statement};\n"));
         }
     }
+    let locked = |i: usize, text: &str| -> String {
+        let mut out: String = locks[i].iter().map(|s| format!("    {s};\n")).collect();
+        out.push_str(text);
+        out
+    };
+    let inserted = locked(0, &inserted);
+    let updated = locked(1, &updated);
+    let deleted = locked(2, &deleted);
+    let declare = if declared.is_empty() && locks.iter().all(Vec::is_empty) {
+        String::new()
+    } else {
+        let mut text = String::from("DECLARE\n");
+        for d in &declared {
+            text.push_str(&format!("  {d}\n"));
+        }
+        text.push_str(
+            "  \"beacon repeatable read\" boolean := \
+             pg_catalog.current_setting('transaction_isolation') <> 'read committed';\n",
+        );
+        text
+    };
     let body = format!(
-        "BEGIN\n  IF TG_OP = 'INSERT' THEN\n{inserted}  ELSIF TG_OP = 'UPDATE' THEN\n{updated}  \
+        "{declare}BEGIN\n  IF TG_OP = 'INSERT' THEN\n{inserted}  ELSIF TG_OP = 'UPDATE' THEN\n{updated}  \
          ELSIF TG_OP = 'DELETE' THEN\n{deleted}  ELSE\n{truncated}  END IF;\n  RETURN NULL;\nEND"
     );
     run(

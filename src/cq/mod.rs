@@ -11,6 +11,7 @@ mod commit_merge;
 pub mod guard;
 pub mod hll;
 mod indexes;
+mod joins;
 #[cfg(any(test, feature = "pg_test"))]
 mod keys_tests;
 pub mod plan;
@@ -28,8 +29,9 @@ use crate::project::require_project;
 use crate::security::{catalog, function_settings, require_level, role_name, AsOwner, Level};
 use crate::spi::{exists, run};
 use aggregates::ArgType;
-use analyze::analyze;
+use analyze::analyze_with;
 use indexes::{indexed_digests, new_table_digests, rebuild_indexes};
+use joins::advise_indexes;
 use pgrx::prelude::*;
 use plan::{Mode, Plan};
 pub use regenerate::regenerate_view;
@@ -56,11 +58,15 @@ fn checked_name(name: &str) -> BeaconResult<()> {
 /// The plan of a stored or new query, without its output types (only the view needs
 /// them; see `probe_types`).
 pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResult<Plan> {
-    let analyzed = analyze(query).map_err(|r| BeaconError::Refused(r.to_string(), r.sqlstate()))?;
-    if let Some(schema) = &analyzed.source_schema {
+    let columns_of = |table: &str| table_columns(project, table).ok().flatten();
+    let analyzed = analyze_with(query, &columns_of)
+        .map_err(|r| BeaconError::Refused(r.to_string(), r.sqlstate()))?;
+    let schemas = std::iter::once(&analyzed.source_schema)
+        .chain(analyzed.joins.iter().map(|j| &j.schema));
+    for schema in schemas.flatten() {
         if schema != project {
             return Err(BeaconError::Unsupported(format!(
-                "a continuous query reads a table of its own project, not of schema \"{schema}\""
+                "a continuous query reads tables of its own project, not of schema \"{schema}\""
             )));
         }
     }
@@ -74,11 +80,23 @@ pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResu
         arg_types: Vec::new(),
         loose_keys: Vec::new(),
         digests: BTreeMap::new(),
+        join_types: Default::default(),
     })
     .and_then(|mut plan| {
         plan.digests = indexed_digests(&plan)?;
         Ok(plan)
     })
+}
+
+/// The columns of a table of the project, to qualify a join's bare column names.
+fn table_columns(project: &str, table: &str) -> BeaconResult<Option<Vec<String>>> {
+    let relation = format!("{}.{}", quote_ident(project), quote_ident(table));
+    Ok(Spi::get_one_with_args::<Vec<String>>(
+        "SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+        &[relation.as_str().into()],
+    )?)
 }
 
 /// The view and the function it calls for dirty groups, created or replaced.
@@ -104,46 +122,67 @@ fn create_views(plan: &Plan, time_zone: &str, replace_view: bool) -> BeaconResul
     }
 }
 
-fn source_kind(plan: &Plan) -> BeaconResult<Option<String>> {
+fn table_kind(project: &str, table: &str) -> BeaconResult<Option<String>> {
     Ok(Spi::get_one_with_args::<String>(
         "SELECT (SELECT c.relkind::text FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = $1 AND c.relname = $2)",
-        &[plan.project.as_str().into(), plan.source.as_str().into()],
+        &[project.into(), table.into()],
     )?)
 }
 
-/// The view is kept from the source's own capture triggers. A query over a parent table
+/// The view is kept from the tables' own capture triggers. A query over a parent table
 /// also reads its children's rows, which fire only the children's triggers; a partition
 /// also receives rows written through its parent, whose statement-level triggers are the
 /// parent's. Neither is captured, so neither is accepted (and the utility hook refuses
 /// making a source a parent later, see `guard`).
-fn refuse_inheritance(plan: &Plan) -> BeaconResult<()> {
+fn refuse_inheritance(project: &str, table: &str) -> BeaconResult<()> {
     let (partition, parent) = Spi::get_two_with_args::<bool, bool>(
         "SELECT c.relispartition,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname = $1 AND c.relname = $2",
-        &[plan.project.as_str().into(), plan.source.as_str().into()],
+        &[project.into(), table.into()],
     )?;
     if partition == Some(true) {
         return Err(BeaconError::Unsupported(format!(
-            "\"{}\" is a partition: a continuous query over it would miss the rows written \
-             through its parent",
-            plan.source
+            "\"{table}\" is a partition: a continuous query over it would miss the rows \
+             written through its parent"
         )));
     }
     if parent == Some(true) {
         return Err(BeaconError::Unsupported(format!(
-            "\"{}\" has inheritance children: a continuous query over it would miss the rows \
-             written to them",
-            plan.source
+            "\"{table}\" has inheritance children: a continuous query over it would miss the \
+             rows written to them"
         )));
     }
     Ok(())
 }
 
-fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()> {
+fn check_table_kind(project: &str, table: &str) -> BeaconResult<()> {
+    match table_kind(project, table)?.as_deref() {
+        Some("r") => Ok(()),
+        Some("p") => Err(BeaconError::Unsupported(format!(
+            "\"{table}\" is a partitioned table: continuous queries over partitioned tables \
+             are not supported yet (their rows are written to the partitions)"
+        ))),
+        Some(_) => Err(BeaconError::Unsupported(format!(
+            "\"{table}\" is not a table: continuous queries read tables"
+        ))),
+        None => Err(BeaconError::UnknownCollection(
+            project.to_string(),
+            table.to_string(),
+        )),
+    }
+}
+
+fn create(
+    project: &str,
+    name: &str,
+    query: &str,
+    mode: &str,
+    create_indexes: bool,
+) -> BeaconResult<()> {
     checked_name(name)?;
     let mode = Mode::parse(mode).ok_or_else(|| {
         BeaconError::InvalidArgument(format!(
@@ -153,7 +192,9 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     // refuse unsupported queries before checking anything about the database
     let mut plan = plan_of(project, name, query, mode)?;
     require_level(project, Level::Admin)?;
-    crate::project::adopt_table(project, &plan.source)?;
+    for table in plan.tables() {
+        crate::project::adopt_table(project, &table)?;
+    }
     let _owner = AsOwner::for_project(project)?;
     require_project(project)?;
     if exists(
@@ -165,47 +206,25 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
             "relation \"{name}\" already exists in project \"{project}\""
         )));
     }
-    match source_kind(&plan)?.as_deref() {
-        Some("r") => {}
-        Some("p") => {
-            return Err(BeaconError::Unsupported(format!(
-                "\"{}\" is a partitioned table: continuous queries over partitioned tables \
-                 are not supported yet (their rows are written to the partitions)",
-                plan.source
-            )))
-        }
-        Some(_) => {
-            return Err(BeaconError::Unsupported(format!(
-                "\"{}\" is not a table: continuous queries read tables",
-                plan.source
-            )))
-        }
-        None => {
-            return Err(BeaconError::UnknownCollection(
-                project.to_string(),
-                plan.source.clone(),
-            ))
-        }
+    for table in plan.tables() {
+        check_table_kind(project, &table)?;
     }
     let time_zone = Spi::get_one::<String>("SELECT pg_catalog.current_setting('TimeZone')")?
         .unwrap_or_else(|| "UTC".into());
     // Writers wait from here to commit: every row is then either visible to the backfill
     // or captured by the trigger, never both and never neither.
-    run(
-        &format!(
-            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-            plan.source_table()
-        ),
-        &[],
-    )?;
+    lock_source(&plan, "SHARE ROW EXCLUSIVE")?;
     // after the lock: the probe reads the source, and a weaker lock taken first would
     // have to be upgraded (a drop waiting for it would deadlock with us)
     let typed = typed_plan_of(project, name, query, mode)?;
     plan.arg_types = typed.arg_types;
     plan.loose_keys = typed.loose_keys;
+    plan.join_types = typed.join_types;
     // after the lock: a child attached since would be refused by the utility hook only
     // once this query exists
-    refuse_inheritance(&plan)?;
+    for table in plan.tables() {
+        refuse_inheritance(project, &table)?;
+    }
     // the decisive check: what PostgreSQL resolves the rendered query to, in the owner's
     // role and settings the capture trigger runs with
     if let Err(refusal) = crate::sql_policy::check(
@@ -227,23 +246,34 @@ fn create(project: &str, name: &str, query: &str, mode: &str) -> BeaconResult<()
     hide(&plan)?;
     comment_view(&plan, query)?;
     generated::record(Kind::CqView, project, name)?;
+    // a join is stored as PostgreSQL will run it, every name qualified: a column added to
+    // another table later cannot make a bare name ambiguous
+    let stored_query = if plan.is_join() {
+        plan.defining_query()
+    } else {
+        query.to_string()
+    };
     catalog(|| {
         run(
-            "INSERT INTO beacon.continuous_query (project, name, query, source, mode, time_zone)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO beacon.continuous_query (project, name, query, source, mode, time_zone, joined)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 project.into(),
                 name.into(),
-                query.into(),
+                stored_query.as_str().into(),
                 plan.source.as_str().into(),
                 mode.as_str().into(),
                 time_zone.as_str().into(),
+                plan.joined_tables().into(),
             ],
         )
     })?;
     install_merge(&plan, &time_zone)?;
     install_merge_trigger(&plan)?;
-    capture::install(project, &plan.source)?;
+    for table in plan.tables() {
+        capture::install(project, &table)?;
+    }
+    advise_indexes(&plan, create_indexes)?;
     backfill(&plan, &time_zone)
 }
 
@@ -440,12 +470,18 @@ fn stored(project: &str, name: &str) -> BeaconResult<(String, Mode, String)> {
 /// wait for each other in opposite orders; writers hold theirs from their first write to
 /// the table until they commit, which is when an immediate query's merge runs.
 fn lock_source(plan: &Plan, mode: &str) -> BeaconResult<()> {
-    let source = plan.source_table();
-    if exists(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[source.as_str().into()],
-    )? {
-        run(&format!("LOCK TABLE {source} IN {mode} MODE"), &[])?;
+    // a join's tables in name order: two drops, or a drop and a compaction, lock them in
+    // the same order
+    let mut tables = plan.tables();
+    tables.sort();
+    for table in tables {
+        let relation = format!("{}.{}", quote_ident(&plan.project), quote_ident(&table));
+        if exists(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+            &[relation.as_str().into()],
+        )? {
+            run(&format!("LOCK TABLE {relation} IN {mode} MODE"), &[])?;
+        }
     }
     Ok(())
 }
@@ -487,11 +523,11 @@ pub(crate) fn drop_queries(project: &str, names: &[String]) -> BeaconResult<()> 
             )
         })?;
     }
-    let mut sources: Vec<&str> = plans.iter().map(|p| p.source.as_str()).collect();
+    let mut sources: Vec<String> = plans.iter().flat_map(|p| p.tables()).collect();
     sources.sort_unstable();
     sources.dedup();
     for source in sources {
-        capture::install(project, source)?;
+        capture::install(project, &source)?;
     }
     for plan in &plans {
         generated::forget(Kind::CqView, project, &plan.name)?;
@@ -558,8 +594,9 @@ fn create_continuous_query(
     name: &str,
     query: &str,
     mode: default!(&str, "'async'"),
+    create_indexes: default!(bool, false),
 ) {
-    report(create(project, name, query, mode))
+    report(create(project, name, query, mode, create_indexes))
 }
 
 /// Drops a continuous query, its view and its hidden tables. Requires admin.

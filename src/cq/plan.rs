@@ -35,9 +35,12 @@ impl Digest {
     }
 }
 
+mod joins;
 mod merge;
 mod recompute;
 mod view;
+
+pub use joins::{Event, JoinTypes};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -97,6 +100,8 @@ pub struct Plan {
     /// count(DISTINCT) output `i` as `d<i>`. Read from the existing indexes (see
     /// `cq::digests`), so the conflict targets always match them.
     pub digests: BTreeMap<String, Digest>,
+    /// Column types of the joined tables (empty for a single-table query or not probed).
+    pub join_types: JoinTypes,
 }
 
 struct PartialsQuery {
@@ -391,7 +396,7 @@ impl Plan {
     /// DDL for the state table; its column types are PostgreSQL's own result types of the
     /// partial aggregates, obtained by creating it from the partials query itself.
     pub fn create_state(&self) -> Vec<String> {
-        let query = self.partials_query(&self.source_table(), Rows::Inserted, None);
+        let query = self.partials_query(&self.relation(), Rows::Inserted, None);
         let state = self.state_table();
         let mut ddl = vec![
             // groups are updated in place all the time: room on each page keeps those
@@ -411,7 +416,7 @@ impl Plan {
             ddl.push(format!(
                 "CREATE TABLE {table} AS SELECT {}, ({arg}) AS v, count(*) AS mult FROM {} GROUP BY {} WITH NO DATA",
                 exprs.join(", "),
-                self.source_table(),
+                self.relation(),
                 (1..=exprs.len() + 1).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
@@ -439,7 +444,7 @@ impl Plan {
 
     /// A temporary table of the state's shape, to compare with an existing state.
     pub fn state_probe(&self, name: &str) -> String {
-        let query = self.partials_query(&self.source_table(), Rows::Inserted, None);
+        let query = self.partials_query(&self.relation(), Rows::Inserted, None);
         format!(
             "CREATE TEMP TABLE {} AS {} WITH NO DATA",
             quote_ident(name),
@@ -553,8 +558,11 @@ impl Plan {
 
     /// Backfills the state from the rows of the source in block range [from, to).
     pub fn backfill_chunk(&self, from_block: i64, to_block: i64) -> Vec<String> {
-        let chunk = format!("ctid >= '({from_block},0)'::tid AND ctid < '({to_block},0)'::tid");
-        let source = self.source_table();
+        let ctid = format!("{}ctid", self.source_qualifier());
+        let chunk = format!(
+            "{ctid} >= '({from_block},0)'::tid AND {ctid} < '({to_block},0)'::tid"
+        );
+        let source = self.relation();
         let mut statements = self.capture_distinct(&source, Rows::Inserted, Some(&chunk));
         let query = self.partials_query(&source, Rows::Inserted, Some(&chunk));
         statements.push(self.upsert_into_state(&query.targets, &query.select()));

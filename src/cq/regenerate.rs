@@ -60,12 +60,15 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     let _owner = AsOwner::for_project(project)?;
     let (query, mode, time_zone) = stored(project, name)?;
     let mut plan = plan_of(project, name, &query, mode)?;
-    if source_kind(&plan)?.as_deref() != Some("r") {
-        return Ok(false);
+    for table in plan.tables() {
+        if table_kind(project, &table)?.as_deref() != Some("r") {
+            return Ok(false);
+        }
     }
     let typed = typed_plan_of(project, name, &query, mode)?;
     plan.arg_types = typed.arg_types;
     plan.loose_keys = typed.loose_keys;
+    plan.join_types = typed.join_types;
     plan.output_types = probe_types(&plan)?;
     if !state_matches(&plan)? {
         rebuild(plan, &query, &time_zone)?;

@@ -8,6 +8,7 @@ use super::*;
 /// `aggregates`). For code running as the owner, once the source is known to exist.
 pub fn typed_plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResult<Plan> {
     let mut plan = plan_of(project, name, query, mode)?;
+    plan.join_types = super::joins::join_types(&plan)?;
     let args: Vec<(usize, String)> = plan
         .query
         .outputs
@@ -30,7 +31,7 @@ pub fn typed_plan_of(project: &str, name: &str, query: &str, mode: Mode) -> Beac
             .map(|e| format!("({e})"))
             .collect::<Vec<_>>()
             .join(", "),
-        plan.source_table()
+        plan.relation()
     );
     let oids = Spi::connect(|client| {
         let table = client.select(&probe, None, &[])?;

@@ -171,7 +171,11 @@ fn after_drop(project: &str) -> BeaconResult<()> {
         let Ok(plan) = crate::cq::plan_of(project, &name, &query, mode) else {
             continue;
         };
-        let mut needed = vec![plan.source_table()];
+        let mut needed: Vec<String> = plan
+            .tables()
+            .iter()
+            .map(|t| format!("{}.{}", quote_ident(project), quote_ident(t)))
+            .collect();
         needed.extend(plan.owned_relations());
         for relation in needed {
             if !relation_exists(&relation)? {
@@ -264,11 +268,12 @@ fn end_stale_subscriptions(project: &str) -> BeaconResult<()> {
 fn regenerate_missing_triggers(project: &str) -> BeaconResult<()> {
     let missing = |sql: &str| catalog(|| texts(sql, &[project.into()]));
     for source in missing(
-        "SELECT DISTINCT q.source FROM beacon.continuous_query q
+        "SELECT DISTINCT s.source FROM beacon.continuous_query q,
+                pg_catalog.unnest(pg_catalog.array_prepend(q.source, q.joined)) s (source)
           WHERE q.project = $1
-            AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', q.project, q.source)) IS NOT NULL
+            AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', q.project, s.source)) IS NOT NULL
             AND (SELECT count(*) FROM pg_catalog.pg_trigger t
-                  WHERE t.tgrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', q.project, q.source))
+                  WHERE t.tgrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', q.project, s.source))
                     AND t.tgname IN ('_beacon_cq_insert', '_beacon_cq_update', '_beacon_cq_delete',
                                      '_beacon_cq_truncate')) < 4
           ORDER BY 1",

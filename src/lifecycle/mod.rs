@@ -58,7 +58,8 @@ pub(crate) fn dependents(project: &str, collection: &str) -> BeaconResult<Depend
     catalog(|| {
         Ok(Dependents {
             queries: texts(
-                "SELECT name FROM beacon.continuous_query WHERE project = $1 AND source = $2
+                "SELECT name FROM beacon.continuous_query
+                  WHERE project = $1 AND (source = $2 OR $2 = ANY (joined))
                   ORDER BY name",
                 &[project.into(), collection.into()],
             )?,

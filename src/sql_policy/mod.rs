@@ -41,6 +41,8 @@ pub enum RefusalKind {
     Syntax,
     /// The renderer could not print a checked tree back faithfully: XX000.
     Internal,
+    /// A bare column name more than one table of the statement has: 42702.
+    Ambiguous,
 }
 
 /// Why a statement is refused; the message names the refused object.
@@ -79,6 +81,13 @@ impl Refusal {
         }
     }
 
+    pub fn ambiguous(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Ambiguous,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Refusal {
         Refusal {
             kind: RefusalKind::Internal,
@@ -93,6 +102,7 @@ impl Refusal {
             RefusalKind::Unsupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             RefusalKind::Syntax => PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
             RefusalKind::Internal => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            RefusalKind::Ambiguous => PgSqlErrorCode::ERRCODE_AMBIGUOUS_COLUMN,
         }
     }
 

@@ -27,6 +27,7 @@ mod tests {
                 RefusalKind::Unsupported => "0A000",
                 RefusalKind::Syntax => "42601",
                 RefusalKind::Internal => "XX000",
+                RefusalKind::Ambiguous => "42702",
             };
             format!("{state} {}", refusal.message)
         })

@@ -184,11 +184,19 @@ impl Place<'_> {
 /// Collects what the whole query references while its expressions are
 /// normalized one by one.
 pub(super) struct Cx {
-    pub(super) source: Source,
+    /// The query's tables, the first one first.
+    pub(super) tables: Vec<Source>,
+    /// Every column name referenced, of any table.
     pub(super) columns: BTreeSet<String>,
+    /// Per table, the columns referenced (joins only).
+    pub(super) table_columns: Vec<BTreeSet<String>>,
 }
 
 impl Cx {
+    pub(super) fn join_mode(&self) -> bool {
+        self.tables.len() > 1
+    }
+
     /// The expression as SQL the capture code can run, or the reason it can't.
     pub(super) fn render(&mut self, expr: &Expr, place: Place) -> Result<String, Refusal> {
         let mut expr = unparenthesized(expr).clone();

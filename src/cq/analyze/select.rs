@@ -7,9 +7,27 @@ pub(super) struct Source {
     pub(super) schema: Option<String>,
     pub(super) table: String,
     pub(super) alias: Option<String>,
+    /// The table's columns, when known (only looked up for joins, to qualify bare names).
+    pub(super) known: Option<Vec<String>>,
 }
 
 impl Source {
+    /// The name that qualifies the table's columns in the query.
+    pub(super) fn name(&self) -> &str {
+        self.alias.as_ref().unwrap_or(&self.table)
+    }
+
+    /// Whether `qualifier` names this table (as `check_qualifier` accepts it).
+    pub(super) fn is_named(&self, qualifier: &[Ident]) -> bool {
+        let qualifier: Vec<String> = qualifier.iter().map(fold).collect();
+        match (&self.alias, qualifier.as_slice()) {
+            (Some(alias), [name]) => name == alias,
+            (None, [table]) => *table == self.table,
+            (None, [schema, table]) => Some(schema) == self.schema.as_ref() && *table == self.table,
+            _ => false,
+        }
+    }
+
     /// PostgreSQL hides the table name once an alias is given, so only the
     /// alias (or, without one, `table` / `schema.table`) may qualify a column.
     pub(super) fn check_qualifier(
@@ -190,19 +208,42 @@ pub(super) fn not_a_plain_table(source: &TableFactor) -> Refusal {
     ))
 }
 
-pub(super) fn source_table(from: &[TableWithJoins]) -> Result<Source, Refusal> {
+/// The one table of a single-table query, or the tables of a join (see `joins`).
+pub(super) fn source_tables(
+    from: &[TableWithJoins],
+    columns_of: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Result<(Vec<Source>, Vec<super::joins::RawJoin>), Refusal> {
     let table = match from {
         [table] => table,
         [] => return Err(refusal("a continuous query needs a source table in FROM")),
         _ => {
             return Err(refusal(
-                "joins are not supported in a continuous query (FROM lists more than one table)",
+                "comma joins (FROM a, b) are not supported in a continuous query; write \
+                 JOIN ... ON with an equality between the tables' columns",
             ));
         }
     };
-    if !table.joins.is_empty() {
-        return Err(refusal("joins are not supported in a continuous query"));
+    let mut sources = vec![plain_table(&table.relation)?];
+    let mut joins = Vec::new();
+    for join in &table.joins {
+        let (kind, on) = super::joins::join_kind(join)?;
+        sources.push(plain_table(&join.relation)?);
+        joins.push(super::joins::RawJoin { kind, on });
     }
+    if !joins.is_empty() {
+        for source in &mut sources {
+            source.known = columns_of(&source.table);
+        }
+    }
+    Ok((sources, joins))
+}
+
+/// A plain table of the project, with an optional alias.
+pub(super) fn plain_table(relation: &TableFactor) -> Result<Source, Refusal> {
+    let table = TableWithJoins {
+        relation: relation.clone(),
+        joins: Vec::new(),
+    };
     let (name, alias) = match &table.relation {
         // Destructured in full so that a new table modifier fails to compile
         // here instead of being silently accepted.
@@ -243,7 +284,10 @@ pub(super) fn source_table(from: &[TableWithJoins]) -> Result<Source, Refusal> {
             return Err(subqueries_refused(format!("in FROM: {}", table.relation)));
         }
         TableFactor::NestedJoin { .. } => {
-            return Err(refusal("joins are not supported in a continuous query"));
+            return Err(refusal(
+                "parenthesized joins are not supported in a continuous query; write the \
+                 joins one after the other",
+            ));
         }
         TableFactor::TableFunction { .. }
         | TableFactor::Function { .. }
@@ -293,5 +337,6 @@ pub(super) fn source_table(from: &[TableWithJoins]) -> Result<Source, Refusal> {
         schema,
         table: table_name,
         alias,
+        known: None,
     })
 }

@@ -57,6 +57,19 @@ impl Surface for Expressions<'_, '_> {
         Ok(())
     }
 
+    /// In a join, a bare name is qualified with the one table that has the column.
+    fn bare_column(&mut self, expr: &mut Expr) -> Result<(), Refusal> {
+        if !self.cx.join_mode() {
+            return Ok(());
+        }
+        let Expr::Identifier(ident) = expr else {
+            return Err(self.form_refused(expr));
+        };
+        let table = self.cx.owner_of(&ident.value)?;
+        *expr = self.cx.qualify(table, ident.clone());
+        Ok(())
+    }
+
     fn qualified_column(&mut self, expr: &mut Expr) -> Result<(), Refusal> {
         let Expr::CompoundIdentifier(parts) = expr else {
             return Err(self.form_refused(expr));
@@ -64,9 +77,14 @@ impl Surface for Expressions<'_, '_> {
         let (column, qualifier) = parts
             .split_last()
             .ok_or_else(|| refusal("empty column reference"))?;
-        self.cx.source.check_qualifier(qualifier, parts)?;
         let column = folded(column);
         self.cx.columns.insert(column.value.clone());
+        if self.cx.join_mode() {
+            let table = self.cx.qualified_table(qualifier, parts)?;
+            *expr = self.cx.qualify(table, column);
+            return Ok(());
+        }
+        self.cx.tables[0].check_qualifier(qualifier, parts)?;
         *expr = Expr::Identifier(column);
         Ok(())
     }

@@ -128,6 +128,8 @@ fn full_query_is_described() {
                 agg("revenue", AggKind::Sum, Some("amount")),
             ],
             columns: strings(&["amount", "country", "status"]),
+            source_alias: None,
+            joins: Vec::new(),
         }
     );
 }

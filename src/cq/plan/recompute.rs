@@ -58,7 +58,7 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join(", "),
             inner.join(", "),
-            self.source_table(),
+            self.relation(),
             self.filter(),
             key_match("d", &row_keys),
             self.group_by()

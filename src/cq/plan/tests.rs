@@ -13,6 +13,7 @@ fn plan(query: &str, mode: Mode) -> Plan {
         arg_types: vec![],
         loose_keys: vec![],
         digests: BTreeMap::new(),
+        join_types: Default::default(),
     }
 }
 

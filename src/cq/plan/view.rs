@@ -33,7 +33,7 @@ impl Plan {
         format!(
             "SELECT {} FROM {}{}{group_by}",
             items.join(", "),
-            self.source_table(),
+            self.relation(),
             self.filter()
         )
     }
@@ -200,14 +200,14 @@ impl Plan {
             exprs.push(format!(
                 "(SELECT {} FROM {} WHERE {conditions} LIMIT 1)",
                 key_exprs[i],
-                self.source_table()
+                self.relation()
             ));
         }
         exprs.push("count(*) > 0".into());
         let body = format!(
             "SELECT {} FROM {} WHERE {conditions}",
             exprs.join(", "),
-            self.source_table(),
+            self.relation(),
         );
         Some(format!(
             "CREATE OR REPLACE FUNCTION {}({}) RETURNS TABLE ({}) LANGUAGE sql STABLE SECURITY DEFINER {settings} AS {}",
@@ -219,7 +219,26 @@ impl Plan {
     }
 
     pub fn create_columns_view(&self) -> String {
-        let columns: Vec<String> = self.query.columns.iter().map(|c| quote_ident(c)).collect();
+        let mut columns: Vec<String> = Vec::new();
+        if self.is_join() {
+            // qualified, and named apart: two tables may share a column name
+            let alias = self.query.source_alias.clone().unwrap_or_default();
+            let tables = std::iter::once((&alias, &self.query.columns)).chain(
+                self.query.joins.iter().map(|j| (&j.alias, &j.columns)),
+            );
+            for (alias, names) in tables {
+                for c in names {
+                    columns.push(format!(
+                        "{}.{} AS {}",
+                        quote_ident(alias),
+                        quote_ident(c),
+                        quote_ident(&format!("{alias}.{c}"))
+                    ));
+                }
+            }
+        } else {
+            columns.extend(self.query.columns.iter().map(|c| quote_ident(c)));
+        }
         let list = if columns.is_empty() {
             "1 AS one".to_string()
         } else {
@@ -228,7 +247,7 @@ impl Plan {
         format!(
             "CREATE VIEW {} AS SELECT {list} FROM {}",
             self.columns_view(),
-            self.source_table()
+            self.relation()
         )
     }
 }

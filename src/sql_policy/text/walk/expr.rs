@@ -120,6 +120,7 @@ fn step<'e, S: Surface + ?Sized>(
     let first = match expr {
         Expr::Identifier(ident) => {
             identifier(s, ident, true)?;
+            s.bare_column(expr)?;
             return Ok(None);
         }
         Expr::CompoundIdentifier(_) => {

@@ -136,6 +136,11 @@ pub trait Surface {
     /// A bare name: a column (`reference`), or in GROUP BY / ORDER BY perhaps an output
     /// name. Keywords (session, clock) are handled before.
     fn column(&mut self, ident: &mut Ident, reference: bool) -> Result<(), Refusal>;
+    /// A bare column reference (`expr` is an `Expr::Identifier`) once `column` accepted it,
+    /// which the surface may rewrite (qualify it with the table it belongs to).
+    fn bare_column(&mut self, _expr: &mut Expr) -> Result<(), Refusal> {
+        Ok(())
+    }
     /// A qualified name (`expr` is an `Expr::CompoundIdentifier`), which the surface may
     /// rewrite.
     fn qualified_column(&mut self, expr: &mut Expr) -> Result<(), Refusal>;
