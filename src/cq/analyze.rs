@@ -129,6 +129,7 @@ pub fn analyze_with(
         tables,
         columns: BTreeSet::new(),
     };
+    cx.check_names()?;
     let mut joins = raw_joins
         .into_iter()
         .enumerate()

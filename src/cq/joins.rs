@@ -170,7 +170,11 @@ unsafe fn fingerprint_under(
         let table = &*pg_sys::SPI_tuptable;
         let value = pg_sys::SPI_getvalue(*table.vals, table.tupdesc, 1);
         if !value.is_null() {
-            result = Some(std::ffi::CStr::from_ptr(value).to_string_lossy().into_owned());
+            result = Some(
+                std::ffi::CStr::from_ptr(value)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
     }
     pg_sys::SPI_finish();
@@ -197,13 +201,11 @@ fn unchanged_since_snapshot(relation: pg_sys::Oid, column: &str, keys: Option<An
     if name.is_null() {
         return;
     }
-    let qualified = Spi::get_one_with_args::<String>(
-        "SELECT $1::regclass::text",
-        &[relation.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default();
+    let qualified =
+        Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[relation.into()])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
     let query = format!(
         "SELECT pg_catalog.count(*)::text || '/' || coalesce(pg_catalog.sum(pg_catalog.hashtext(t.ctid::text || ':' || t.xmin::text)::int8), 0)::text \
            FROM {qualified} t WHERE t.{} = ANY ($1)",

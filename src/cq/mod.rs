@@ -61,8 +61,8 @@ pub fn plan_of(project: &str, name: &str, query: &str, mode: Mode) -> BeaconResu
     let columns_of = |table: &str| table_columns(project, table).ok().flatten();
     let analyzed = analyze_with(query, &columns_of)
         .map_err(|r| BeaconError::Refused(r.to_string(), r.sqlstate()))?;
-    let schemas = std::iter::once(&analyzed.source_schema)
-        .chain(analyzed.joins.iter().map(|j| &j.schema));
+    let schemas =
+        std::iter::once(&analyzed.source_schema).chain(analyzed.joins.iter().map(|j| &j.schema));
     for schema in schemas.flatten() {
         if schema != project {
             return Err(BeaconError::Unsupported(format!(

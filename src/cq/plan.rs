@@ -559,9 +559,7 @@ impl Plan {
     /// Backfills the state from the rows of the source in block range [from, to).
     pub fn backfill_chunk(&self, from_block: i64, to_block: i64) -> Vec<String> {
         let ctid = format!("{}ctid", self.source_qualifier());
-        let chunk = format!(
-            "{ctid} >= '({from_block},0)'::tid AND {ctid} < '({to_block},0)'::tid"
-        );
+        let chunk = format!("{ctid} >= '({from_block},0)'::tid AND {ctid} < '({to_block},0)'::tid");
         let source = self.relation();
         let mut statements = self.capture_distinct(&source, Rows::Inserted, Some(&chunk));
         let query = self.partials_query(&source, Rows::Inserted, Some(&chunk));

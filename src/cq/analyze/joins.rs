@@ -130,7 +130,10 @@ impl Cx {
                 let Some((column, qualifier)) = parts.split_last() else {
                     return Ok(None);
                 };
-                Ok(Some((self.qualified_table(qualifier, parts)?, fold(column))))
+                Ok(Some((
+                    self.qualified_table(qualifier, parts)?,
+                    fold(column),
+                )))
             }
             _ => Ok(None),
         }
@@ -243,13 +246,6 @@ impl Cx {
                 None => rest.push(part),
             }
         }
-        let Some(parent) = parent else {
-            return Err(refusal(format!(
-                "the join with {own} needs an equality between one of its columns and a \
-                 column of an earlier table in its ON condition (non-equi joins are not \
-                 supported in a continuous query)"
-            )));
-        };
         let filter = match rest.into_iter().reduce(|a, b| Expr::BinaryOp {
             left: Box::new(a),
             op: BinaryOperator::And,
@@ -257,6 +253,13 @@ impl Cx {
         }) {
             Some(expr) => Some(self.render(&expr, Place::Where)?),
             None => None,
+        };
+        let Some(parent) = parent else {
+            return Err(refusal(format!(
+                "the join with {own} needs an equality between one of its columns and a \
+                 column of an earlier table in its ON condition (non-equi joins are not \
+                 supported in a continuous query)"
+            )));
         };
         Ok(JoinedTable {
             schema: self.tables[index].schema.clone(),
@@ -270,9 +273,8 @@ impl Cx {
         })
     }
 
-    /// Refuses what the tree of joins cannot hold: two tables under one name, and a
-    /// left-joined table that appears again (its change is not a plain difference then).
-    pub(super) fn check_tables(&self, joins: &[JoinedTable]) -> Result<(), Refusal> {
+    /// Refuses two tables under one name: their columns could not be told apart.
+    pub(super) fn check_names(&self) -> Result<(), Refusal> {
         for (i, a) in self.tables.iter().enumerate() {
             for b in &self.tables[i + 1..] {
                 if a.name() == b.name() {
@@ -284,6 +286,12 @@ impl Cx {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Refuses a left-joined table that appears again (its change is not a plain
+    /// difference then).
+    pub(super) fn check_tables(&self, joins: &[JoinedTable]) -> Result<(), Refusal> {
         for (i, join) in joins.iter().enumerate() {
             let table = &self.tables[i + 1].table;
             let occurrences = self.tables.iter().filter(|t| t.table == *table).count();

@@ -440,4 +440,5 @@ fn refusal_displays_its_message() {
     );
 }
 
+mod joins;
 mod refusals;

@@ -343,7 +343,10 @@ impl Plan {
             format!("{}.{}", j.table, own),
         ];
         sides.sort();
-        stable_hash(&format!("pg_beacon|{}|{}|{}", self.project, sides[0], sides[1])) as i32
+        stable_hash(&format!(
+            "pg_beacon|{}|{}|{}",
+            self.project, sides[0], sides[1]
+        )) as i32
     }
 
     /// The locks (and, under REPEATABLE READ, the checks) a statement on `table` takes
@@ -356,11 +359,23 @@ impl Plan {
             let mut out = Vec::new();
             if o > 0 {
                 let j = &self.query.joins[o - 1];
-                out.push((j.parent, o, j.pairs[0].1.clone(), j.pairs[0].0.clone(), true));
+                out.push((
+                    j.parent,
+                    o,
+                    j.pairs[0].1.clone(),
+                    j.pairs[0].0.clone(),
+                    true,
+                ));
             }
             for (k, j) in self.query.joins.iter().enumerate() {
                 if j.parent == o {
-                    out.push((k + 1, k + 1, j.pairs[0].0.clone(), j.pairs[0].1.clone(), false));
+                    out.push((
+                        k + 1,
+                        k + 1,
+                        j.pairs[0].0.clone(),
+                        j.pairs[0].1.clone(),
+                        false,
+                    ));
                 }
             }
             out

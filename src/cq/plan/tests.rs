@@ -180,3 +180,141 @@ fn identifiers_are_quoted() {
         .defining_query()
         .starts_with("SELECT \"Country\" AS \"Country\", count(*) AS \"count\""));
 }
+
+mod joins {
+    use super::*;
+
+    fn terms(p: &Plan, table: &str, event: Event) -> Vec<String> {
+        p.join_capture(table, event)
+            .into_iter()
+            .filter(|s| s.starts_with("INSERT INTO"))
+            .collect()
+    }
+
+    #[test]
+    fn an_inner_join_replaces_the_changed_table_by_its_rows() {
+        let p = plan(
+            "SELECT p.category, count(*) AS n, sum(e.price) AS s FROM events e \
+             JOIN products p ON p.id = e.product GROUP BY p.category",
+            Mode::Async,
+        );
+        assert_eq!(p.tables(), vec!["events", "products"]);
+        let inserted = terms(&p, "events", Event::Insert);
+        assert_eq!(inserted.len(), 1);
+        assert!(
+            inserted[0].contains(r#"FROM beacon_new AS "e" JOIN "shop"."products" AS "p" ON "e"."product" = "p"."id""#),
+            "{inserted:?}"
+        );
+        // an update subtracts the old rows and adds the new ones
+        let updated = terms(&p, "products", Event::Update);
+        assert_eq!(updated.len(), 2);
+        assert!(
+            updated[0].contains(r#"JOIN beacon_old AS "p""#) && updated[0].contains("-count(*)")
+        );
+        assert!(
+            updated[1].contains(r#"JOIN beacon_new AS "p""#) && !updated[1].contains("-count(*)")
+        );
+    }
+
+    #[test]
+    fn a_self_join_counts_every_subset_of_its_occurrences_once() {
+        let p = plan(
+            "SELECT a.g, count(*) AS n FROM t a JOIN t b ON b.parent = a.id GROUP BY a.g",
+            Mode::Async,
+        );
+        // insert: Δ⋈t + t⋈Δ − Δ⋈Δ
+        let inserted = terms(&p, "t", Event::Insert);
+        assert_eq!(inserted.len(), 3);
+        let negative = inserted.iter().filter(|s| s.contains("-count(*)")).count();
+        assert_eq!(negative, 1, "{inserted:?}");
+        assert!(inserted.iter().any(|s| s
+            .contains(r#"FROM beacon_new AS "a" JOIN beacon_new AS "b""#)
+            && s.contains("-count(*)")));
+        // update: 2 + 2 single terms, 4 pair terms
+        assert_eq!(terms(&p, "t", Event::Update).len(), 8);
+    }
+
+    #[test]
+    fn a_left_join_adds_the_rows_whose_match_flipped() {
+        let p = plan(
+            "SELECT p.category, count(*) AS n FROM events e \
+             LEFT JOIN products p ON p.id = e.product GROUP BY p.category",
+            Mode::Immediate,
+        );
+        let inserted = terms(&p, "products", Event::Insert);
+        // the new rows joined (inner), then flips both ways
+        assert_eq!(inserted.len(), 3, "{inserted:?}");
+        assert!(inserted[0].contains(r#"JOIN beacon_new AS "p""#));
+        assert!(inserted
+            .iter()
+            .any(|s| s.contains("_beacon_count = 0") && !s.contains("-count(*)")));
+        assert!(inserted
+            .iter()
+            .any(|s| s.contains("_beacon_count > 0") && s.contains("-count(*)")));
+        // the fact table's own changes keep the left join
+        let facts = terms(&p, "events", Event::Insert);
+        assert!(
+            facts[0].contains(r#"FROM beacon_new AS "e" LEFT JOIN "shop"."products" AS "p""#),
+            "{facts:?}"
+        );
+        assert!(p
+            .join_capture("events", Event::Insert)
+            .last()
+            .is_some_and(|s| s.contains("pending_merges")));
+    }
+
+    #[test]
+    fn locks_are_shared_from_the_parent_side_and_exclusive_from_the_child() {
+        let p = plan(
+            "SELECT c.region, count(*) AS n FROM events e JOIN products p ON p.id = e.product \
+             JOIN countries c ON c.code = e.country GROUP BY c.region",
+            Mode::Async,
+        );
+        let facts: Vec<String> = p
+            .join_locks("events", Event::Insert)
+            .into_iter()
+            .map(|s| s.statement)
+            .collect();
+        let locks: Vec<&String> = facts.iter().filter(|s| s.contains("advisory")).collect();
+        assert_eq!(locks.len(), 2, "{facts:?}");
+        assert!(locks
+            .iter()
+            .all(|s| s.contains("pg_advisory_xact_lock_shared")));
+        let dims: Vec<String> = p
+            .join_locks("products", Event::Update)
+            .into_iter()
+            .map(|s| s.statement)
+            .collect();
+        let locks: Vec<&String> = dims.iter().filter(|s| s.contains("advisory")).collect();
+        // its own edge exclusively, then across the facts it reaches to the countries
+        assert_eq!(locks.len(), 2, "{dims:?}");
+        assert!(locks[0].contains("pg_advisory_xact_lock(") && locks[1].contains("_shared("));
+        // the same edge has the same lock in both
+        let id = |s: &str| {
+            s.split('(')
+                .nth(1)
+                .and_then(|r| r.split(',').next())
+                .map(str::to_string)
+        };
+        assert!(facts
+            .iter()
+            .filter_map(|s| if s.contains("advisory") { id(s) } else { None })
+            .any(|f| Some(f) == id(locks[0])));
+        // every lock comes before the reads across its edge
+        let read = dims
+            .iter()
+            .position(|s| s.contains(r#"FROM "shop"."events" t"#))
+            .unwrap();
+        let first_lock = dims.iter().position(|s| s.contains("advisory")).unwrap();
+        assert!(first_lock < read, "{dims:?}");
+        assert_eq!(
+            p.lookup_columns(),
+            vec![
+                ("events".to_string(), "product".to_string()),
+                ("products".to_string(), "id".to_string()),
+                ("events".to_string(), "country".to_string()),
+                ("countries".to_string(), "code".to_string()),
+            ]
+        );
+    }
+}

@@ -223,9 +223,8 @@ impl Plan {
         if self.is_join() {
             // qualified, and named apart: two tables may share a column name
             let alias = self.query.source_alias.clone().unwrap_or_default();
-            let tables = std::iter::once((&alias, &self.query.columns)).chain(
-                self.query.joins.iter().map(|j| (&j.alias, &j.columns)),
-            );
+            let tables = std::iter::once((&alias, &self.query.columns))
+                .chain(self.query.joins.iter().map(|j| (&j.alias, &j.columns)));
             for (alias, names) in tables {
                 for c in names {
                     columns.push(format!(

@@ -66,18 +66,14 @@ fn accepts_harmless_clauses() {
 }
 
 #[test]
-fn refuses_anything_but_one_plain_table() {
-    refused(
-        "SELECT t.a, count(*) FROM t JOIN u ON t.id = u.id GROUP BY t.a",
-        &["joins are not supported"],
-    );
+fn refuses_anything_but_plain_tables() {
     refused(
         "SELECT t.a, count(*) FROM t LEFT JOIN u USING (id) GROUP BY t.a",
-        &["joins are not supported"],
+        &["USING is not supported"],
     );
     refused(
         "SELECT a, count(*) FROM t, u GROUP BY a",
-        &["joins are not supported"],
+        &["comma joins", "not supported"],
     );
     refused(
         "SELECT a, count(*) FROM (SELECT a FROM t) s GROUP BY a",
