@@ -17,8 +17,10 @@ export PGHOST=127.0.0.1 PGPORT=$BENCH_PORT PGUSER=postgres PGBIN=$PG_BIN BENCH_D
 # The runner creates `events` in public; a continuous query reads a table of its project,
 # so the setup moves it into project "ivm" and points the database's search_path there.
 # Roles are cluster-wide and the runner drops the database between measurements: the
-# project's roles from the previous database are reused by create_project.
-export SETUP_SQL="CREATE EXTENSION pg_beacon; SELECT beacon.create_project('ivm');
+# project's roles left by the previous database are dropped first (create_project never
+# adopts existing roles).
+export SETUP_SQL="DROP ROLE IF EXISTS beacon_ivm_read, beacon_ivm_write, beacon_ivm_admin, beacon_ivm_owner;
+  CREATE EXTENSION pg_beacon; SELECT beacon.create_project('ivm');
   ALTER TABLE public.events SET SCHEMA ivm; ALTER DATABASE ivmbench SET search_path = ivm, public"
 
 run() {   # system mode

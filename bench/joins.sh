@@ -19,7 +19,8 @@ export PGHOST=127.0.0.1 PGPORT=$BENCH_PORT PGUSER=postgres PGBIN=$PG_BIN BENCH_D
 psql_admin() { "$PG_BIN/psql" -X -qAt -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d postgres "$@"; }
 
 # the runner creates the tables in public; a continuous query reads tables of its project
-export SETUP_SQL="CREATE EXTENSION pg_beacon; SELECT beacon.create_project('ivm');
+export SETUP_SQL="DROP ROLE IF EXISTS beacon_ivm_read, beacon_ivm_write, beacon_ivm_admin, beacon_ivm_owner;
+  CREATE EXTENSION pg_beacon; SELECT beacon.create_project('ivm');
   ALTER TABLE public.events SET SCHEMA ivm; ALTER TABLE public.products SET SCHEMA ivm;
   ALTER TABLE public.countries SET SCHEMA ivm; ALTER DATABASE ivmbench SET search_path = ivm, public"
 

@@ -91,8 +91,11 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let mut updated = String::new();
     let mut truncated = String::new();
     // a join's locks come first, shared by the queries that join the same way
-    let mut declared: Vec<String> = Vec::new();
     let mut locks: [Vec<String>; 3] = Default::default();
+    // the function starts in UTC (its SET clause); a query's zone is set only where it
+    // differs from the one before (the insert, update and delete branches run the same
+    // queries in the same order)
+    let mut current_zone = "UTC".to_string();
     for (name, query, mode, time_zone) in &queries {
         let plan = typed_plan_of(
             project,
@@ -104,13 +107,20 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             "    PERFORM pg_catalog.set_config('TimeZone', {}, true);\n",
             quote_literal(time_zone)
         );
-        let block = |statements: Vec<String>| -> String {
-            let mut text = zone.clone();
+        let same_zone = *time_zone == current_zone;
+        current_zone = time_zone.clone();
+        let statements_of = |statements: Vec<String>, set_zone: bool| -> String {
+            let mut text = if set_zone {
+                zone.clone()
+            } else {
+                String::new()
+            };
             for statement in statements {
                 text.push_str(&format!("    {statement};\n"));
             }
             text
         };
+        let block = |statements: Vec<String>| statements_of(statements, !same_zone);
         if plan.is_join() {
             for (i, (event, text)) in [
                 (Event::Insert, &mut inserted),
@@ -120,17 +130,15 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             .into_iter()
             .enumerate()
             {
-                for step in plan.join_locks(source, event) {
-                    if !step.declare.is_empty() && !declared.contains(&step.declare) {
-                        declared.push(step.declare);
-                    }
-                    if !locks[i].contains(&step.statement) {
-                        locks[i].push(step.statement);
+                for statement in plan.join_locks(source, event) {
+                    if !locks[i].contains(&statement) {
+                        locks[i].push(statement);
                     }
                 }
                 text.push_str(&block(plan.join_capture(source, event)));
             }
-            truncated.push_str(&block(plan.join_truncate()));
+            // the truncate branch runs only some queries' statements: always its own zone
+            truncated.push_str(&statements_of(plan.join_truncate(), true));
             continue;
         }
         inserted.push_str(&block(plan.capture(Rows::Inserted)));
@@ -148,18 +156,12 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let inserted = locked(0, &inserted);
     let updated = locked(1, &updated);
     let deleted = locked(2, &deleted);
-    let declare = if declared.is_empty() && locks.iter().all(Vec::is_empty) {
+    let declare = if locks.iter().all(Vec::is_empty) {
         String::new()
     } else {
-        let mut text = String::from("DECLARE\n");
-        for d in &declared {
-            text.push_str(&format!("  {d}\n"));
-        }
-        text.push_str(
-            "  \"beacon repeatable read\" boolean := \
-             pg_catalog.current_setting('transaction_isolation') <> 'read committed';\n",
-        );
-        text
+        "DECLARE\n  \"beacon repeatable read\" boolean := \
+         pg_catalog.current_setting('transaction_isolation') <> 'read committed';\n"
+            .to_string()
     };
     let body = format!(
         "{declare}BEGIN\n  IF TG_OP = 'INSERT' THEN\n{inserted}  ELSIF TG_OP = 'UPDATE' THEN\n{updated}  \

@@ -84,12 +84,6 @@ enum Stand {
     Flipped(String),
 }
 
-/// One piece of the capture of a join query: a variable it declares and the statement.
-pub struct LockStep {
-    pub declare: String,
-    pub statement: String,
-}
-
 /// FNV-1a, for lock ids stable across sessions and builds.
 fn stable_hash(text: &str) -> u32 {
     text.bytes().fold(0x811c_9dc5_u32, |h, b| {
@@ -351,10 +345,12 @@ impl Plan {
 
     /// The locks (and, under REPEATABLE READ, the checks) a statement on `table` takes
     /// before this query's terms read the other tables: from each occurrence of the table
-    /// outwards along the join tree, one edge at a time, each read after its lock.
-    pub fn join_locks(&self, table: &str, event: Event) -> Vec<LockStep> {
+    /// outwards along the join tree, one edge at a time, each read after its lock (every
+    /// statement takes a new snapshot under READ COMMITTED).
+    pub fn join_locks(&self, table: &str, event: Event) -> Vec<String> {
         let n = self.query.joins.len() + 1;
-        // (neighbour, join index of the edge, column on this side, column on theirs, whether this side is the child)
+        // (neighbour, join of the edge, column on this side, column on theirs, whether
+        // this side is the child)
         let neighbours = |o: usize| -> Vec<(usize, usize, String, String, bool)> {
             let mut out = Vec::new();
             if o > 0 {
@@ -380,6 +376,15 @@ impl Plan {
             }
             out
         };
+        let check = |relation: &str, their_column: &str, rows: &str, column: &str| {
+            format!(
+                "IF \"beacon repeatable read\" THEN PERFORM beacon._unchanged_since_snapshot({}::regclass, {}, \
+                 (SELECT pg_catalog.array_agg(r.{c}) FROM {rows} r WHERE r.{c} IS NOT NULL)); END IF",
+                quote_literal(relation),
+                quote_literal(their_column),
+                c = quote_ident(column)
+            )
+        };
         let mut steps = Vec::new();
         for start in (0..n).filter(|i| self.table_of(*i) == table) {
             let mut visited = vec![false; n];
@@ -394,89 +399,37 @@ impl Plan {
                         continue;
                     }
                     visited[other] = true;
-                    let ty = self
-                        .join_types
-                        .columns
-                        .get(at)
-                        .and_then(|t| t.get(&column))
-                        .cloned()
-                        .unwrap_or_else(|| "pg_catalog.text".into());
-                    let values = format!(
-                        "beacon keys {:08x}",
-                        stable_hash(&format!("{rows}|{column}"))
-                    );
-                    let values_var = quote_ident(&values);
-                    steps.push(LockStep {
-                        declare: format!("{values_var} {ty}[];"),
-                        statement: format!(
-                            "SELECT pg_catalog.array_agg(r.{c}) INTO {values_var} FROM {rows} r WHERE r.{c} IS NOT NULL",
-                            c = quote_ident(&column)
-                        ),
-                    });
                     let hash = self
                         .join_types
                         .lock_hash
                         .get(join - 1)
                         .cloned()
                         .unwrap_or_else(|| "0".into())
-                        .replace("{v}", "v");
-                    steps.push(LockStep {
-                        declare: String::new(),
-                        statement: format!(
-                            "PERFORM pg_catalog.{}({}, x.b) FROM (SELECT DISTINCT (({hash}) & {}) AS b FROM pg_catalog.unnest({values_var}) v ORDER BY 1) x",
-                            if child { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" },
-                            self.edge_lock_id(join),
-                            BUCKETS - 1
-                        ),
-                    });
+                        .replace("{v}", &format!("r.{}", quote_ident(&column)));
+                    steps.push(format!(
+                        "PERFORM pg_catalog.{}({}, x.b) FROM (SELECT DISTINCT (({hash}) & {}) AS b FROM {rows} r \
+                         WHERE r.{c} IS NOT NULL ORDER BY 1) x",
+                        if child { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" },
+                        self.edge_lock_id(join),
+                        BUCKETS - 1,
+                        c = quote_ident(&column)
+                    ));
                     let their_table = self.qualified(self.table_of(other));
-                    steps.push(LockStep {
-                        declare: String::new(),
-                        statement: format!(
-                            "IF \"beacon repeatable read\" THEN PERFORM beacon._unchanged_since_snapshot({}::regclass, {}, {values_var}); END IF",
-                            quote_literal(&their_table),
-                            quote_literal(&their_column)
-                        ),
-                    });
+                    steps.push(check(&their_table, &their_column, &rows, &column));
                     queue.push((
                         other,
                         format!(
-                            "(SELECT t.* FROM {their_table} t WHERE t.{} = ANY ({values_var}))",
-                            quote_ident(&their_column)
+                            "(SELECT t.* FROM {their_table} t WHERE t.{} IN (SELECT r.{} FROM {rows} r))",
+                            quote_ident(&their_column),
+                            quote_ident(&column)
                         ),
                     ));
                 }
             }
             // a left-joined table counts its own rows per key (see `flipped`)
             if start > 0 && self.query.joins[start - 1].kind == JoinKind::Left {
-                let own = self.query.joins[start - 1].pairs[0].1.clone();
-                let ty = self
-                    .join_types
-                    .columns
-                    .get(start)
-                    .and_then(|t| t.get(&own))
-                    .cloned()
-                    .unwrap_or_else(|| "pg_catalog.text".into());
-                let rows = event.all_rows();
-                let values = quote_ident(&format!(
-                    "beacon keys {:08x}",
-                    stable_hash(&format!("{rows}|{own}"))
-                ));
-                steps.push(LockStep {
-                    declare: format!("{values} {ty}[];"),
-                    statement: format!(
-                        "SELECT pg_catalog.array_agg(r.{c}) INTO {values} FROM {rows} r WHERE r.{c} IS NOT NULL",
-                        c = quote_ident(&own)
-                    ),
-                });
-                steps.push(LockStep {
-                    declare: String::new(),
-                    statement: format!(
-                        "IF \"beacon repeatable read\" THEN PERFORM beacon._unchanged_since_snapshot({}::regclass, {}, {values}); END IF",
-                        quote_literal(&self.qualified(table)),
-                        quote_literal(&own)
-                    ),
-                });
+                let own = &self.query.joins[start - 1].pairs[0].1;
+                steps.push(check(&self.qualified(table), own, &event.all_rows(), own));
             }
         }
         steps

@@ -270,21 +270,13 @@ mod joins {
              JOIN countries c ON c.code = e.country GROUP BY c.region",
             Mode::Async,
         );
-        let facts: Vec<String> = p
-            .join_locks("events", Event::Insert)
-            .into_iter()
-            .map(|s| s.statement)
-            .collect();
+        let facts: Vec<String> = p.join_locks("events", Event::Insert);
         let locks: Vec<&String> = facts.iter().filter(|s| s.contains("advisory")).collect();
         assert_eq!(locks.len(), 2, "{facts:?}");
         assert!(locks
             .iter()
             .all(|s| s.contains("pg_advisory_xact_lock_shared")));
-        let dims: Vec<String> = p
-            .join_locks("products", Event::Update)
-            .into_iter()
-            .map(|s| s.statement)
-            .collect();
+        let dims: Vec<String> = p.join_locks("products", Event::Update);
         let locks: Vec<&String> = dims.iter().filter(|s| s.contains("advisory")).collect();
         // its own edge exclusively, then across the facts it reaches to the countries
         assert_eq!(locks.len(), 2, "{dims:?}");
