@@ -49,8 +49,25 @@ impl Plan {
         let mut names = self.key_columns();
         names.extend(recomputed.iter().map(|p| p.column.clone()));
         names.push("_found".into());
+        // a key that is a column restricts the rows read before the keys are computed: a
+        // join then reads only the dirty groups' rows of that table, not the whole join
+        let mut conditions: Vec<String> =
+            self.query.filter.iter().map(|f| format!("({f})")).collect();
+        for (key, column) in self.query.keys.iter().zip(self.key_columns()) {
+            if is_column(key) {
+                conditions.push(format!(
+                    "({key} IN (SELECT d.{column} FROM {groups} WHERE d._dirty) OR ({key} IS NULL \
+                     AND EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND d.{column} IS NULL)))"
+                ));
+            }
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
         format!(
-            "SELECT {} FROM (SELECT {} FROM {}{}) {ROW} WHERE EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND {}){}",
+            "SELECT {} FROM (SELECT {} FROM {}{filter}) {ROW} WHERE EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND {}){}",
             exprs
                 .iter()
                 .zip(&names)
@@ -59,7 +76,6 @@ impl Plan {
                 .join(", "),
             inner.join(", "),
             self.relation(),
-            self.filter(),
             key_match("d", &row_keys),
             self.group_by()
         )
@@ -110,4 +126,23 @@ impl Plan {
             format!("UPDATE {state} SET {} WHERE _dirty", emptied.join(", ")),
         ]
     }
+}
+
+/// Whether a rendered key is a plain column reference (`country`, `"p".category`).
+fn is_column(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('.')
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '"' || c == '.' || c == '$')
+}
+
+#[cfg(test)]
+#[test]
+fn plain_column_keys_are_recognized() {
+    assert!(is_column("country"));
+    assert!(is_column("\"p\".category"));
+    assert!(!is_column("lower(country)"));
+    assert!(!is_column("\"c\".region || '/' || \"p\".category"));
+    assert!(!is_column("a + 1"));
 }
