@@ -306,6 +306,66 @@ impl Plan {
             .collect()
     }
 
+    /// Whether deleted rows make their group dirty. When only min and max need a
+    /// recompute, rows strictly inside a clean group's stored bounds leave them as they
+    /// are: those bounds are values of rows still there (a delete of the row holding one
+    /// makes the group dirty itself, whenever it is merged). So a dimension change that
+    /// moves a few facts out of a group recomputes it only if they held its max.
+    fn deleted_dirty(&self) -> String {
+        let recomputed = self.recomputed_partials();
+        let bounded = !recomputed.is_empty()
+            && self.loose_key_columns().is_empty()
+            && recomputed.iter().all(|p| {
+                p.partial.compute.starts_with("min(") || p.partial.compute.starts_with("max(")
+            });
+        const STATE: &str = "_beacon_state";
+        // the subquery below reads the state: a bare source column named like a state
+        // column (or like its alias), or a join's table aliased like it, would be read
+        // from the state instead
+        let state_columns = self.state_columns();
+        let shadowed = if self.is_join() {
+            self.query.source_alias.as_deref() == Some(STATE)
+                || self.query.joins.iter().any(|j| j.alias == STATE)
+        } else {
+            self.query
+                .columns
+                .iter()
+                .any(|c| c == STATE || state_columns.contains(c))
+        };
+        if !bounded || shadowed {
+            return "true".into();
+        }
+        let mut conditions: Vec<String> = self
+            .key_exprs()
+            .iter()
+            .zip(self.key_columns())
+            .map(|(e, k)| match self.digests.get(&k) {
+                Some(digest) => {
+                    format!("{} = {}", digest.of(&format!("{STATE}.{k}")), digest.of(e))
+                }
+                None => format!("{STATE}.{k} = {e}"),
+            })
+            .collect();
+        conditions.push(format!("NOT {STATE}._dirty"));
+        for p in &recomputed {
+            let (agg, inside) = if p.partial.compute.starts_with("min(") {
+                ("min", ">")
+            } else {
+                ("max", "<")
+            };
+            conditions.push(format!(
+                "({agg}({a}) IS NULL OR {agg}({a}) {inside} {STATE}.{c})",
+                a = p.arg,
+                c = p.column
+            ));
+        }
+        format!(
+            "NOT EXISTS (SELECT 1 FROM {} {STATE} WHERE {})",
+            self.state_table(),
+            conditions.join(" AND ")
+        )
+    }
+
     pub fn recomputes_on_delete(&self) -> bool {
         self.aggregates()
             .any(|(i, kind, _)| !invertible(kind, self.arg_type(i)))
@@ -375,7 +435,11 @@ impl Plan {
             }
         }
         targets.push("_dirty".into());
-        exprs.push((rows == Rows::Deleted && self.recomputes_on_delete()).to_string());
+        exprs.push(if rows == Rows::Deleted && self.recomputes_on_delete() {
+            self.deleted_dirty()
+        } else {
+            "false".into()
+        });
         let conditions: Vec<String> = condition
             .map(str::to_string)
             .into_iter()
