@@ -1017,10 +1017,16 @@ fn refusals_leave_nothing_behind() {
     // (what, query, refused as unsupported with 0A000, a part the message must name)
     let cases: Vec<(&str, String, bool, &str)> = vec![
         (
-            "a join",
-            "SELECT s.country, count(*) AS n FROM src s JOIN src t ON s.id = t.id GROUP BY s.country".into(),
+            "a full join",
+            "SELECT s.country, count(*) AS n FROM src s FULL JOIN src t ON s.id = t.id GROUP BY s.country".into(),
             true,
-            "join",
+            "FULL JOIN",
+        ),
+        (
+            "a non-equi join",
+            "SELECT s.country, count(*) AS n FROM src s JOIN src t ON s.id < t.id GROUP BY s.country".into(),
+            true,
+            "non-equi",
         ),
         ("a comma join", "SELECT country, count(*) AS n FROM src, _rejected GROUP BY country".into(), true, "join"),
         (
