@@ -13,6 +13,8 @@ pub mod hll;
 mod indexes;
 mod joins;
 #[cfg(any(test, feature = "pg_test"))]
+mod joins_tests;
+#[cfg(any(test, feature = "pg_test"))]
 mod keys_tests;
 pub mod plan;
 mod regenerate;

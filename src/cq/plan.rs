@@ -109,6 +109,11 @@ struct PartialsQuery {
     exprs: Vec<String>,
     /// FROM, WHERE and GROUP BY.
     rest: String,
+    /// For deleted rows whose groups may stay clean: aggregates computed beside the
+    /// targets (expression, name), and `_dirty` computed from them over the grouped rows
+    /// (`q`); PostgreSQL allows a grouped query's subqueries plain grouped columns only.
+    bounds: Vec<(String, String)>,
+    dirty: Option<String>,
 }
 
 impl PartialsQuery {
@@ -117,13 +122,33 @@ impl PartialsQuery {
     }
 
     fn aliased(&self) -> String {
-        let items: Vec<String> = self
+        let mut items: Vec<String> = self
             .exprs
             .iter()
             .zip(&self.targets)
             .map(|(e, t)| format!("{e} AS {t}"))
             .collect();
-        format!("SELECT {}{}", items.join(", "), self.rest)
+        let Some(dirty) = &self.dirty else {
+            return format!("SELECT {}{}", items.join(", "), self.rest);
+        };
+        items.extend(self.bounds.iter().map(|(e, n)| format!("{e} AS {n}")));
+        let outer: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| {
+                if t == "_dirty" {
+                    format!("{dirty} AS _dirty")
+                } else {
+                    format!("q.{t}")
+                }
+            })
+            .collect();
+        format!(
+            "SELECT {} FROM (SELECT {}{}) q",
+            outer.join(", "),
+            items.join(", "),
+            self.rest
+        )
     }
 }
 
@@ -306,64 +331,60 @@ impl Plan {
             .collect()
     }
 
-    /// Whether deleted rows make their group dirty. When only min and max need a
-    /// recompute, rows strictly inside a clean group's stored bounds leave them as they
-    /// are: those bounds are values of rows still there (a delete of the row holding one
-    /// makes the group dirty itself, whenever it is merged). So a dimension change that
-    /// moves a few facts out of a group recomputes it only if they held its max.
-    fn deleted_dirty(&self) -> String {
+    /// Whether deleted rows make their group dirty, when only min and max need a
+    /// recompute: rows strictly inside a clean group's stored bounds leave them as they
+    /// are, because those bounds are values of rows still there (a delete of the row
+    /// holding one makes the group dirty itself, whenever it is merged). So a dimension
+    /// change that moves a few facts out of a group recomputes it only if they held its
+    /// max. None when every delete makes its group dirty; else the bounds of the deleted
+    /// rows to compute (expression, name) and `_dirty` over them and the group's keys in
+    /// `q` (see `PartialsQuery`).
+    fn deleted_dirty(&self) -> Option<(Vec<(String, String)>, String)> {
         let recomputed = self.recomputed_partials();
         let bounded = !recomputed.is_empty()
             && self.loose_key_columns().is_empty()
             && recomputed.iter().all(|p| {
                 p.partial.compute.starts_with("min(") || p.partial.compute.starts_with("max(")
             });
-        const STATE: &str = "_beacon_state";
-        // the subquery below reads the state: a bare source column named like a state
-        // column (or like its alias), or a join's table aliased like it, would be read
-        // from the state instead
-        let state_columns = self.state_columns();
-        let shadowed = if self.is_join() {
-            self.query.source_alias.as_deref() == Some(STATE)
-                || self.query.joins.iter().any(|j| j.alias == STATE)
-        } else {
-            self.query
-                .columns
-                .iter()
-                .any(|c| c == STATE || state_columns.contains(c))
-        };
-        if !bounded || shadowed {
-            return "true".into();
+        if !bounded {
+            return None;
         }
+        const STATE: &str = "_beacon_state";
         let mut conditions: Vec<String> = self
-            .key_exprs()
-            .iter()
-            .zip(self.key_columns())
-            .map(|(e, k)| match self.digests.get(&k) {
-                Some(digest) => {
-                    format!("{} = {}", digest.of(&format!("{STATE}.{k}")), digest.of(e))
-                }
-                None => format!("{STATE}.{k} = {e}"),
+            .key_columns()
+            .into_iter()
+            .map(|k| match self.digests.get(&k) {
+                Some(digest) => format!(
+                    "{} = {}",
+                    digest.of(&format!("{STATE}.{k}")),
+                    digest.of(&format!("q.{k}"))
+                ),
+                None => format!("{STATE}.{k} = q.{k}"),
             })
             .collect();
         conditions.push(format!("NOT {STATE}._dirty"));
-        for p in &recomputed {
+        let mut bounds = Vec::new();
+        for (j, p) in recomputed.iter().enumerate() {
             let (agg, inside) = if p.partial.compute.starts_with("min(") {
                 ("min", ">")
             } else {
                 ("max", "<")
             };
+            let name = format!("_beacon_b{j}");
+            bounds.push((format!("{agg}({})", p.arg), name.clone()));
             conditions.push(format!(
-                "({agg}({a}) IS NULL OR {agg}({a}) {inside} {STATE}.{c})",
-                a = p.arg,
-                c = p.column
+                "(q.{name} IS NULL OR q.{name} {inside} {STATE}.{})",
+                p.column
             ));
         }
-        format!(
-            "NOT EXISTS (SELECT 1 FROM {} {STATE} WHERE {})",
-            self.state_table(),
-            conditions.join(" AND ")
-        )
+        Some((
+            bounds,
+            format!(
+                "NOT EXISTS (SELECT 1 FROM {} {STATE} WHERE {})",
+                self.state_table(),
+                conditions.join(" AND ")
+            ),
+        ))
     }
 
     pub fn recomputes_on_delete(&self) -> bool {
@@ -435,11 +456,12 @@ impl Plan {
             }
         }
         targets.push("_dirty".into());
-        exprs.push(if rows == Rows::Deleted && self.recomputes_on_delete() {
-            self.deleted_dirty()
-        } else {
-            "false".into()
-        });
+        let deleted = rows == Rows::Deleted && self.recomputes_on_delete();
+        let (bounds, dirty) = match deleted.then(|| self.deleted_dirty()).flatten() {
+            Some((bounds, dirty)) => (bounds, Some(dirty)),
+            None => (Vec::new(), None),
+        };
+        exprs.push((deleted && dirty.is_none()).to_string());
         let conditions: Vec<String> = condition
             .map(str::to_string)
             .into_iter()
@@ -454,6 +476,8 @@ impl Plan {
             targets,
             exprs,
             rest: format!(" FROM {from}{filter}{}", self.group_by()),
+            bounds,
+            dirty,
         }
     }
 

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 
 /// Lock buckets per join edge: bounds the advisory locks a statement takes (per edge) while
 /// making two unrelated keys share a lock rarely.
-const BUCKETS: u32 = 256;
+const BUCKETS: u32 = 64;
 
 /// What PostgreSQL told about the joined tables, for the capture code.
 #[derive(Clone, Debug, Default)]
