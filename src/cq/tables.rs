@@ -1,0 +1,71 @@
+//! The tables a continuous query reads: their columns, kinds and inheritance, checked
+//! before anything is created.
+
+use crate::error::{BeaconError, BeaconResult};
+use crate::names::quote_ident;
+use pgrx::prelude::*;
+
+/// The columns of a table of the project, to qualify a join's bare column names.
+pub(super) fn table_columns(project: &str, table: &str) -> BeaconResult<Option<Vec<String>>> {
+    let relation = format!("{}.{}", quote_ident(project), quote_ident(table));
+    Ok(Spi::get_one_with_args::<Vec<String>>(
+        "SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+        &[relation.as_str().into()],
+    )?)
+}
+
+pub(super) fn table_kind(project: &str, table: &str) -> BeaconResult<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT (SELECT c.relkind::text FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2)",
+        &[project.into(), table.into()],
+    )?)
+}
+
+/// The view is kept from the tables' own capture triggers. A query over a parent table
+/// also reads its children's rows, which fire only the children's triggers; a partition
+/// also receives rows written through its parent, whose statement-level triggers are the
+/// parent's. Neither is captured, so neither is accepted (and the utility hook refuses
+/// making a source a parent later, see `guard`).
+pub(super) fn refuse_inheritance(project: &str, table: &str) -> BeaconResult<()> {
+    let (partition, parent) = Spi::get_two_with_args::<bool, bool>(
+        "SELECT c.relispartition,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relname = $2",
+        &[project.into(), table.into()],
+    )?;
+    if partition == Some(true) {
+        return Err(BeaconError::Unsupported(format!(
+            "\"{table}\" is a partition: a continuous query over it would miss the rows \
+             written through its parent"
+        )));
+    }
+    if parent == Some(true) {
+        return Err(BeaconError::Unsupported(format!(
+            "\"{table}\" has inheritance children: a continuous query over it would miss the \
+             rows written to them"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn check_table_kind(project: &str, table: &str) -> BeaconResult<()> {
+    match table_kind(project, table)?.as_deref() {
+        Some("r") => Ok(()),
+        Some("p") => Err(BeaconError::Unsupported(format!(
+            "\"{table}\" is a partitioned table: continuous queries over partitioned tables \
+             are not supported yet (their rows are written to the partitions)"
+        ))),
+        Some(_) => Err(BeaconError::Unsupported(format!(
+            "\"{table}\" is not a table: continuous queries read tables"
+        ))),
+        None => Err(BeaconError::UnknownCollection(
+            project.to_string(),
+            table.to_string(),
+        )),
+    }
+}
