@@ -29,26 +29,9 @@ fn deletes_mark_groups_dirty_only_when_an_aggregate_cannot_be_subtracted() {
         !deleted.contains("max((price)) AS a2_m"),
         "max is recomputed, not negated: {deleted}"
     );
-    // dirty unless a clean group's stored max is above every deleted value
-    assert!(
-        deleted.contains("max((price)) AS _beacon_b0")
-            && deleted.contains(
-                "NOT EXISTS (SELECT 1 FROM \"shop\".\"_cq_v_state\" _beacon_state WHERE _beacon_state.k0 = q.k0 \
-                 AND NOT _beacon_state._dirty AND (q._beacon_b0 IS NULL OR q._beacon_b0 < _beacon_state.a2_m)) AS _dirty"
-            ),
-        "{deleted}"
-    );
-    // the comparison is made outside the grouped query, over its named columns: a source
-    // column named like a state column is read from the source
-    let named_like_state = plan(
-        "SELECT k0, count(*), max(price) FROM src GROUP BY k0",
-        Mode::Async,
-    );
-    let deleted = named_like_state.capture(Rows::Deleted).join(";");
-    assert!(
-        deleted.contains("FROM (SELECT (k0) AS k0") && deleted.contains("_beacon_state.k0 = q.k0"),
-        "{deleted}"
-    );
+    // a delete's group is recomputed even when the deleted rows are below its stored max:
+    // that max may belong to a row a concurrent delete removes, whose merge may come first
+    assert!(deleted.contains("true AS _dirty"), "{deleted}");
     // other non-subtractable partials are recomputed whatever was deleted
     let float_sum = plan(
         "SELECT country, max(price), beacon.approx_count_distinct(price) FROM src GROUP BY country",
