@@ -60,6 +60,26 @@ fn lock_roles(project: &str) -> BeaconResult<()> {
     Ok(())
 }
 
+/// Locks the tables the project's continuous queries read, in name order, before the
+/// schema goes: compaction locks a query's tables first, then its hidden tables, and the
+/// DROP SCHEMA would otherwise take the hidden tables first and wait for a compaction that
+/// waits for it.
+fn lock_query_sources(name: &str) -> BeaconResult<()> {
+    let tables = crate::spi::texts(
+        "SELECT pg_catalog.format('%I.%I', $1, s.t) FROM (
+                SELECT DISTINCT t.t FROM beacon.continuous_query q,
+                       pg_catalog.unnest(pg_catalog.array_prepend(q.source, q.joined)) t (t)
+                 WHERE q.project = $1) s
+          WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1, s.t)) IS NOT NULL
+          ORDER BY s.t",
+        &[name.into()],
+    )?;
+    for table in tables {
+        run(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"), &[])?;
+    }
+    Ok(())
+}
+
 /// Drops `name`'s schema and everything in it, its catalog rows, what its owner role has
 /// in this database, and its roles unless another database uses them. Checks the caller
 /// first (the extension owner or a superuser); then runs as the extension owner.
@@ -68,6 +88,7 @@ pub fn drop_project_objects(name: &str) -> BeaconResult<()> {
     let _owner = AsOwner::enter()?;
     require_project(name)?;
     lock_roles(name)?;
+    lock_query_sources(name)?;
     // dropping runs none of the project's code: no user trigger fires on DROP. A schema
     // already gone (dropped by hand) leaves the rest to clean up.
     run(
