@@ -43,7 +43,15 @@ fn hashable(oid: u32) -> BeaconResult<bool> {
     )
 }
 
-/// The types of every column a join query references, and each join's lock hash.
+fn parent_alias(plan: &Plan, parent: usize) -> &str {
+    match parent {
+        0 => plan.query.source_alias.as_deref().unwrap_or(&plan.source),
+        i => &plan.query.joins[i - 1].alias,
+    }
+}
+
+/// The types of every column a join query references, and each join's lock hash; refuses
+/// equalities of columns of different types (but integers, and text with varchar).
 pub(super) fn join_types(plan: &Plan) -> BeaconResult<JoinTypes> {
     let mut types = JoinTypes::default();
     if !plan.is_join() {
@@ -82,15 +90,25 @@ pub(super) fn join_types(plan: &Plan) -> BeaconResult<JoinTypes> {
             (Some((x, true)), Some((y, true))) if x == y && hashable(x)? => {
                 "pg_catalog.hash_array(ARRAY[{v}])".to_string()
             }
+            (Some((x, _)), Some((y, _)))
+                if x != y && !(TEXTS.contains(&x) && TEXTS.contains(&y)) =>
+            {
+                return Err(BeaconError::Unsupported(format!(
+                    "the join with {} compares {}.{} and {}.{}, of different types: join \
+                     columns must be of one type, or both integers, or both text",
+                    join.alias,
+                    parent_alias(plan, join.parent),
+                    parent_column,
+                    join.alias,
+                    own
+                )));
+            }
             _ => {
                 notice!(
                     "continuous query \"{}\": the values of {}.{} and {}.{} cannot be hashed \
                      alike, so writers of these tables lock the whole join instead of its keys",
                     plan.name,
-                    plan.query.joins.get(join.parent.wrapping_sub(1)).map_or(
-                        plan.query.source_alias.as_deref().unwrap_or(&plan.source),
-                        |p| p.alias.as_str()
-                    ),
+                    parent_alias(plan, join.parent),
                     parent_column,
                     join.alias,
                     own

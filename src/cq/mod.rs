@@ -131,8 +131,11 @@ fn create(
     // refuse unsupported queries before checking anything about the database
     let mut plan = plan_of(project, name, query, mode)?;
     require_level(project, Level::Admin)?;
-    for table in plan.tables() {
-        crate::project::adopt_table(project, &table)?;
+    // in name order, as every lock on a query's tables is taken (see `lock_source`)
+    let mut tables = plan.tables();
+    tables.sort();
+    for table in &tables {
+        crate::project::adopt_table(project, table)?;
     }
     let _owner = AsOwner::for_project(project)?;
     require_project(project)?;

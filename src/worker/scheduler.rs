@@ -106,15 +106,28 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
             // SAFETY: as in the launcher: outside a transaction, on the worker's only thread
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        let still_installed = BackgroundWorker::transaction(|| {
+        let (still_installed, queries) = BackgroundWorker::transaction(|| {
             let installed = extension_installed();
-            if installed && function_present("beacon.compact(text,text)") {
-                if let Err(e) = Spi::run("SELECT beacon.compact()") {
-                    log!("pg_beacon scheduler: compaction failed: {e}");
-                }
-            }
-            installed
+            let queries = if installed && function_present("beacon.compact(text,text)") {
+                async_queries()
+            } else {
+                Vec::new()
+            };
+            (installed, queries)
         });
+        // one transaction per query: locks of a compaction are held to its transaction's
+        // end, and one query's tables held while locking the next one's could wait for a
+        // create or drop that waits for them
+        for (project, name) in queries {
+            BackgroundWorker::transaction(|| {
+                if let Err(e) = Spi::run_with_args(
+                    "SELECT beacon.compact($1, $2)",
+                    &[project.as_str().into(), name.as_str().into()],
+                ) {
+                    log!("pg_beacon scheduler: compaction of {project}.{name} failed: {e}");
+                }
+            });
+        }
         if !still_installed {
             note(|e| {
                 e.extension = Extension::Absent;
@@ -170,4 +183,27 @@ fn refresh_due_materialized_views() {
             }
         });
     }
+}
+
+/// The async queries to compact, (project, name).
+fn async_queries() -> Vec<(String, String)> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT project, name FROM beacon._async_queries() ORDER BY project, name",
+                None,
+                &[],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| {
+        log!("pg_beacon scheduler: listing the queries to compact failed: {e}");
+        Vec::new()
+    })
 }

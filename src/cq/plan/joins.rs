@@ -138,7 +138,7 @@ impl Plan {
         if !self.is_join() {
             return self.source_table();
         }
-        self.from_with(&vec![Stand::Table; self.query.joins.len() + 1])
+        self.join_clause(&vec![Stand::Table; self.query.joins.len() + 1])
     }
 
     /// How the first table's system columns are named in `relation()`.
@@ -149,7 +149,7 @@ impl Plan {
         }
     }
 
-    fn from_with(&self, stands: &[Stand]) -> String {
+    fn join_clause(&self, stands: &[Stand]) -> String {
         let relation = |i: usize| match &stands[i] {
             Stand::Table => self.qualified(self.table_of(i)),
             Stand::Rows(table) => table.to_string(),
@@ -262,12 +262,12 @@ impl Plan {
             for (rows_table, rows) in event.row_sets() {
                 let mut stands = vec![Stand::Table; n];
                 stands[o] = Stand::Rows(rows_table);
-                terms.push((self.from_with(&stands), rows));
+                terms.push((self.join_clause(&stands), rows));
             }
             for (lost, rows) in [(true, Rows::Inserted), (false, Rows::Deleted)] {
                 let mut stands = vec![Stand::Table; n];
                 stands[o] = Stand::Flipped(self.flipped(o, event, lost));
-                terms.push((self.from_with(&stands), rows));
+                terms.push((self.join_clause(&stands), rows));
             }
             return terms;
         }
@@ -283,7 +283,7 @@ impl Plan {
             let combinations = sets.len().pow(chosen.len() as u32);
             for combination in 0..combinations {
                 let mut stands = vec![Stand::Table; n];
-                let mut negative = chosen.len() % 2 == 0;
+                let mut negative = chosen.len().is_multiple_of(2);
                 let mut rest = combination;
                 for o in &chosen {
                     let (rows_table, rows) = sets[rest % sets.len()];
@@ -296,7 +296,7 @@ impl Plan {
                 } else {
                     Rows::Inserted
                 };
-                terms.push((self.from_with(&stands), rows));
+                terms.push((self.join_clause(&stands), rows));
             }
         }
         terms
