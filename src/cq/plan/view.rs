@@ -76,7 +76,10 @@ impl Plan {
                 .map(|k| format!("{GROUP}.{k}"))
                 .collect();
             format!(
-                " LEFT JOIN LATERAL (SELECT * FROM {}({}) WHERE {GROUP}._dirty) _beacon_fresh ON true",
+                // OFFSET 0 keeps the subquery from being pulled up: its condition then gates
+                // the call (a one-time filter), instead of filtering the rows of a call made
+                // for every group
+                " LEFT JOIN LATERAL (SELECT * FROM {}({}) WHERE {GROUP}._dirty OFFSET 0) _beacon_fresh ON true",
                 self.fresh_function(),
                 g_keys.join(", ")
             )
