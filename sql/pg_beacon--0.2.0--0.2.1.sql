@@ -522,17 +522,16 @@ SELECT q.project, q.name, q.mode, q.source, q.time_zone,
  WHERE has_schema_privilege(q.project, 'USAGE');
 COMMENT ON VIEW beacon.continuous_queries IS
   'Continuous queries visible to the current role: mode, source and joined tables, rows applied, pending deltas, lag, last error.';
-DROP FUNCTION beacon.create_continuous_query(text, text, text, text);
 CREATE FUNCTION beacon."create_continuous_query"(
 	"project" TEXT,
 	"name" TEXT,
 	"query" TEXT,
-	"mode" TEXT DEFAULT 'async',
-	"create_indexes" bool DEFAULT false
+	"mode" TEXT,
+	"create_indexes" bool
 ) RETURNS void
 STRICT
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'create_continuous_query_wrapper';
+AS 'MODULE_PATHNAME', 'create_continuous_query_with_indexes_wrapper';
 CREATE FUNCTION beacon."_unchanged_since_snapshot"(
 	"relation" oid,
 	"column" TEXT,

@@ -124,7 +124,7 @@ mod tests {
         setup();
         exec(
             "SELECT beacon.create_continuous_query('shop', 'j', $q$SELECT p.brand, count(*) AS n \
-             FROM events e JOIN products p ON p.id = e.product GROUP BY p.brand$q$, create_indexes => true)",
+             FROM events e JOIN products p ON p.id = e.product GROUP BY p.brand$q$, 'async', create_indexes => true)",
         );
         assert_eq!(
             count("SELECT 1 FROM pg_indexes WHERE schemaname = 'shop' AND tablename = 'events' AND indexdef LIKE '%(product)%'"),

@@ -536,7 +536,20 @@ fn create_continuous_query(
     name: &str,
     query: &str,
     mode: default!(&str, "'async'"),
-    create_indexes: default!(bool, false),
+) {
+    report(create(project, name, query, mode, false))
+}
+
+/// `create_continuous_query` that also creates the indexes a join's maintenance looks rows
+/// up with, when `create_indexes` (an overload: the four-argument function keeps the C
+/// signature of earlier releases, whose SQL definition a new library must still serve).
+#[pg_extern(name = "create_continuous_query")]
+fn create_continuous_query_with_indexes(
+    project: &str,
+    name: &str,
+    query: &str,
+    mode: &str,
+    create_indexes: bool,
 ) {
     report(create(project, name, query, mode, create_indexes))
 }
