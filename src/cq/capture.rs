@@ -45,14 +45,14 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let table = format!("{}.{}", quote_ident(project), quote_ident(source));
     let function = function_name(project, source);
     let queries: Vec<(String, String, String, String)> = crate::security::catalog(|| {
+        let sql = format!(
+            "SELECT name, query, mode, time_zone FROM beacon.continuous_query q
+              WHERE project = $1 AND $2 = ANY ({}) ORDER BY name",
+            super::tables::query_tables_sql("q")?
+        );
         Ok(Spi::connect(|client| {
             client
-                .select(
-                    "SELECT name, query, mode, time_zone FROM beacon.continuous_query
-                  WHERE project = $1 AND (source = $2 OR $2 = ANY (joined)) ORDER BY name",
-                    None,
-                    &[project.into(), source.into()],
-                )?
+                .select(&sql, None, &[project.into(), source.into()])?
                 .map(|row| {
                     Ok((
                         row.get::<String>(1)?.unwrap_or_default(),

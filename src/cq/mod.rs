@@ -39,6 +39,7 @@ use pgrx::prelude::*;
 use plan::{Mode, Plan};
 pub use regenerate::regenerate_view;
 use std::collections::{BTreeMap, HashMap};
+pub use tables::query_tables_sql;
 use tables::{check_table_kind, refuse_inheritance, table_columns, table_kind};
 pub use typing::typed_plan_of;
 use typing::{column_types, probe_types};
@@ -195,7 +196,28 @@ fn create(
     } else {
         query.to_string()
     };
+    if plan.is_join() && !tables::catalog_has_joins()? {
+        return Err(BeaconError::Unsupported(
+            "continuous queries over joins need the catalog of pg_beacon 0.2.1: run ALTER \
+             EXTENSION pg_beacon UPDATE first"
+                .into(),
+        ));
+    }
     catalog(|| {
+        if !tables::catalog_has_joins()? {
+            return run(
+                "INSERT INTO beacon.continuous_query (project, name, query, source, mode, time_zone)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    project.into(),
+                    name.into(),
+                    stored_query.as_str().into(),
+                    plan.source.as_str().into(),
+                    mode.as_str().into(),
+                    time_zone.as_str().into(),
+                ],
+            );
+        }
         run(
             "INSERT INTO beacon.continuous_query (project, name, query, source, mode, time_zone, joined)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",

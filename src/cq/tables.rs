@@ -69,3 +69,24 @@ pub(super) fn check_table_kind(project: &str, table: &str) -> BeaconResult<()> {
         )),
     }
 }
+
+/// Whether the catalog has `continuous_query.joined` (0.2.1): a library newer than the
+/// catalog, before `ALTER EXTENSION pg_beacon UPDATE`, serves single-table queries only.
+pub fn catalog_has_joins() -> BeaconResult<bool> {
+    crate::spi::exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                         WHERE attrelid = pg_catalog.to_regclass('beacon.continuous_query')
+                           AND attname = 'joined' AND NOT attisdropped)",
+        &[],
+    )
+}
+
+/// SQL for the tables catalog row `alias` reads (the source and a join's other tables), as
+/// an array, whichever catalog this is.
+pub fn query_tables_sql(alias: &str) -> BeaconResult<String> {
+    Ok(if catalog_has_joins()? {
+        format!("pg_catalog.array_prepend({alias}.source, {alias}.joined)")
+    } else {
+        format!("ARRAY[{alias}.source]")
+    })
+}

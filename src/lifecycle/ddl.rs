@@ -267,9 +267,9 @@ fn end_stale_subscriptions(project: &str) -> BeaconResult<()> {
 /// Generates again the capture and stream triggers (or their functions) someone dropped.
 fn regenerate_missing_triggers(project: &str) -> BeaconResult<()> {
     let missing = |sql: &str| catalog(|| texts(sql, &[project.into()]));
-    for source in missing(
+    for source in missing(&format!(
         "SELECT DISTINCT s.source FROM beacon.continuous_query q,
-                pg_catalog.unnest(pg_catalog.array_prepend(q.source, q.joined)) s (source)
+                pg_catalog.unnest({}) s (source)
           WHERE q.project = $1
             AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', q.project, s.source)) IS NOT NULL
             AND (SELECT count(*) FROM pg_catalog.pg_trigger t
@@ -277,7 +277,8 @@ fn regenerate_missing_triggers(project: &str) -> BeaconResult<()> {
                     AND t.tgname IN ('_beacon_cq_insert', '_beacon_cq_update', '_beacon_cq_delete',
                                      '_beacon_cq_truncate')) < 4
           ORDER BY 1",
-    )? {
+        crate::cq::query_tables_sql("q")?
+    ))? {
         crate::cq::install_capture(project, &source)?;
     }
     for collection in missing(

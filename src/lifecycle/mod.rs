@@ -58,9 +58,11 @@ pub(crate) fn dependents(project: &str, collection: &str) -> BeaconResult<Depend
     catalog(|| {
         Ok(Dependents {
             queries: texts(
-                "SELECT name FROM beacon.continuous_query
-                  WHERE project = $1 AND (source = $2 OR $2 = ANY (joined))
-                  ORDER BY name",
+                &format!(
+                    "SELECT name FROM beacon.continuous_query q
+                      WHERE project = $1 AND $2 = ANY ({}) ORDER BY name",
+                    crate::cq::query_tables_sql("q")?
+                ),
                 &[project.into(), collection.into()],
             )?,
             subscriptions: texts(

@@ -66,12 +66,15 @@ fn lock_roles(project: &str) -> BeaconResult<()> {
 /// waits for it.
 fn lock_query_sources(name: &str) -> BeaconResult<()> {
     let tables = crate::spi::texts(
-        "SELECT pg_catalog.format('%I.%I', $1, s.t) FROM (
-                SELECT DISTINCT t.t FROM beacon.continuous_query q,
-                       pg_catalog.unnest(pg_catalog.array_prepend(q.source, q.joined)) t (t)
-                 WHERE q.project = $1) s
-          WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1, s.t)) IS NOT NULL
-          ORDER BY s.t",
+        &format!(
+            "SELECT pg_catalog.format('%I.%I', $1, s.t) FROM (
+                    SELECT DISTINCT t.t FROM beacon.continuous_query q,
+                           pg_catalog.unnest({}) t (t)
+                     WHERE q.project = $1) s
+              WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1, s.t)) IS NOT NULL
+              ORDER BY s.t",
+            crate::cq::query_tables_sql("q")?
+        ),
         &[name.into()],
     )?;
     for table in tables {
