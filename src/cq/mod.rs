@@ -500,6 +500,43 @@ pub(crate) fn drop_queries(project: &str, names: &[String]) -> BeaconResult<()> 
     Ok(())
 }
 
+/// Set (transaction-local) by the scheduler before it compacts a query.
+const SKIP_BUSY: &str = "pg_beacon.compact_skip_busy";
+
+fn skips_busy_tables() -> BeaconResult<bool> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.current_setting($1, true)",
+        &[SKIP_BUSY.into()],
+    )?
+    .as_deref()
+        == Some("on"))
+}
+
+/// Takes compaction's lock on each of the query's tables if it is free now; false when one
+/// is not.
+fn try_lock_tables(plan: &Plan) -> BeaconResult<bool> {
+    let mut tables = plan.tables();
+    tables.sort();
+    for table in tables {
+        let relation = format!("{}.{}", quote_ident(&plan.project), quote_ident(&table));
+        let Some(oid) = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+            &[relation.as_str().into()],
+        )?
+        else {
+            continue;
+        };
+        // SAFETY: a relation lock by OID, held to the end of the transaction like LOCK TABLE's
+        let locked = unsafe {
+            pg_sys::ConditionalLockRelationOid(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE)
+        };
+        if !locked {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::for_project(project)?;
@@ -518,7 +555,14 @@ fn compact_one(project: &str, name: &str) -> BeaconResult<i64> {
     // the source first too) instead of locking the delta before it. Taken before anything
     // reads the source (the type probe, the recompute of dirty groups): a weaker lock
     // first would have to be upgraded, and a drop waiting for it would deadlock with us
-    lock_source(&plan_of(project, name, &query, mode)?, "ROW EXCLUSIVE")?;
+    let plan = plan_of(project, name, &query, mode)?;
+    // the scheduler skips a query whose tables someone is changing the shape of (a create
+    // or drop of a query, a TRUNCATE, which take its tables in their own order) rather than
+    // wait for them while holding some: it comes back next round
+    if skips_busy_tables()? && !try_lock_tables(&plan)? {
+        return Ok(0);
+    }
+    lock_source(&plan, "ROW EXCLUSIVE")?;
     if !catalog(|| {
         exists(
             "SELECT EXISTS (SELECT 1 FROM beacon.continuous_query WHERE project = $1 AND name = $2)",

@@ -120,6 +120,11 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
         // create or drop that waits for them
         for (project, name) in queries {
             BackgroundWorker::transaction(|| {
+                if let Err(e) = Spi::run(
+                    "SELECT pg_catalog.set_config('pg_beacon.compact_skip_busy', 'on', true)",
+                ) {
+                    log!("pg_beacon scheduler: {e}");
+                }
                 if let Err(e) = Spi::run_with_args(
                     "SELECT beacon.compact($1, $2)",
                     &[project.as_str().into(), name.as_str().into()],
