@@ -86,6 +86,10 @@ fn writer(round: &Round, mut rng: Rng, no: u64) {
         fact_only,
     } = *round;
     let mut client = joins::connect(db);
+    // Retries back off by a random delay, as a client should after 40001/40P01: retrying
+    // at once replays the same race (a long transaction is then the victim every time).
+    // Its own generator, so that the statements do not depend on how many retries there were.
+    let mut jitter = Rng::new(no.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     for _ in 0..TRANSACTIONS {
         let statements: Vec<String> = (0..between(&mut rng, 1, 3))
             .map(|_| match fact_only {
@@ -170,6 +174,11 @@ fn writer(round: &Round, mut rng: Rng, no: u64) {
                             .retried
                             .entry(format!("{} {what}", &e[6..]))
                             .or_default() += 1;
+                        drop(tally);
+                        let ceiling = 1u64 << attempt.min(7);
+                        std::thread::sleep(std::time::Duration::from_millis(
+                            1 + jitter.below(ceiling),
+                        ));
                         continue;
                     }
                     let e = match e.strip_prefix("retry ") {

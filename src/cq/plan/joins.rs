@@ -14,9 +14,10 @@
 //!
 //! Concurrency: two transactions must not each miss the other's rows. Before reading
 //! across a join edge, a capture locks the values of the edge's columns it is about to
-//! join (advisory locks, hashed into `BUCKETS` per edge): shared when it comes from the
-//! parent's side (the first table's writers, the hot path, never wait for each other),
-//! exclusive from the child's. A writer whose rows would be joined by another's in
+//! join (advisory locks, hashed into `BUCKETS` per edge): exclusive on the edge from the
+//! changed table up to its parent, shared on every other edge (so the first table's
+//! writers, the hot path, never wait for each other, and a leaf's writers do not wait for
+//! them on the edges above the leaf's own). A writer whose rows would be joined by another's in
 //! flight waits for it to commit, and then reads with a new snapshot that has its rows
 //! (READ COMMITTED). Under REPEATABLE READ the transaction's snapshot may predate a
 //! change committed before the lock was granted: each locked read is compared with the
@@ -328,18 +329,20 @@ impl Plan {
     }
 
     /// The lock id of join `join`'s edge: the same for every query joining the same
-    /// columns of the same tables, so that their captures share locks.
+    /// columns of the same tables in the same direction, so that their captures share
+    /// locks. Direction is part of it because which side locks exclusively depends on it:
+    /// a query rooted at the dimension must not make fact writers of another query, rooted
+    /// at the fact, wait for each other.
     fn edge_lock_id(&self, join: usize) -> i32 {
         let j = &self.query.joins[join - 1];
         let (parent_column, own) = &j.pairs[0];
-        let mut sides = [
-            format!("{}.{}", self.table_of(j.parent), parent_column),
-            format!("{}.{}", j.table, own),
-        ];
-        sides.sort();
         stable_hash(&format!(
-            "pg_beacon|{}|{}|{}",
-            self.project, sides[0], sides[1]
+            "pg_beacon|{}|{}.{}>{}.{}",
+            self.project,
+            self.table_of(j.parent),
+            parent_column,
+            j.table,
+            own
         )) as i32
     }
 
@@ -350,7 +353,7 @@ impl Plan {
     pub fn join_locks(&self, table: &str, event: Event) -> Vec<String> {
         let n = self.query.joins.len() + 1;
         // (neighbour, join of the edge, column on this side, column on theirs, whether
-        // this side is the child)
+        // the neighbour is this side's parent)
         let neighbours = |o: usize| -> Vec<(usize, usize, String, String, bool)> {
             let mut out = Vec::new();
             if o > 0 {
@@ -394,7 +397,14 @@ impl Plan {
             while next < queue.len() {
                 let (at, rows) = queue[next].clone();
                 next += 1;
-                for (other, join, column, their_column, child) in neighbours(at) {
+                for (other, join, column, their_column, upward) in neighbours(at) {
+                    // Exclusive only on the edge from the changed table to its parent:
+                    // two writers whose rows meet in a result row always both lock the
+                    // first upward edge of one of them (of the lower one when one table
+                    // is an ancestor of the other), which orders them. Every other edge
+                    // is shared, so a leaf's writer and the root's writers do not wait
+                    // for each other on the edges in between.
+                    let exclusive = upward && at == start;
                     if visited[other] {
                         continue;
                     }
@@ -409,7 +419,11 @@ impl Plan {
                     steps.push(format!(
                         "PERFORM pg_catalog.{}({}, x.b) FROM (SELECT DISTINCT (({hash}) & {}) AS b FROM {rows} r \
                          WHERE r.{c} IS NOT NULL ORDER BY 1) x",
-                        if child { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" },
+                        if exclusive {
+                            "pg_advisory_xact_lock"
+                        } else {
+                            "pg_advisory_xact_lock_shared"
+                        },
                         self.edge_lock_id(join),
                         BUCKETS - 1,
                         c = quote_ident(&column)

@@ -320,4 +320,68 @@ mod joins {
             ]
         );
     }
+
+    fn lock_calls(statements: &[String]) -> Vec<(bool, String)> {
+        statements
+            .iter()
+            .filter(|s| s.contains("advisory"))
+            .map(|s| {
+                let exclusive = s.contains("pg_advisory_xact_lock(");
+                let id = s
+                    .split("_lock")
+                    .nth(1)
+                    .and_then(|r| r.split('(').nth(1))
+                    .and_then(|r| r.split(',').next())
+                    .unwrap_or_default()
+                    .to_string();
+                (exclusive, id)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_leaf_locks_only_its_own_edge_exclusively() {
+        // events -> products -> suppliers: a supplier change locks its edge exclusively
+        // and the events-products edge shared, like the fact writers do
+        let p = plan(
+            "SELECT s.country, count(*) AS n FROM events e JOIN products p ON p.id = e.product \
+             JOIN suppliers s ON s.id = p.supplier GROUP BY s.country",
+            Mode::Async,
+        );
+        let leaf = lock_calls(&p.join_locks("suppliers", Event::Update));
+        assert_eq!(leaf.len(), 2, "{leaf:?}");
+        assert!(leaf[0].0 && !leaf[1].0, "{leaf:?}");
+        let middle = lock_calls(&p.join_locks("products", Event::Update));
+        assert_eq!(middle.len(), 2, "{middle:?}");
+        // the middle table: exclusive up to the facts, shared down to the suppliers
+        let up = middle.iter().find(|(_, id)| *id != leaf[0].1).unwrap();
+        let down = middle.iter().find(|(_, id)| *id == leaf[0].1).unwrap();
+        assert!(up.0 && !down.0, "{middle:?}");
+        let facts = lock_calls(&p.join_locks("events", Event::Insert));
+        assert!(facts.iter().all(|(exclusive, _)| !exclusive), "{facts:?}");
+    }
+
+    #[test]
+    fn the_lock_of_an_edge_depends_on_its_direction() {
+        let down = plan(
+            "SELECT p.category, count(*) AS n FROM events e JOIN products p ON p.id = e.product \
+             GROUP BY p.category",
+            Mode::Async,
+        );
+        let up = plan(
+            "SELECT p.category, count(*) AS n FROM products p JOIN events e ON p.id = e.product \
+             GROUP BY p.category",
+            Mode::Async,
+        );
+        let same = plan(
+            "SELECT p.name, sum(e.price) AS n FROM events e JOIN products p ON e.product = p.id \
+             GROUP BY p.name",
+            Mode::Immediate,
+        );
+        let id = |p: &Plan| lock_calls(&p.join_locks("events", Event::Insert))[0].1.clone();
+        assert_ne!(id(&down), id(&up));
+        assert_eq!(id(&down), id(&same));
+        // rooted at the products, the events are the joined table and lock exclusively
+        assert!(lock_calls(&up.join_locks("events", Event::Insert))[0].0);
+    }
 }
