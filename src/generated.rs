@@ -146,6 +146,18 @@ fn regenerate_all() -> BeaconResult<i64> {
     )? {
         regenerated += crate::mv::regenerate(&project, &name)? as i64;
     }
+    if crate::spi::exists(
+        "SELECT pg_catalog.to_regclass('beacon.document_view') IS NOT NULL",
+        &[],
+    )? {
+        for (project, name) in text_pairs(
+            "SELECT project, name FROM beacon.document_view ORDER BY project, name",
+            &[],
+        )? {
+            crate::documents::regenerate(&project, &name)?;
+            regenerated += 1;
+        }
+    }
     // objects whose catalog entry is gone (a source dropped with CASCADE) have nothing left
     // to regenerate
     run(

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 mod analysis;
 mod collect;
 mod cq;
+mod documents;
 mod error;
 mod generated;
 mod guc;

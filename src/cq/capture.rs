@@ -159,9 +159,10 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let declare = if locks.iter().all(Vec::is_empty) {
         String::new()
     } else {
-        "DECLARE\n  \"beacon repeatable read\" boolean := \
-         pg_catalog.current_setting('transaction_isolation') <> 'read committed';\n"
-            .to_string()
+        format!(
+            "DECLARE\n  {}\n",
+            super::edge_locks::REPEATABLE_READ_DECLARATION
+        )
     };
     let body = format!(
         "{declare}BEGIN\n  IF TG_OP = 'INSERT' THEN\n{inserted}  ELSIF TG_OP = 'UPDATE' THEN\n{updated}  \

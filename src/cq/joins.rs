@@ -43,6 +43,33 @@ fn hashable(oid: u32) -> BeaconResult<bool> {
     )
 }
 
+/// How equal values of two columns ((type OID, deterministic collation)) hash alike into
+/// a lock bucket: an expression of `{v}`; None when they cannot (different types that
+/// are not both integers or both text: the caller refuses them; or a type without a hash
+/// function, or a nondeterministic collation: the caller locks the whole edge).
+pub(crate) fn lock_hash(
+    a: Option<(u32, bool)>,
+    b: Option<(u32, bool)>,
+) -> BeaconResult<Option<String>> {
+    Ok(match (a, b) {
+        (Some((x, _)), Some((y, _))) if INTEGERS.contains(&x) && INTEGERS.contains(&y) => {
+            Some("pg_catalog.hashint8(({v})::pg_catalog.int8)".to_string())
+        }
+        (Some((x, true)), Some((y, true))) if TEXTS.contains(&x) && TEXTS.contains(&y) => {
+            Some("pg_catalog.hashtext(({v})::pg_catalog.text)".to_string())
+        }
+        (Some((x, true)), Some((y, true))) if x == y && hashable(x)? => {
+            Some("pg_catalog.hash_array(ARRAY[{v}])".to_string())
+        }
+        _ => None,
+    })
+}
+
+/// A column's (type OID, deterministic collation), for `lock_hash`.
+pub(crate) fn hash_traits(relation: &str, column: &str) -> BeaconResult<(u32, bool)> {
+    column_type(relation, column).map(|(_, oid, deterministic)| (oid, deterministic))
+}
+
 fn parent_alias(plan: &Plan, parent: usize) -> &str {
     match parent {
         0 => plan.query.source_alias.as_deref().unwrap_or(&plan.source),
@@ -80,30 +107,28 @@ pub(super) fn join_types(plan: &Plan) -> BeaconResult<JoinTypes> {
         let (parent_column, own) = &join.pairs[0];
         let a = oids[join.parent].get(parent_column).copied();
         let b = oids[j + 1].get(own).copied();
-        let hash = match (a, b) {
-            (Some((x, _)), Some((y, _))) if INTEGERS.contains(&x) && INTEGERS.contains(&y) => {
-                "pg_catalog.hashint8(({v})::pg_catalog.int8)".to_string()
-            }
-            (Some((x, true)), Some((y, true))) if TEXTS.contains(&x) && TEXTS.contains(&y) => {
-                "pg_catalog.hashtext(({v})::pg_catalog.text)".to_string()
-            }
-            (Some((x, true)), Some((y, true))) if x == y && hashable(x)? => {
-                "pg_catalog.hash_array(ARRAY[{v}])".to_string()
-            }
-            (Some((x, _)), Some((y, _)))
-                if x != y && !(TEXTS.contains(&x) && TEXTS.contains(&y)) =>
+        let what = || {
+            format!(
+                "the join with {} compares {}.{} and {}.{}",
+                join.alias,
+                parent_alias(plan, join.parent),
+                parent_column,
+                join.alias,
+                own
+            )
+        };
+        let hash = match lock_hash(a, b)? {
+            Some(hash) => hash,
+            None if matches!((a, b), (Some((x, _)), Some((y, _)))
+                if x != y && !(TEXTS.contains(&x) && TEXTS.contains(&y))) =>
             {
                 return Err(BeaconError::Unsupported(format!(
-                    "the join with {} compares {}.{} and {}.{}, of different types: join \
-                     columns must be of one type, or both integers, or both text",
-                    join.alias,
-                    parent_alias(plan, join.parent),
-                    parent_column,
-                    join.alias,
-                    own
+                    "{}, of different types: join columns must be of one type, or both \
+                     integers, or both text",
+                    what()
                 )));
             }
-            _ => {
+            None => {
                 notice!(
                     "continuous query \"{}\": the values of {}.{} and {}.{} cannot be hashed \
                      alike, so writers of these tables lock the whole join instead of its keys",

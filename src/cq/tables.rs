@@ -6,7 +6,7 @@ use crate::names::quote_ident;
 use pgrx::prelude::*;
 
 /// The columns of a table of the project, to qualify a join's bare column names.
-pub(super) fn table_columns(project: &str, table: &str) -> BeaconResult<Option<Vec<String>>> {
+pub(crate) fn table_columns(project: &str, table: &str) -> BeaconResult<Option<Vec<String>>> {
     let relation = format!("{}.{}", quote_ident(project), quote_ident(table));
     Ok(Spi::get_one_with_args::<Vec<String>>(
         "SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
@@ -16,7 +16,7 @@ pub(super) fn table_columns(project: &str, table: &str) -> BeaconResult<Option<V
     )?)
 }
 
-pub(super) fn table_kind(project: &str, table: &str) -> BeaconResult<Option<String>> {
+pub(crate) fn table_kind(project: &str, table: &str) -> BeaconResult<Option<String>> {
     Ok(Spi::get_one_with_args::<String>(
         "SELECT (SELECT c.relkind::text FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -30,7 +30,7 @@ pub(super) fn table_kind(project: &str, table: &str) -> BeaconResult<Option<Stri
 /// also receives rows written through its parent, whose statement-level triggers are the
 /// parent's. Neither is captured, so neither is accepted (and the utility hook refuses
 /// making a source a parent later, see `guard`).
-pub(super) fn refuse_inheritance(project: &str, table: &str) -> BeaconResult<()> {
+pub(crate) fn refuse_inheritance(project: &str, table: &str) -> BeaconResult<()> {
     let (partition, parent) = Spi::get_two_with_args::<bool, bool>(
         "SELECT c.relispartition,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
@@ -53,7 +53,7 @@ pub(super) fn refuse_inheritance(project: &str, table: &str) -> BeaconResult<()>
     Ok(())
 }
 
-pub(super) fn check_table_kind(project: &str, table: &str) -> BeaconResult<()> {
+pub(crate) fn check_table_kind(project: &str, table: &str) -> BeaconResult<()> {
     match table_kind(project, table)?.as_deref() {
         Some("r") => Ok(()),
         Some("p") => Err(BeaconError::Unsupported(format!(

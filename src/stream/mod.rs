@@ -123,7 +123,11 @@ fn columns_of(project: &str, collection: &str) -> BeaconResult<Vec<String>> {
 
 /// Checks the filter as text first, then lets PostgreSQL type-check the rewritten
 /// condition against the table, so that a filter that is accepted also runs.
-fn checked_condition(project: &str, collection: &str, filter: &str) -> BeaconResult<String> {
+pub(crate) fn checked_condition(
+    project: &str,
+    collection: &str,
+    filter: &str,
+) -> BeaconResult<String> {
     let columns = columns_of(project, collection)?;
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let condition = filter::check_filter(filter, &columns)

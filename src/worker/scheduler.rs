@@ -148,6 +148,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
                 log!("pg_beacon scheduler: subscription clean-up failed: {e}");
             }
         });
+        refresh_document_views();
         refresh_due_materialized_views();
         note(|e| {
             e.rounds += 1;
@@ -155,6 +156,46 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
         });
     }
     log!("pg_beacon scheduler for database {db} exiting");
+}
+
+/// The pending changes of async document views, each view in its own transaction (its
+/// refresh locks it until commit), and the end of temporary document subscriptions whose
+/// session is gone.
+fn refresh_document_views() {
+    let views: Vec<(String, String)> = BackgroundWorker::transaction(|| {
+        if !function_present("beacon.refresh_document_view(text,text)") {
+            return Vec::new();
+        }
+        crate::spi::text_pairs(
+            "SELECT project, name FROM beacon._async_document_views() ORDER BY project, name",
+            &[],
+        )
+        .unwrap_or_else(|e| {
+            log!("pg_beacon scheduler: listing document views failed: {e}");
+            Vec::new()
+        })
+    });
+    for (project, name) in views {
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+        BackgroundWorker::transaction(|| {
+            if let Err(e) = Spi::run_with_args(
+                "SELECT beacon.refresh_document_view($1, $2)",
+                &[project.as_str().into(), name.as_str().into()],
+            ) {
+                log!("pg_beacon scheduler: refreshing document view {project}.{name} failed: {e}");
+            }
+        });
+    }
+    BackgroundWorker::transaction(|| {
+        if !function_present("beacon._document_housekeeping()") {
+            return;
+        }
+        if let Err(e) = Spi::run("SELECT beacon._document_housekeeping()") {
+            log!("pg_beacon scheduler: document subscription clean-up failed: {e}");
+        }
+    });
 }
 
 /// Each view in its own transaction, so a long refresh holds nothing of the others and a

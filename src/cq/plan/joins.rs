@@ -12,25 +12,14 @@
 //! whose match appeared (their NULL-extended row leaves) or vanished (it comes back);
 //! which keys flipped is decided by counting the table's rows per key now and before.
 //!
-//! Concurrency: two transactions must not each miss the other's rows. Before reading
-//! across a join edge, a capture locks the values of the edge's columns it is about to
-//! join (advisory locks, hashed into `BUCKETS` per edge): exclusive on the edge from the
-//! changed table up to its parent, shared on every other edge (so the first table's
-//! writers, the hot path, never wait for each other, and a leaf's writers do not wait for
-//! them on the edges above the leaf's own). A writer whose rows would be joined by another's in
-//! flight waits for it to commit, and then reads with a new snapshot that has its rows
-//! (READ COMMITTED). Under REPEATABLE READ the transaction's snapshot may predate a
-//! change committed before the lock was granted: each locked read is compared with the
-//! latest committed data, and a difference is a serialization failure (40001) to retry.
+//! Concurrency: before reading across a join edge, a capture locks the values it is about
+//! to join, so that two transactions never each miss the other's rows (see `edge_locks`).
 
 use super::super::analyze::JoinKind;
+use super::super::edge_locks::{unchanged_check, Edge, Tree};
 use super::{Plan, Rows};
-use crate::names::{quote_ident, quote_literal};
+use crate::names::quote_ident;
 use std::collections::BTreeMap;
-
-/// Lock buckets per join edge: bounds the advisory locks a statement takes (per edge) while
-/// making two unrelated keys share a lock rarely.
-const BUCKETS: u32 = 64;
 
 /// What PostgreSQL told about the joined tables, for the capture code.
 #[derive(Clone, Debug, Default)]
@@ -65,7 +54,7 @@ impl Event {
     }
 
     /// The statement's rows (old and new) as one relation.
-    fn all_rows(self) -> String {
+    pub fn all_rows(self) -> String {
         let sets: Vec<String> = self
             .row_sets()
             .iter()
@@ -83,13 +72,6 @@ enum Stand {
     Rows(&'static str),
     /// The keys of a left-joined table whose match flipped, its columns NULL.
     Flipped(String),
-}
-
-/// FNV-1a, for lock ids stable across sessions and builds.
-fn stable_hash(text: &str) -> u32 {
-    text.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 impl Plan {
@@ -328,122 +310,48 @@ impl Plan {
         statements
     }
 
-    /// The lock id of join `join`'s edge: the same for every query joining the same
-    /// columns of the same tables in the same direction, so that their captures share
-    /// locks. Direction is part of it because which side locks exclusively depends on it:
-    /// a query rooted at the dimension must not make fact writers of another query, rooted
-    /// at the fact, wait for each other.
-    fn edge_lock_id(&self, join: usize) -> i32 {
-        let j = &self.query.joins[join - 1];
-        let (parent_column, own) = &j.pairs[0];
-        stable_hash(&format!(
-            "pg_beacon|{}|{}.{}>{}.{}",
-            self.project,
-            self.table_of(j.parent),
-            parent_column,
-            j.table,
-            own
-        )) as i32
+    /// The join tree as the edge locks see it.
+    fn lock_tree(&self) -> Tree<'_> {
+        Tree {
+            project: &self.project,
+            tables: (0..=self.query.joins.len())
+                .map(|i| self.table_of(i))
+                .collect(),
+            edges: self
+                .query
+                .joins
+                .iter()
+                .enumerate()
+                .map(|(k, j)| Edge {
+                    parent: j.parent,
+                    parent_column: j.pairs[0].0.clone(),
+                    own_column: j.pairs[0].1.clone(),
+                    hash: self
+                        .join_types
+                        .lock_hash
+                        .get(k)
+                        .cloned()
+                        .unwrap_or_else(|| "0".into()),
+                })
+                .collect(),
+        }
     }
 
     /// The locks (and, under REPEATABLE READ, the checks) a statement on `table` takes
-    /// before this query's terms read the other tables: from each occurrence of the table
-    /// outwards along the join tree, one edge at a time, each read after its lock (every
-    /// statement takes a new snapshot under READ COMMITTED).
+    /// before this query's terms read the other tables (see `edge_locks`).
     pub fn join_locks(&self, table: &str, event: Event) -> Vec<String> {
+        let mut steps = self.lock_tree().locks(table, &event.all_rows()).statements;
         let n = self.query.joins.len() + 1;
-        // (neighbour, join of the edge, column on this side, column on theirs, whether
-        // the neighbour is this side's parent)
-        let neighbours = |o: usize| -> Vec<(usize, usize, String, String, bool)> {
-            let mut out = Vec::new();
-            if o > 0 {
-                let j = &self.query.joins[o - 1];
-                out.push((
-                    j.parent,
-                    o,
-                    j.pairs[0].1.clone(),
-                    j.pairs[0].0.clone(),
-                    true,
-                ));
-            }
-            for (k, j) in self.query.joins.iter().enumerate() {
-                if j.parent == o {
-                    out.push((
-                        k + 1,
-                        k + 1,
-                        j.pairs[0].0.clone(),
-                        j.pairs[0].1.clone(),
-                        false,
-                    ));
-                }
-            }
-            out
-        };
-        let check = |relation: &str, their_column: &str, rows: &str, column: &str| {
-            format!(
-                "IF \"beacon repeatable read\" THEN PERFORM beacon._unchanged_since_snapshot({}::regclass, {}, \
-                 (SELECT pg_catalog.array_agg(r.{c}) FROM {rows} r WHERE r.{c} IS NOT NULL)); END IF",
-                quote_literal(relation),
-                quote_literal(their_column),
-                c = quote_ident(column)
-            )
-        };
-        let mut steps = Vec::new();
-        for start in (0..n).filter(|i| self.table_of(*i) == table) {
-            let mut visited = vec![false; n];
-            visited[start] = true;
-            let mut queue = vec![(start, event.all_rows())];
-            let mut next = 0;
-            while next < queue.len() {
-                let (at, rows) = queue[next].clone();
-                next += 1;
-                for (other, join, column, their_column, upward) in neighbours(at) {
-                    // Exclusive only on the edge from the changed table to its parent:
-                    // two writers whose rows meet in a result row always both lock the
-                    // first upward edge of one of them (of the lower one when one table
-                    // is an ancestor of the other), which orders them. Every other edge
-                    // is shared, so a leaf's writer and the root's writers do not wait
-                    // for each other on the edges in between.
-                    let exclusive = upward && at == start;
-                    if visited[other] {
-                        continue;
-                    }
-                    visited[other] = true;
-                    let hash = self
-                        .join_types
-                        .lock_hash
-                        .get(join - 1)
-                        .cloned()
-                        .unwrap_or_else(|| "0".into())
-                        .replace("{v}", &format!("r.{}", quote_ident(&column)));
-                    steps.push(format!(
-                        "PERFORM pg_catalog.{}({}, x.b) FROM (SELECT DISTINCT (({hash}) & {}) AS b FROM {rows} r \
-                         WHERE r.{c} IS NOT NULL ORDER BY 1) x",
-                        if exclusive {
-                            "pg_advisory_xact_lock"
-                        } else {
-                            "pg_advisory_xact_lock_shared"
-                        },
-                        self.edge_lock_id(join),
-                        BUCKETS - 1,
-                        c = quote_ident(&column)
-                    ));
-                    let their_table = self.qualified(self.table_of(other));
-                    steps.push(check(&their_table, &their_column, &rows, &column));
-                    queue.push((
-                        other,
-                        format!(
-                            "(SELECT t.* FROM {their_table} t WHERE t.{} IN (SELECT r.{} FROM {rows} r))",
-                            quote_ident(&their_column),
-                            quote_ident(&column)
-                        ),
-                    ));
-                }
-            }
+        for start in (1..n).filter(|i| self.table_of(*i) == table) {
             // a left-joined table counts its own rows per key (see `flipped`)
-            if start > 0 && self.query.joins[start - 1].kind == JoinKind::Left {
+            if self.query.joins[start - 1].kind == JoinKind::Left {
                 let own = &self.query.joins[start - 1].pairs[0].1;
-                steps.push(check(&self.qualified(table), own, &event.all_rows(), own));
+                steps.push(unchanged_check(
+                    &self.qualified(table),
+                    own,
+                    &event.all_rows(),
+                    own,
+                ));
             }
         }
         steps

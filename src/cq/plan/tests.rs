@@ -378,7 +378,11 @@ mod joins {
              GROUP BY p.name",
             Mode::Immediate,
         );
-        let id = |p: &Plan| lock_calls(&p.join_locks("events", Event::Insert))[0].1.clone();
+        let id = |p: &Plan| {
+            lock_calls(&p.join_locks("events", Event::Insert))[0]
+                .1
+                .clone()
+        };
         assert_ne!(id(&down), id(&up));
         assert_eq!(id(&down), id(&same));
         // rooted at the products, the events are the joined table and lock exclusively
