@@ -4,6 +4,8 @@
 //! refused specs. Every check compares each view with documents built independently by
 //! the oracle in tests/common/documents.rs.
 
+#[path = "common/documents_cases.rs"]
+mod cases;
 mod common;
 #[path = "common/documents.rs"]
 mod documents;
@@ -508,5 +510,211 @@ fn documents_seed_order_wide_view() {
         "UPDATE orders SET order_status = 'x'; DELETE FROM order_items WHERE order_item_id = 1; TRUNCATE sellers",
     );
     drop(pauser);
+    server().drop_db(db);
+}
+
+// ---------------------------------------------------------------------------------------
+// Refused specs
+
+#[test]
+fn documents_bad_specs_are_refused_and_leave_nothing_behind() {
+    let db = "documents_refusals";
+    let mut client = documents::project_db(server(), db);
+    run(&mut client, olist::SCHEMA);
+    run(&mut client, cases::REFUSAL_SCHEMA);
+    let mut problems: Vec<String> = cases::refusals()
+        .iter()
+        .filter_map(|r| cases::check_refusal(&mut client, r))
+        .collect();
+    let plain = serde_json::json!({"from": "orders", "key": ["order_id"]});
+    let mut taken = DocView::new("taken", plain.clone(), "async");
+    documents::create(&mut client, &mut taken).unwrap();
+    for mode in ["async", "immediate"] {
+        let r = cases::Refusal {
+            case: "name_of_a_document_view".into(),
+            name: "taken".into(),
+            mode: mode.into(),
+            codes: vec!["42P07".into(), "42710".into()],
+            words: vec!["taken".into()],
+            spec: plain.clone(),
+        };
+        problems.extend(cases::check_refusal(&mut client, &r));
+    }
+    // an unknown project; a role with write access only
+    match client.execute(
+        "SELECT beacon.create_document_view('nope', 'x', $1)",
+        &[&plain],
+    ) {
+        Err(e) if documents::sqlstate(&e) == "3F000" => {}
+        other => problems.push(format!(
+            "unknown project: {:?}",
+            other.map_err(|e| documents::describe(&e))
+        )),
+    }
+    run(
+        &mut client,
+        &format!(
+            "DROP ROLE IF EXISTS documents_writer; CREATE ROLE documents_writer LOGIN;
+             SELECT beacon.grant('{db}', 'documents_writer', 'write')"
+        ),
+    );
+    let mut writer = server().connect_as(db, "documents_writer");
+    run(&mut writer, &format!("SET search_path = {db}, public"));
+    let before = cases::schema_objects(&mut client);
+    match writer.execute(
+        "SELECT beacon.create_document_view(current_schema(), 'by_writer', $1)",
+        &[&plain],
+    ) {
+        Err(e) if documents::sqlstate(&e) == "42501" => {}
+        other => problems.push(format!(
+            "write-level role: {:?}",
+            other.map_err(|e| documents::describe(&e))
+        )),
+    }
+    if cases::schema_objects(&mut client) != before {
+        problems.push("the write-level role's refused create left objects behind".into());
+    }
+    drop(writer);
+    // unknown views elsewhere: 42704 naming the view
+    for (what, sql) in [
+        (
+            "drop",
+            "SELECT beacon.drop_document_view(current_schema(), 'nope')",
+        ),
+        (
+            "subscribe",
+            "SELECT beacon.subscribe_documents(current_schema(), 'nope')",
+        ),
+    ] {
+        match client.batch_execute(sql) {
+            Err(e)
+                if ["42704", "42P01"].contains(&documents::sqlstate(&e).as_str())
+                    && documents::describe(&e).contains("nope") => {}
+            other => problems.push(format!(
+                "{what} of an unknown view: {:?}",
+                other.map_err(|e| documents::describe(&e))
+            )),
+        }
+    }
+    // after all that, the name refused for its specs is free
+    let mut fine = vec![DocView::new(
+        "refused",
+        olist::order_wide_spec(),
+        "immediate",
+    )];
+    documents::create_all(&mut client, &mut fine);
+    fine.push(taken);
+    run(
+        &mut client,
+        "INSERT INTO orders VALUES ('o1', 'c1', 'shipped'); INSERT INTO customers VALUES ('c1', 'u1')",
+    );
+    assert_exact(&mut client, &fine, "views created after the refusals");
+    server().drop_db(db);
+    assert!(
+        problems.is_empty(),
+        "{} refusals wrong:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// `create_indexes: true` creates the indexes the lookups need (a change of a looked-up
+/// row finds its parents by them); without it a NOTICE names them and nothing is created.
+/// The spec's `indexes` are created on the documents.
+#[test]
+fn documents_create_indexes_creates_the_lookup_indexes() {
+    let db = "documents_indexes";
+    let mut client = olist_db(db, Scale::of(100));
+    let leading = |client: &mut Client, table: &str, column: &str| -> bool {
+        one_i64(
+            client,
+            "SELECT count(*) FROM pg_catalog.pg_index x JOIN pg_catalog.pg_attribute a
+                ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+              WHERE x.indrelid = pg_catalog.quote_ident($1)::regclass AND a.attname = $2",
+            &[&table, &column],
+        ) > 0
+    };
+    let mut without = DocView::new("without", olist::order_wide_spec(), "async");
+    documents::create(&mut client, &mut without).unwrap();
+    let wanted = [
+        ("orders", "customer_id"),
+        ("order_items", "product_id"),
+        ("order_items", "seller_id"),
+    ];
+    for (table, column) in wanted {
+        assert!(
+            !leading(&mut client, table, column),
+            "{table} ({column}) indexed without create_indexes"
+        );
+    }
+    let doc_indexes: Vec<String> = client
+        .query(
+            "SELECT indexdef FROM pg_catalog.pg_indexes WHERE schemaname = current_schema() AND tablename = '_dv_without'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        doc_indexes.iter().any(|d| d.contains("gin"))
+            && doc_indexes.iter().any(|d| d.contains("customer_info")),
+        "the spec's indexes on the documents: {doc_indexes:?}"
+    );
+    let mut spec = olist::order_wide_spec();
+    spec["create_indexes"] = Value::Bool(true);
+    let mut with = DocView::new("with_indexes", spec, "immediate");
+    match documents::create(&mut client, &mut with) {
+        Ok(()) => {}
+        Err(e) => panic!(
+            "a spec with \"create_indexes\": true (the issue's example) is refused: {}",
+            documents::describe(&e)
+        ),
+    }
+    for (table, column) in wanted {
+        assert!(
+            leading(&mut client, table, column),
+            "create_indexes did not index {table} ({column})"
+        );
+    }
+    run(
+        &mut client,
+        "UPDATE products SET product_weight_g = 5; UPDATE sellers SET seller_city = 'x'",
+    );
+    assert_exact(&mut client, &[without, with], "after writes");
+    server().drop_db(db);
+}
+
+/// The harness itself: a document changed, removed or added behind the view's back is
+/// reported, so the oracle comparisons above cannot pass vacuously.
+#[test]
+fn documents_oracle_detects_wrong_documents() {
+    let db = "documents_oracle";
+    let mut client = olist_db(db, Scale::of(60));
+    let mut views = vec![DocView::new(
+        "checked",
+        olist::order_wide_spec(),
+        "immediate",
+    )];
+    documents::create_all(&mut client, &mut views);
+    assert_exact(&mut client, &views, "after creation");
+    for (what, sql, word) in [
+        ("a changed field", "UPDATE _dv_checked SET doc = pg_catalog.jsonb_set(doc, '{order_items,0,price}', '1.5') WHERE order_id = (SELECT min(order_id) FROM _dv_checked WHERE doc->'order_items' <> '[]')", "different"),
+        ("a field more", "UPDATE _dv_checked SET doc = doc || '{\"x\": 1}' WHERE order_id = (SELECT min(order_id) FROM _dv_checked)", "different"),
+        ("an array reordered", "UPDATE _dv_checked SET doc = pg_catalog.jsonb_set(doc, '{order_items}', (SELECT pg_catalog.jsonb_agg(e ORDER BY n DESC) FROM pg_catalog.jsonb_array_elements(doc->'order_items') WITH ORDINALITY a(e, n))) WHERE order_id = (SELECT min(order_id) FROM _dv_checked WHERE pg_catalog.jsonb_array_length(doc->'order_items') > 1)", "different"),
+        ("a number's scale", "UPDATE _dv_checked SET doc = pg_catalog.jsonb_set(doc, '{order_payments,0,payment_value}', pg_catalog.to_jsonb((doc->'order_payments'->0->>'payment_value')::numeric(12,4))) WHERE order_id = (SELECT min(order_id) FROM _dv_checked WHERE doc->'order_payments' <> '[]')", "different"),
+        ("a missing document", "DELETE FROM _dv_checked WHERE order_id = (SELECT min(order_id) FROM _dv_checked)", "missing"),
+        ("an extra document", "INSERT INTO _dv_checked VALUES ('nope', '{}')", "extra"),
+    ] {
+        run(&mut client, "BEGIN");
+        run(&mut client, sql);
+        let found = documents::mismatches_in(&mut client, &views, false, true).unwrap();
+        run(&mut client, "ROLLBACK");
+        assert!(
+            found.len() == 1 && found[0].contains(&format!("1 {word}")),
+            "{what} behind the view's back: the oracle reported {found:?}"
+        );
+    }
+    assert_exact(&mut client, &views, "after the rollbacks");
     server().drop_db(db);
 }
