@@ -9,11 +9,14 @@ mod cases;
 mod common;
 #[path = "common/documents.rs"]
 mod documents;
+#[path = "common/documents_listen.rs"]
+mod listen;
 #[path = "common/documents_olist.rs"]
 mod olist;
 
 use common::{server, Rng};
 use documents::{assert_exact, assert_exact_in_transaction, assert_worker_caught_up, DocView};
+use listen::{Channel, Listener};
 use olist::Scale;
 use postgres::Client;
 use serde_json::Value;
@@ -717,4 +720,408 @@ fn documents_oracle_detects_wrong_documents() {
     }
     assert_exact(&mut client, &views, "after the rollbacks");
     server().drop_db(db);
+}
+
+// ---------------------------------------------------------------------------------------
+// Subscriptions
+
+/// The listener test's setting: the views, their subscriptions, a LISTEN session, and the
+/// sentinel round.
+struct Scene {
+    client: Client,
+    listener: Listener,
+    views: Vec<DocView>,
+    channels: Vec<Channel>,
+    round: u64,
+    problems: Vec<String>,
+    /// notifications checked (not counting sentinels)
+    checked: usize,
+    truncated: usize,
+}
+
+impl Scene {
+    fn oracles(&mut self) -> Vec<documents::Docs> {
+        self.views
+            .iter()
+            .map(|v| documents::oracle(&mut self.client, v))
+            .collect()
+    }
+
+    /// Changes the sentinel document and receives until its notification arrived on every
+    /// channel; returns what arrived.
+    fn sentinel(&mut self) -> Vec<(String, String)> {
+        self.round += 1;
+        let round = self.round;
+        run(
+            &mut self.client,
+            &format!(
+                "UPDATE orders SET order_estimated_delivery_date = timestamptz '2031-01-01 00:00+00' + {round} * interval '1 minute' \
+                 WHERE order_id = 'SENTINEL'"
+            ),
+        );
+        let channels: Vec<String> = self.channels.iter().map(|c| c.channel.clone()).collect();
+        self.listener
+            .until(&format!("sentinel round {round}"), |received| {
+                channels.iter().all(|c| {
+                    received
+                        .iter()
+                        .any(|(rc, p)| rc == c && listen::is_sentinel(p, "SENTINEL", round))
+                })
+            });
+        self.listener.take()
+    }
+
+    /// Checks what arrived against the change from `before` to the documents now.
+    fn check(&mut self, what: &str, before: &[documents::Docs], received: &[(String, String)]) {
+        let after = self.oracles();
+        for c in &self.channels {
+            let i = self.views.iter().position(|v| v.name == c.view).unwrap();
+            let mut want = listen::expected(c, "order_id", &before[i], &after[i]);
+            want.remove("[\"SENTINEL\"]");
+            self.checked += want.len();
+            self.truncated += want
+                .values()
+                .filter(|v| v.get("truncated").is_some())
+                .count();
+            for p in listen::check(c, received, &want, "SENTINEL") {
+                self.problems.push(format!("{what}: {p}"));
+            }
+        }
+    }
+
+    /// A committed change (any SQL), then the check of what every channel received.
+    fn step(&mut self, what: &str, sql: &str) {
+        let before = self.oracles();
+        run(&mut self.client, sql);
+        let received = self.sentinel();
+        self.check(what, &before, &received);
+    }
+}
+
+/// A LISTEN session receives exactly the documents a committed change changed, once each,
+/// only after commit and never for a rolled-back one, with the payload shape of the
+/// README; a filter restricts them; big documents arrive truncated; unsubscribing and the
+/// end of a temporary subscription's session stop them.
+#[test]
+fn documents_listeners_receive_each_changed_document_once() {
+    let db = "documents_listen";
+    let mut client = olist_db(db, Scale::of(80));
+    run(
+        &mut client,
+        "INSERT INTO orders VALUES ('SENTINEL', NULL, 'shipped', now(), NULL, NULL, NULL, '2031-01-01 00:00+00')",
+    );
+    let mut views = vec![
+        DocView::new("live", olist::order_wide_spec(), "immediate"),
+        DocView::new("later", olist::order_wide_spec(), "async"),
+    ];
+    documents::create_all(&mut client, &mut views);
+    let subscribe = |client: &mut Client, view: &str, filter: Option<&str>| -> String {
+        client
+            .query_one(
+                "SELECT beacon.subscribe_documents(current_schema(), $1, $2)",
+                &[&view, &filter],
+            )
+            .unwrap_or_else(|e| panic!("subscribing to {view}: {}", documents::describe(&e)))
+            .get(0)
+    };
+    // the filtered subscription: a refusal is a problem of the test's, and the rest goes on
+    let mut problems = Vec::new();
+    let filtered = match client.query_one(
+        "SELECT beacon.subscribe_documents(current_schema(), 'live', $1)",
+        &[&"doc->>'order_status' = 'shipped'"],
+    ) {
+        Ok(row) => Some(Channel {
+            channel: row.get(0),
+            view: "live".into(),
+            wants: |d| d["order_status"] == "shipped",
+        }),
+        Err(e) => {
+            problems.push(format!(
+                "subscribe_documents with the filter doc->>'order_status' = 'shipped' failed: {}",
+                documents::describe(&e)
+            ));
+            None
+        }
+    };
+    let has_filtered = i64::from(filtered.is_some());
+    let mut channels = vec![
+        Channel {
+            channel: subscribe(&mut client, "live", None),
+            view: "live".into(),
+            wants: |_| true,
+        },
+        Channel {
+            channel: subscribe(&mut client, "later", None),
+            view: "later".into(),
+            wants: |_| true,
+        },
+    ];
+    channels.extend(filtered);
+    let subscriptions = |client: &mut Client, view: &str| {
+        one_i64(
+            client,
+            "SELECT subscriptions FROM beacon.document_views WHERE project = current_schema() AND name = $1",
+            &[&view],
+        )
+    };
+    assert_eq!(subscriptions(&mut client, "live"), 1 + has_filtered);
+    assert_eq!(subscriptions(&mut client, "later"), 1);
+    let listener = Listener::new(
+        documents::connect_to(server(), db),
+        &channels.iter().collect::<Vec<_>>(),
+    );
+    let mut scene = Scene {
+        client,
+        listener,
+        views,
+        channels,
+        round: 0,
+        problems,
+        checked: 0,
+        truncated: 0,
+    };
+    scene.sentinel();
+
+    scene.step(
+        "a product renamed",
+        "UPDATE products SET product_category_name = 'renamed' WHERE product_id IN \
+           (SELECT product_id FROM order_items GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 2)",
+    );
+    scene.step(
+        "orders shipped and un-shipped",
+        "UPDATE orders SET order_status = CASE WHEN order_status = 'shipped' THEN 'delivered' ELSE 'shipped' END \
+          WHERE order_id IN (SELECT order_id FROM orders WHERE order_id <> 'SENTINEL' ORDER BY order_id LIMIT 12)",
+    );
+    let before_noop = scene.checked;
+    scene.step(
+        "updates that change no document",
+        "UPDATE orders SET order_status = order_status; UPDATE products SET product_category_name = product_category_name; \
+         UPDATE customers SET customer_city = customer_city WHERE customer_id IS NULL; \
+         INSERT INTO products (product_id) VALUES ('unused')",
+    );
+    assert_eq!(scene.checked, before_noop, "the no-op step expects nothing");
+    scene.step(
+        "an order inserted",
+        "INSERT INTO orders VALUES ('NEW1', (SELECT min(customer_id) FROM customers), 'shipped', now())",
+    );
+    scene.step(
+        "items of the new order",
+        "INSERT INTO order_items SELECT 'NEW1', g, (SELECT min(product_id) FROM products), NULL, '2018-01-01', g, 0.5 \
+           FROM pg_catalog.generate_series(1, 3) g",
+    );
+    scene.step(
+        "a shipped order and another one deleted",
+        "DELETE FROM orders WHERE order_id IN ('NEW1', (SELECT min(order_id) FROM orders WHERE order_status <> 'shipped'))",
+    );
+    // rolled back: nothing
+    let before = scene.oracles();
+    run(
+        &mut scene.client,
+        "BEGIN; UPDATE orders SET order_status = 'shipped' WHERE order_id <> 'SENTINEL'; \
+         DELETE FROM products; ROLLBACK",
+    );
+    let received = scene.sentinel();
+    scene.check("a rolled-back transaction", &before, &received);
+    // nothing before commit, everything after
+    let mut writer = documents::connect_to(server(), db);
+    let before = scene.oracles();
+    run(
+        &mut writer,
+        "BEGIN; UPDATE customers SET customer_city = 'CITY_' || customer_city \
+           WHERE customer_id IN (SELECT customer_id FROM orders WHERE customer_id IS NOT NULL ORDER BY 1 LIMIT 5)",
+    );
+    let received = scene.sentinel();
+    scene.check("a transaction not committed yet", &before, &received);
+    run(&mut writer, "COMMIT");
+    let received = scene.sentinel();
+    scene.check("that transaction committed", &before, &received);
+    // big documents: key-only payloads
+    scene.step(
+        "products with long names",
+        "INSERT INTO products (product_id, product_category_name) \
+           SELECT 'big' || g, pg_catalog.repeat('long_category_name_', 12) || g FROM pg_catalog.generate_series(1, 40) g; \
+         INSERT INTO orders VALUES ('BIG', NULL, 'shipped', now())",
+    );
+    scene.step(
+        "an order of 40 items of them",
+        "INSERT INTO order_items SELECT 'BIG', g, 'big' || g, NULL, '2018-01-01', g, 0.5 FROM pg_catalog.generate_series(1, 40) g",
+    );
+    scene.step(
+        "the big order shipped again",
+        "UPDATE orders SET order_status = 'delivered' WHERE order_id = 'BIG'",
+    );
+    // TRUNCATE rebuilds: only the documents that changed are notified
+    scene.step("TRUNCATE sellers", "TRUNCATE sellers");
+    // unsubscribing one channel stops it
+    let gone = scene.channels.remove(0);
+    scene
+        .client
+        .execute("SELECT beacon.unsubscribe_documents($1)", &[&gone.channel])
+        .unwrap();
+    assert_eq!(subscriptions(&mut scene.client, "live"), has_filtered);
+    let before = scene.oracles();
+    run(
+        &mut scene.client,
+        "UPDATE orders SET order_status = 'shipped' WHERE order_id IN (SELECT order_id FROM orders ORDER BY 1 DESC LIMIT 5)",
+    );
+    let received = scene.sentinel();
+    scene.check("after unsubscribing a channel", &before, &received);
+    let stray: Vec<&(String, String)> = received
+        .iter()
+        .filter(|(c, _)| *c == gone.channel)
+        .collect();
+    if !stray.is_empty() {
+        scene
+            .problems
+            .push(format!("the unsubscribed channel received {stray:?}"));
+    }
+    // a temporary subscription ends with its session, a permanent one does not
+    let mut other = documents::connect_to(server(), db);
+    let temporary = subscribe(&mut other, "live", None);
+    let permanent: String = other
+        .query_one(
+            "SELECT beacon.subscribe_documents(current_schema(), 'live', NULL, false)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(subscriptions(&mut scene.client, "live"), 2 + has_filtered);
+    drop(other);
+    common::eventually("the temporary subscription to end with its session", || {
+        subscriptions(&mut scene.client, "live") == 1 + has_filtered
+    });
+    let left: Vec<String> = scene
+        .client
+        .query("SELECT channel FROM beacon.document_subscription", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        left.contains(&permanent) && !left.contains(&temporary),
+        "{left:?}"
+    );
+    let mut rest: Vec<String> = scene.channels.iter().map(|c| c.channel.clone()).collect();
+    rest.push(permanent);
+    for c in rest {
+        scene
+            .client
+            .execute("SELECT beacon.unsubscribe_documents($1)", &[&c])
+            .unwrap();
+    }
+    let notify_triggers = one_i64(
+        &mut scene.client,
+        "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid IN ('_dv_live'::regclass, '_dv_later'::regclass)",
+        &[],
+    );
+    assert_eq!(
+        notify_triggers, 0,
+        "notification triggers left without subscriptions"
+    );
+    let mut problems = std::mem::take(&mut scene.problems);
+    let (checked, truncated) = (scene.checked, scene.truncated);
+    if checked < 50 || truncated == 0 {
+        problems.push(format!(
+            "only {checked} notifications checked, {truncated} of them truncated"
+        ));
+    }
+    drop(scene);
+    drop(writer);
+    server().drop_db(db);
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Several statements of one transaction changing one document: its listeners receive
+/// one notification, with the committed document (never one of the states in between,
+/// which no other session ever saw), in both modes.
+#[test]
+fn documents_listeners_get_one_notification_per_transaction() {
+    let db = "documents_listen_txn";
+    let mut client = olist_db(db, Scale::of(20));
+    let mut views = vec![
+        DocView::new("live", olist::order_wide_spec(), "immediate"),
+        DocView::new("later", olist::order_wide_spec(), "async"),
+    ];
+    documents::create_all(&mut client, &mut views);
+    let order: String = client
+        .query_one("SELECT min(order_id) FROM orders", &[])
+        .unwrap()
+        .get(0);
+    let mut listener = documents::connect_to(server(), db);
+    let mut channels = Vec::new();
+    for v in ["live", "later"] {
+        let c: String = client
+            .query_one(
+                "SELECT beacon.subscribe_documents(current_schema(), $1)",
+                &[&v],
+            )
+            .unwrap()
+            .get(0);
+        run(&mut listener, &format!("LISTEN {c}"));
+        channels.push(c);
+    }
+    let mut listener = Listener {
+        client: listener,
+        received: Vec::new(),
+    };
+    run(
+        &mut client,
+        &format!(
+            "BEGIN; UPDATE orders SET order_status = 'first' WHERE order_id = '{order}';
+             UPDATE orders SET order_status = 'second' WHERE order_id = '{order}';
+             INSERT INTO order_payments VALUES ('{order}', 77, 'voucher', 1, 1.00);
+             COMMIT"
+        ),
+    );
+    let want = documents::oracle(&mut client, &views[0]);
+    let key = format!("[\"{order}\"]");
+    let final_doc: Value = serde_json::from_str(&want[&key]).unwrap();
+    listener.until("the final document on both channels", |received| {
+        channels.iter().all(|c| {
+            received.iter().any(|(rc, p)| {
+                rc == c && serde_json::from_str::<Value>(p).unwrap()["doc"] == final_doc
+            })
+        })
+    });
+    // what follows the final document on either channel comes from the sentinel, committed
+    // after the transaction
+    run(
+        &mut client,
+        "UPDATE orders SET order_status = 'sentinel' WHERE order_id = (SELECT max(order_id) FROM orders)",
+    );
+    listener.until("the sentinel on both channels", |received| {
+        channels.iter().all(|c| {
+            received.iter().any(|(rc, p)| {
+                rc == c
+                    && serde_json::from_str::<Value>(p).unwrap()["doc"]["order_status"]
+                        == "sentinel"
+            })
+        })
+    });
+    let received = listener.take();
+    let mut problems = Vec::new();
+    for (c, view) in channels.iter().zip(["live (immediate)", "later (async)"]) {
+        let of: Vec<Value> = received
+            .iter()
+            .filter(|(rc, _)| rc == c)
+            .map(|(_, p)| serde_json::from_str::<Value>(p).unwrap())
+            .filter(|p| p["key"]["order_id"] == order.as_str())
+            .collect();
+        if of.len() != 1 || of[0]["doc"] != final_doc {
+            problems.push(format!(
+                "{view}: {} notifications for one transaction of three statements changing {order}, \
+                 statuses {:?} (committed: second)",
+                of.len(),
+                of.iter().map(|p| p["doc"]["order_status"].clone()).collect::<Vec<_>>()
+            ));
+        }
+    }
+    drop(listener);
+    server().drop_db(db);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
