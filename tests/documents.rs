@@ -13,6 +13,8 @@ mod documents;
 mod listen;
 #[path = "common/documents_olist.rs"]
 mod olist;
+#[path = "common/documents_writers.rs"]
+mod writers;
 
 use common::{server, Rng};
 use documents::{assert_exact, assert_exact_in_transaction, assert_worker_caught_up, DocView};
@@ -20,6 +22,9 @@ use listen::{Channel, Listener};
 use olist::Scale;
 use postgres::Client;
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Mutex;
+use std::thread;
 
 fn olist_db(db: &str, scale: Scale) -> Client {
     let mut client = documents::project_db(server(), db);
@@ -1124,4 +1129,94 @@ fn documents_listeners_get_one_notification_per_transaction() {
     drop(listener);
     server().drop_db(db);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Concurrent writers
+
+fn concurrent_writers(db: &str, isolation: &str, writers: u64, transactions: u64) {
+    let seed = writers::seed();
+    eprintln!("{db}: seed {seed} (BEACON_SEED={seed} replays the statements)");
+    let scale = Scale::of(300);
+    let mut client = olist_db(db, scale);
+    let mut views = vec![
+        DocView::new("orders_async", olist::order_wide_spec(), "async"),
+        DocView::new("orders_now", olist::order_wide_spec(), "immediate"),
+        DocView::new("open_async", olist::open_orders_spec(), "async"),
+        DocView::new("open_now", olist::open_orders_spec(), "immediate"),
+    ];
+    documents::create_all(&mut client, &mut views);
+    let tally = Mutex::new(writers::Tally::default());
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let run = writers::Run {
+        server: server(),
+        db,
+        scale,
+        isolation,
+        views: &views,
+        tally: &tally,
+        stop: &stop,
+        done: &done,
+    };
+    let finished = AtomicBool::new(false);
+    let comparisons = thread::scope(|scope| {
+        let reader = scope.spawn(|| writers::reader(&run, &finished));
+        let handles: Vec<_> = (0..writers)
+            .map(|no| {
+                let run = &run;
+                scope.spawn(move || writers::writer(run, seed, no, transactions))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        reader.join().unwrap()
+    });
+    let tally = tally.into_inner().unwrap();
+    eprintln!(
+        "{db}: {} transactions committed, retries {:?}, {} reads inside writers' transactions, \
+         {comparisons} comparisons by a concurrent reader",
+        tally.committed, tally.retried, tally.own_reads
+    );
+    assert!(
+        tally.failures.is_empty(),
+        "seed {seed} (BEACON_SEED={seed}), {isolation}: {} failures, the first ones:\n{}",
+        tally.failures.len(),
+        tally
+            .failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+    assert!(
+        tally.committed >= writers * transactions / 2,
+        "only {} committed",
+        tally.committed
+    );
+    assert_exact(
+        &mut client,
+        &views,
+        &format!("seed {seed}, {isolation}: after the writers"),
+    );
+    assert_worker_caught_up(&mut client, &views, &format!("seed {seed}, {isolation}"));
+    server().drop_db(db);
+}
+
+/// 4 writers of every table under READ COMMITTED (inserts, updates of shown and of
+/// on-columns, items moving between orders, products changing category, deletes), then
+/// every view equals the oracle, and again once the worker applied everything.
+#[test]
+fn documents_concurrent_writers_read_committed() {
+    concurrent_writers("documents_writers_rc", "READ COMMITTED", 4, 60);
+}
+
+/// The same under REPEATABLE READ (40001 and 40P01 retried), the writers also comparing
+/// the views inside their open transactions now and then.
+#[test]
+fn documents_concurrent_writers_repeatable_read() {
+    concurrent_writers("documents_writers_rr", "REPEATABLE READ", 3, 50);
 }

@@ -286,10 +286,12 @@ impl Writes {
     }
 
     fn product(&self, rng: &mut Rng) -> String {
-        format!(
-            "pg_catalog.md5('p' || {})",
+        let n = if rng.below(3) == 0 {
+            1 + rng.below(4)
+        } else {
             1 + rng.below(self.scale.products + 2)
-        )
+        };
+        format!("pg_catalog.md5('p' || {n})")
     }
 
     fn seller(&self, rng: &mut Rng) -> String {
