@@ -1220,3 +1220,137 @@ fn documents_concurrent_writers_read_committed() {
 fn documents_concurrent_writers_repeatable_read() {
     concurrent_writers("documents_writers_rr", "REPEATABLE READ", 3, 50);
 }
+
+// ---------------------------------------------------------------------------------------
+// Crash
+
+/// A server of the test's own, stopped and removed however the test ends.
+struct OwnServer(common::Server);
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = common::pg_command("pg_ctl")
+            .args([
+                "-D",
+                self.0.data.to_str().unwrap(),
+                "stop",
+                "-m",
+                "immediate",
+            ])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.0.data);
+    }
+}
+
+/// The processes whose parent is `pid` (a postmaster's children).
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: comm may contain spaces, so read after its ')'
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// SIGKILL of the postmaster of a server of the test's own while writers change every
+/// table and the async view's worker is held off (its pending changes at the crash);
+/// after the restart both views are exact at once, the worker catches up, and
+/// maintenance goes on.
+#[test]
+fn documents_crash_with_pending_changes_keeps_views_exact() {
+    let own = OwnServer(common::Server::start_with(&[], ""));
+    let own = &own.0;
+    let db = "documents_crash";
+    let scale = Scale::of(200);
+    let mut admin = documents::project_db(own, db);
+    run(&mut admin, olist::SCHEMA);
+    for sql in olist::populate(scale) {
+        run(&mut admin, &sql);
+    }
+    let mut views = vec![
+        DocView::new("orders_async", olist::order_wide_spec(), "async"),
+        DocView::new("orders_now", olist::order_wide_spec(), "immediate"),
+    ];
+    documents::create_all(&mut admin, &mut views);
+    // the test server commits asynchronously: a crash may lose the last commits (rows and
+    // pending entries together), not the views
+    run(&mut admin, "CHECKPOINT");
+    let mut pauser = documents::connect_to(own, db);
+    documents::pause_worker(&mut pauser, "orders_async");
+    let tally = Mutex::new(writers::Tally::default());
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let run_ = writers::Run {
+        server: own,
+        db,
+        scale,
+        isolation: "READ COMMITTED",
+        views: &views,
+        tally: &tally,
+        stop: &stop,
+        done: &done,
+    };
+    let seed = writers::seed();
+    eprintln!("{db}: seed {seed}");
+    let postmaster = own.postmaster_pid();
+    thread::scope(|scope| {
+        for no in 0..3 {
+            let run_ = &run_;
+            scope.spawn(move || writers::writer(run_, seed, no, 100_000));
+        }
+        common::eventually("the writers to commit 150 transactions", || {
+            done.load(std::sync::atomic::Ordering::SeqCst) >= 150
+        });
+        assert!(
+            documents::pending(&mut admin, "orders_async") > 0,
+            "pending changes before the crash"
+        );
+        let children = children_of(postmaster);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: a signal to the postmaster of the server this test started
+        assert_eq!(unsafe { libc::kill(postmaster, libc::SIGKILL) }, 0);
+        // its children notice it is gone and exit; a new postmaster cannot start before
+        common::eventually("the dead postmaster's children to exit", || {
+            children.iter().all(|c| !alive(*c))
+        });
+    });
+    let tally = tally.into_inner().unwrap();
+    assert!(
+        tally.failures.is_empty(),
+        "seed {seed}: writers failed before the crash: {:?}",
+        tally.failures
+    );
+    drop(admin);
+    drop(pauser);
+    own.start_existing();
+    let mut client = documents::connect_to(own, db);
+    assert_exact(&mut client, &views, "right after the restart");
+    assert_worker_caught_up(&mut client, &views, "after the restart");
+    let mut rng = Rng::new(seed);
+    let mut writes = olist::Writes::new(scale, 9);
+    for _ in 0..40 {
+        let sql = writes.statement(&mut rng);
+        client
+            .batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("after the restart `{sql}`: {}", documents::describe(&e)));
+    }
+    assert_exact(&mut client, &views, "after writes following the restart");
+    assert_worker_caught_up(&mut client, &views, "after writes following the restart");
+}
