@@ -9,6 +9,8 @@ mod cases;
 mod common;
 #[path = "common/documents.rs"]
 mod documents;
+#[path = "common/joins.rs"]
+mod joins;
 #[path = "common/documents_listen.rs"]
 mod listen;
 #[path = "common/documents_olist.rs"]
@@ -1353,4 +1355,98 @@ fn documents_crash_with_pending_changes_keeps_views_exact() {
     }
     assert_exact(&mut client, &views, "after writes following the restart");
     assert_worker_caught_up(&mut client, &views, "after writes following the restart");
+}
+
+// ---------------------------------------------------------------------------------------
+// Two writers of one document
+
+/// Two writers each change a row in a different branch of one document (its customer and
+/// one of its products, two of its products, a seller and a payment, ...), the second
+/// while the first has not committed: the document shows both changes, in both modes.
+/// The second writer's statement may wait (for a lock) until the first commits; if it
+/// does not, it must not write a document built without the first's change over the
+/// first's.
+#[test]
+fn documents_two_writers_of_branches_of_one_document() {
+    let db = "documents_branches";
+    let mut client = olist_db(db, Scale::of(120));
+    let mut views = vec![
+        DocView::new("orders_now", olist::order_wide_spec(), "immediate"),
+        DocView::new("orders_async", olist::order_wide_spec(), "async"),
+    ];
+    documents::create_all(&mut client, &mut views);
+    // orders with a customer, a payment and two items of distinct existing products with sellers
+    let rows = client
+        .query(
+            "SELECT o.order_id, o.customer_id, min(i.product_id), max(i.product_id), min(i.seller_id)
+               FROM orders o JOIN order_items i USING (order_id)
+              WHERE EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = o.customer_id)
+                AND EXISTS (SELECT 1 FROM order_payments p WHERE p.order_id = o.order_id)
+                AND EXISTS (SELECT 1 FROM products p WHERE p.product_id = i.product_id)
+                AND i.seller_id IS NOT NULL
+              GROUP BY 1, 2 HAVING count(DISTINCT i.product_id) = 2 ORDER BY 1 LIMIT 3",
+            &[],
+        )
+        .unwrap();
+    assert!(!rows.is_empty(), "no order with two products");
+    let mut watcher = documents::connect_to(server(), db);
+    let mut problems = Vec::new();
+    for (n, row) in rows.iter().enumerate() {
+        let (order, customer, p1, p2, seller): (String, String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let pairs = [
+            (
+                format!("UPDATE customers SET customer_city = 'first_{n}' WHERE customer_id = '{customer}'"),
+                format!("UPDATE products SET product_category_name = 'second_{n}' WHERE product_id = '{p1}'"),
+            ),
+            (
+                format!("UPDATE products SET product_category_name = 'first_{n}' WHERE product_id = '{p1}'"),
+                format!("UPDATE products SET product_category_name = 'second_{n}' WHERE product_id = '{p2}'"),
+            ),
+            (
+                format!("UPDATE sellers SET seller_city = 'first_{n}' WHERE seller_id = '{seller}'"),
+                format!("UPDATE order_payments SET payment_type = 'second_{n}' WHERE order_id = '{order}'"),
+            ),
+            (
+                format!("INSERT INTO order_items VALUES ('{order}', 50 + {n}, '{p2}', NULL, '2018-01-01', 1, 1)"),
+                format!("UPDATE customers SET customer_state = 'S{n}' WHERE customer_id = '{customer}'"),
+            ),
+        ];
+        for (first, second) in pairs.iter().flat_map(|(a, b)| [(a, b), (b, a)]) {
+            let mut a = joins::Session::open(server(), db, "first");
+            let mut b = joins::Session::open(server(), db, "second");
+            a.run("BEGIN").unwrap();
+            a.run(first).unwrap();
+            b.run("BEGIN").unwrap();
+            let waited = matches!(b.step(second, &mut watcher), joins::Step::Waiting);
+            a.run("COMMIT").unwrap();
+            if waited {
+                if let Err(e) = b.finish() {
+                    problems.push(format!("`{second}` after `{first}`: {}", e.text));
+                }
+            }
+            b.run("COMMIT").unwrap();
+            match documents::mismatches_in(&mut client, &views, false, false) {
+                Ok(p) if p.is_empty() => {}
+                Ok(p) => problems.push(format!(
+                    "order {order}: `{first}` (committed first) then `{second}` ({}):\n{}",
+                    if waited {
+                        "which waited"
+                    } else {
+                        "which did not wait"
+                    },
+                    p.join("\n")
+                )),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert_worker_caught_up(&mut client, &views, "at the end");
+    server().drop_db(db);
+    assert!(
+        problems.is_empty(),
+        "{} interleavings wrong:\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
 }
