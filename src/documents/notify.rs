@@ -284,3 +284,9 @@ fn unsubscribe_documents(channel: &str) {
 fn _document_housekeeping() -> i64 {
     report(housekeeping())
 }
+
+extension_sql!(
+    "REVOKE ALL ON FUNCTION beacon._document_housekeeping() FROM PUBLIC;",
+    name = "document_housekeeping_private",
+    requires = [_document_housekeeping]
+);
