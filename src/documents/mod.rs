@@ -329,6 +329,58 @@ fn drop_view(project: &str, name: &str) -> BeaconResult<()> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::for_project(project)?;
     require_project(project)?;
+    drop_one(project, name)
+}
+
+/// The project's document views reading `table` (none before 0.2.1's catalog).
+pub(crate) fn views_reading(project: &str, table: &str) -> BeaconResult<Vec<String>> {
+    if !exists(
+        "SELECT pg_catalog.to_regclass('beacon.document_view') IS NOT NULL",
+        &[],
+    )? {
+        return Ok(Vec::new());
+    }
+    catalog(|| {
+        crate::spi::texts(
+            "SELECT name FROM beacon.document_view WHERE project = $1 AND $2 = ANY (tables)
+              ORDER BY name",
+            &[project.into(), table.into()],
+        )
+    })
+}
+
+/// Drops the views of the project whose view or one of whose tables is gone (DROP …
+/// CASCADE by hand), each with a NOTICE: their captures on the remaining tables would
+/// fail every write. As the project's owner role.
+pub(crate) fn drop_broken(project: &str) -> BeaconResult<()> {
+    if !exists(
+        "SELECT pg_catalog.to_regclass('beacon.document_view') IS NOT NULL",
+        &[],
+    )? {
+        return Ok(());
+    }
+    let broken = catalog(|| {
+        crate::spi::texts(
+            "SELECT v.name FROM beacon.document_view v
+              WHERE v.project = $1
+                AND (pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, v.name)) IS NULL
+                     OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, '_dv_' || v.name)) IS NULL
+                     OR EXISTS (SELECT 1 FROM pg_catalog.unnest(v.tables) t
+                                 WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, t)) IS NULL))
+              ORDER BY v.name",
+            &[project.into()],
+        )
+    })?;
+    for name in broken {
+        notice!("document view {project}.{name} lost a table or its view: it is dropped");
+        drop_one(project, &name)?;
+    }
+    Ok(())
+}
+
+/// Drops a view's objects (those still there) and its catalog entry; the caller checked
+/// the right to. As the project's owner role.
+pub(crate) fn drop_one(project: &str, name: &str) -> BeaconResult<()> {
     let stored = stored(project, name)?;
     let layout = &stored.layout;
     let tables = layout.spec.tables();

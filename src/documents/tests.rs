@@ -273,4 +273,39 @@ mod tests {
             3
         );
     }
+
+    #[pg_test]
+    fn documents_ddl_by_hand_is_refused_or_followed() {
+        setup();
+        exec(&format!(
+            "SELECT beacon.create_document_view('shop', 'd', $s${SPEC}$s$, 'immediate')"
+        ));
+        // the stored SQL names these: renaming would break every write
+        for ddl in [
+            "ALTER TABLE shop.customers RENAME COLUMN city TO town",
+            "ALTER TABLE shop.items RENAME TO order_items",
+            "ALTER TABLE shop.products RENAME COLUMN name TO title",
+        ] {
+            assert_eq!(sqlstate_of(ddl).as_deref(), Some("0A000"), "{ddl}");
+        }
+        // a column the view does not show may be renamed
+        exec("ALTER TABLE shop.orders RENAME COLUMN total TO amount");
+        // PostgreSQL itself refuses to drop what the view reads
+        assert_eq!(
+            sqlstate_of("DROP TABLE shop.sellers").as_deref(),
+            Some("2BP01")
+        );
+        // with CASCADE the view goes, and so does everything pg_beacon made for it
+        exec("DROP TABLE shop.sellers CASCADE");
+        assert_eq!(count("SELECT 1 FROM beacon.document_view"), 0);
+        assert_eq!(
+            count("SELECT 1 FROM pg_trigger WHERE tgname LIKE '\\_beacon\\_dv%'"),
+            0
+        );
+        assert_eq!(
+            count("SELECT 1 FROM pg_class WHERE relname LIKE '\\_dv\\_%'"),
+            0
+        );
+        exec("INSERT INTO shop.items VALUES ('o1', 50, 1, 1, 1)");
+    }
 }
