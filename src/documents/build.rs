@@ -28,6 +28,8 @@ pub struct Layout {
     pub spec: Spec,
     /// Per position (0 the root, i lookup i - 1): (field, column) in document order.
     pub fields: Vec<Vec<(String, String)>>,
+    /// The spec's `document_where`, checked and rendered: documents must satisfy it.
+    pub document_condition: Option<String>,
 }
 
 fn alias(position: usize) -> String {
@@ -196,13 +198,19 @@ impl Layout {
         if let Some(e) = extra {
             wheres.push(e.to_string());
         }
-        format!(
+        let query = format!(
             "SELECT {}, {} AS doc FROM {} {root} WHERE {}",
             self.key_list(&format!("{root}.")),
             self.document(0),
             self.qualified(&self.spec.table),
             wheres.join(" AND ")
-        )
+        );
+        match &self.document_condition {
+            // the condition was checked against the documents table, whose columns
+            // these are
+            Some(c) => format!("SELECT * FROM ({query}) beacon_row WHERE ({c})"),
+            None => query,
+        }
     }
 
     /// The documents of the keys `keys` (a query or relation with the key columns).

@@ -26,6 +26,7 @@ fn layout() -> Layout {
         name: "docs".into(),
         spec,
         fields,
+        document_condition: None,
     }
 }
 

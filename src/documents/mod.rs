@@ -141,11 +141,12 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
         .as_deref()
         .map(|f| crate::stream::checked_condition(project, &spec.table, f))
         .transpose()?;
-    let layout = Layout {
+    let mut layout = Layout {
         project: project.to_string(),
         name: name.to_string(),
         spec,
         fields,
+        document_condition: None,
     };
     let key_types: Vec<(String, String)> = layout
         .spec
@@ -188,6 +189,13 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
         ),
         &[],
     )?;
+    // checked against the documents table (key columns and doc), which exists now
+    layout.document_condition = layout
+        .spec
+        .document_filter
+        .clone()
+        .map(|f| crate::stream::checked_condition(project, &layout.docs_table_name(), &f))
+        .transpose()?;
     indexes(&layout)?;
     let stored = Stored {
         layout,
@@ -214,6 +222,7 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
         "fields": stored.layout.fields,
         "hashes": stored.hashes,
         "condition": stored.condition,
+        "document_condition": stored.layout.document_condition,
         "key_types": key_types,
     });
     catalog(|| {
@@ -233,13 +242,17 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
     })?;
     install_captures(&stored)?;
     advise_indexes(&stored.layout, create_indexes)?;
-    run(
-        &format!(
-            "SELECT {}()",
-            stored.layout.qualified_function("rebuild_all")
-        ),
-        &[],
-    )
+    let started = std::time::Instant::now();
+    let built = Spi::get_one::<i64>(&format!(
+        "SELECT {}()",
+        stored.layout.qualified_function("rebuild_all")
+    ))?
+    .unwrap_or(0);
+    notice!(
+        "document view \"{name}\": {built} documents built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// A view from the catalog (as the owner).
@@ -289,6 +302,9 @@ pub fn stored(project: &str, name: &str) -> BeaconResult<Stored> {
             name: name.to_string(),
             spec,
             fields,
+            document_condition: layout_json["document_condition"]
+                .as_str()
+                .map(str::to_string),
         },
         hashes,
         condition: layout_json["condition"].as_str().map(str::to_string),
