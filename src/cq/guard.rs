@@ -113,7 +113,7 @@ unsafe fn refuse_if_source(relation: *mut pg_sys::RangeVar, doing: &str, column:
     // A source is a table with pg_beacon's capture trigger: the pg_catalog tables are
     // readable by everyone, and exist in databases without pg_beacon, unlike its catalog.
     // A column a query or document view reads is one its view depends on (the
-    // `_cq_<name>_columns` view, or the document view `<name>` beside its `_dv_<name>`).
+    // `_cq_<name>_columns` view, or the `_dv_<name>_source` view).
     let source = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -142,10 +142,7 @@ unsafe fn refuse_if_source(relation: *mut pg_sys::RangeVar, doing: &str, column:
                         AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
                         AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
                         AND v.relnamespace = c.relnamespace
-                        AND EXISTS (SELECT 1 FROM pg_catalog.pg_class x
-                                     WHERE x.relnamespace = c.relnamespace
-                                       AND x.relname OPERATOR(pg_catalog.=)
-                                           pg_catalog.concat('_dv_', v.relname)::pg_catalog.name)))))",
+                        AND v.relname OPERATOR(pg_catalog.~) '^_dv_.*_source$'))))",
         &[oid.into(), column.into()],
     );
     if let Ok(Some(source)) = source {

@@ -307,6 +307,24 @@ impl Layout {
         )
     }
 
+    /// The view users read, before its functions exist: the stored documents only, so
+    /// that conditions on documents can be checked against it.
+    pub fn create_plain_view(&self) -> String {
+        format!(
+            "CREATE VIEW {} AS SELECT {}, d.doc FROM {} d",
+            self.view(),
+            self.key_list("d."),
+            self.docs_table()
+        )
+    }
+
+    /// A view of the defining query that nothing reads: PostgreSQL's dependencies on it
+    /// keep the tables and columns the documents are built from from being dropped,
+    /// retyped (or, by pg_beacon's guard, renamed) under the view.
+    pub fn source_view(&self) -> String {
+        self.qualified(&format!("_dv_{}_source", self.name))
+    }
+
     /// A generated function of the view: `_dv_<name>_<suffix>`.
     pub fn qualified_function(&self, suffix: &str) -> String {
         self.qualified(&format!("_dv_{}_{suffix}", self.name))
@@ -323,7 +341,7 @@ impl Layout {
     pub fn create_view(&self) -> String {
         let pending = self.pending_table();
         format!(
-            "CREATE VIEW {} AS
+            "CREATE OR REPLACE VIEW {} AS
              SELECT {}, d.doc FROM {} d
               WHERE NOT EXISTS (SELECT 1 FROM {pending} p WHERE {})
              UNION ALL

@@ -112,7 +112,11 @@ pub fn hide(layout: &Layout) -> BeaconResult<()> {
     let roles = [Level::Read, Level::Write, Level::Admin]
         .map(|level| quote_ident(&role_name(&layout.project, level)))
         .join(", ");
-    for relation in [layout.docs_table(), layout.pending_table()] {
+    for relation in [
+        layout.docs_table(),
+        layout.pending_table(),
+        layout.source_view(),
+    ] {
         run(
             &format!("REVOKE ALL ON {relation} FROM PUBLIC, {roles}"),
             &[],

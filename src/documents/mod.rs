@@ -189,12 +189,13 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
         ),
         &[],
     )?;
-    // checked against the documents table (key columns and doc), which exists now
+    // checked against the view (key columns and doc), in its first form
+    run(&layout.create_plain_view(), &[])?;
     layout.document_condition = layout
         .spec
         .document_filter
         .clone()
-        .map(|f| crate::stream::checked_condition(project, &layout.docs_table_name(), &f))
+        .map(|f| crate::stream::checked_condition(project, name, &f))
         .transpose()?;
     indexes(&layout)?;
     let stored = Stored {
@@ -205,6 +206,16 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
     };
     install_functions(&stored, &key_types)?;
     run(&stored.layout.create_view(), &[])?;
+    run(
+        &format!(
+            "CREATE VIEW {} AS {}",
+            stored.layout.source_view(),
+            stored
+                .layout
+                .defining_query(stored.condition.as_deref(), None)
+        ),
+        &[],
+    )?;
     hide(&stored.layout)?;
     run(
         &format!(
@@ -381,6 +392,7 @@ pub(crate) fn drop_broken(project: &str) -> BeaconResult<()> {
               WHERE v.project = $1
                 AND (pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, v.name)) IS NULL
                      OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, '_dv_' || v.name)) IS NULL
+                     OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, '_dv_' || v.name || '_source')) IS NULL
                      OR EXISTS (SELECT 1 FROM pg_catalog.unnest(v.tables) t
                                  WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, t)) IS NULL))
               ORDER BY v.name",
@@ -434,6 +446,10 @@ pub(crate) fn drop_one(project: &str, name: &str) -> BeaconResult<()> {
         )?;
     }
     run(&format!("DROP VIEW IF EXISTS {}", layout.view()), &[])?;
+    run(
+        &format!("DROP VIEW IF EXISTS {}", layout.source_view()),
+        &[],
+    )?;
     for f in ["pending_docs()", "refresh(integer)", "rebuild_all()"] {
         let (suffix, args) = f.split_once('(').unwrap_or((f, ")"));
         run(

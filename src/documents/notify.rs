@@ -164,7 +164,7 @@ fn subscribe_to(
         )));
     }
     let condition = filter
-        .map(|f| crate::stream::checked_condition(project, &stored.layout.docs_table_name(), f))
+        .map(|f| crate::stream::checked_condition(project, view, f))
         .transpose()?;
     let channel = catalog(|| {
         crate::spi::returning_one::<String>(

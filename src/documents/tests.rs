@@ -147,7 +147,9 @@ mod tests {
                 "lookups": [{"path": "items", "from": "items", "type": "array", "on": {"order_id": "order_id"}, "columns": ["item_no"]}]}', 'immediate')"#,
         );
         let with_items = "SELECT o.order_id FROM shop.orders o WHERE (SELECT count(*) FROM shop.items i WHERE i.order_id = o.order_id) > 2";
-        let same = || count(&format!("(SELECT order_id FROM shop.with_items EXCEPT {with_items}) UNION ALL ({with_items} EXCEPT SELECT order_id FROM shop.with_items)"));
+        let same = || {
+            count(&format!("(SELECT order_id FROM shop.with_items EXCEPT {with_items}) UNION ALL ({with_items} EXCEPT SELECT order_id FROM shop.with_items)"))
+        };
         assert!(count("SELECT 1 FROM shop.with_items") > 0);
         assert_eq!(same(), 0);
         exec("INSERT INTO shop.items SELECT 'o55', 10 + i, 1, 1, 1 FROM generate_series(1, 3) i");
