@@ -112,28 +112,44 @@ unsafe fn refuse_if_source(relation: *mut pg_sys::RangeVar, doing: &str, column:
     }
     // A source is a table with pg_beacon's capture trigger: the pg_catalog tables are
     // readable by everyone, and exist in databases without pg_beacon, unlike its catalog.
+    // A column a query or document view reads is one its view depends on (the
+    // `_cq_<name>_columns` view, or the `_dv_<name>_source` view).
+    let reads = |trigger: &str, view: &str| {
+        format!(
+            "(EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                       WHERE t.tgrelid = c.oid AND {trigger})
+              AND ($2::pg_catalog.text IS NULL OR EXISTS (
+                  SELECT 1 FROM pg_catalog.pg_attribute a
+                    JOIN pg_catalog.pg_depend d ON d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
+                    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+                    JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+                   WHERE a.attrelid = c.oid AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+                     AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                     AND v.relnamespace = c.relnamespace
+                     AND v.relname OPERATOR(pg_catalog.~) '{view}')))"
+        )
+    };
     let source = Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.oid = $1 AND EXISTS (
-                SELECT 1 FROM pg_catalog.pg_trigger t
-                 WHERE t.tgrelid = c.oid AND t.tgname OPERATOR(pg_catalog.=) '_beacon_cq_insert')
-            AND ($2::pg_catalog.text IS NULL OR EXISTS (
-                SELECT 1 FROM pg_catalog.pg_attribute a
-                  JOIN pg_catalog.pg_depend d ON d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
-                  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-                  JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
-                 WHERE a.attrelid = c.oid AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
-                   AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                   AND v.relnamespace = c.relnamespace
-                   AND v.relname OPERATOR(pg_catalog.~) '^_cq_.*_columns$'))",
+        &format!(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = $1 AND ({} OR {})",
+            reads(
+                "t.tgname OPERATOR(pg_catalog.=) '_beacon_cq_insert'",
+                "^_cq_.*_columns$"
+            ),
+            reads(
+                "pg_catalog.starts_with(t.tgname::pg_catalog.text, '_beacon_dv_')",
+                "^_dv_.*_source$"
+            )
+        ),
         &[oid.into(), column.into()],
     );
     if let Ok(Some(source)) = source {
         report::<()>(Err(BeaconError::Unsupported(format!(
-            "{doing} {source} is not supported: continuous queries read it \
-             (drop them first, see beacon.continuous_queries)"
+            "{doing} {source} is not supported: continuous queries or document views read \
+             it (drop them first, see beacon.continuous_queries and beacon.document_views)"
         ))));
     }
 }

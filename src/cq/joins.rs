@@ -146,20 +146,25 @@ pub(super) fn join_types(plan: &Plan) -> BeaconResult<JoinTypes> {
     Ok(types)
 }
 
+/// Whether `column` leads a valid, non-partial index of `relation`: lookups by it are
+/// index scans.
+pub(crate) fn leads_an_index(relation: &str, column: &str) -> BeaconResult<bool> {
+    exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index x
+                          JOIN pg_catalog.pg_attribute a
+                            ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+                         WHERE x.indrelid = $1::regclass AND a.attname = $2
+                           AND x.indpred IS NULL AND x.indisvalid)",
+        &[relation.into(), column.into()],
+    )
+}
+
 /// Says (NOTICE) which lookups of maintenance have no index, and creates the missing
 /// indexes when asked to: without one, a change of one table scans the other.
 pub(super) fn advise_indexes(plan: &Plan, create: bool) -> BeaconResult<()> {
     for (table, column) in plan.lookup_columns() {
         let relation = format!("{}.{}", quote_ident(&plan.project), quote_ident(&table));
-        let indexed = exists(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index x
-                              JOIN pg_catalog.pg_attribute a
-                                ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
-                             WHERE x.indrelid = $1::regclass AND a.attname = $2
-                               AND x.indpred IS NULL AND x.indisvalid)",
-            &[relation.as_str().into(), column.as_str().into()],
-        )?;
-        if indexed {
+        if leads_an_index(&relation, &column)? {
             continue;
         }
         let ddl = format!("CREATE INDEX ON {relation} ({})", quote_ident(&column));

@@ -38,7 +38,7 @@ use analyze::analyze_with;
 use compact::compact_one;
 use indexes::{indexed_digests, new_table_digests, rebuild_indexes};
 use joins::advise_indexes;
-pub(crate) use joins::{hash_traits, lock_hash};
+pub(crate) use joins::{hash_traits, leads_an_index, lock_hash};
 use pgrx::prelude::*;
 use plan::{Mode, Plan};
 pub use regenerate::regenerate_view;

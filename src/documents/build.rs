@@ -28,6 +28,8 @@ pub struct Layout {
     pub spec: Spec,
     /// Per position (0 the root, i lookup i - 1): (field, column) in document order.
     pub fields: Vec<Vec<(String, String)>>,
+    /// The spec's `document_where`, checked and rendered: documents must satisfy it.
+    pub document_condition: Option<String>,
 }
 
 fn alias(position: usize) -> String {
@@ -196,13 +198,19 @@ impl Layout {
         if let Some(e) = extra {
             wheres.push(e.to_string());
         }
-        format!(
+        let query = format!(
             "SELECT {}, {} AS doc FROM {} {root} WHERE {}",
             self.key_list(&format!("{root}.")),
             self.document(0),
             self.qualified(&self.spec.table),
             wheres.join(" AND ")
-        )
+        );
+        match &self.document_condition {
+            // the condition was checked against the documents table, whose columns
+            // these are
+            Some(c) => format!("SELECT * FROM ({query}) beacon_row WHERE ({c})"),
+            None => query,
+        }
     }
 
     /// The documents of the keys `keys` (a query or relation with the key columns).
@@ -299,6 +307,24 @@ impl Layout {
         )
     }
 
+    /// The view users read, before its functions exist: the stored documents only, so
+    /// that conditions on documents can be checked against it.
+    pub fn create_plain_view(&self) -> String {
+        format!(
+            "CREATE VIEW {} AS SELECT {}, d.doc FROM {} d",
+            self.view(),
+            self.key_list("d."),
+            self.docs_table()
+        )
+    }
+
+    /// A view of the defining query that nothing reads: PostgreSQL's dependencies on it
+    /// keep the tables and columns the documents are built from from being dropped,
+    /// retyped (or, by pg_beacon's guard, renamed) under the view.
+    pub fn source_view(&self) -> String {
+        self.qualified(&format!("_dv_{}_source", self.name))
+    }
+
     /// A generated function of the view: `_dv_<name>_<suffix>`.
     pub fn qualified_function(&self, suffix: &str) -> String {
         self.qualified(&format!("_dv_{}_{suffix}", self.name))
@@ -315,7 +341,7 @@ impl Layout {
     pub fn create_view(&self) -> String {
         let pending = self.pending_table();
         format!(
-            "CREATE VIEW {} AS
+            "CREATE OR REPLACE VIEW {} AS
              SELECT {}, d.doc FROM {} d
               WHERE NOT EXISTS (SELECT 1 FROM {pending} p WHERE {})
              UNION ALL

@@ -7,7 +7,7 @@ use crate::cq::settings;
 use crate::error::BeaconResult;
 use crate::names::{dollar_quote, quote_ident};
 use crate::security::{function_settings, role_name, Level};
-use crate::spi::{exists, run};
+use crate::spi::run;
 use pgrx::prelude::*;
 
 fn settings_clauses() -> String {
@@ -112,7 +112,11 @@ pub fn hide(layout: &Layout) -> BeaconResult<()> {
     let roles = [Level::Read, Level::Write, Level::Admin]
         .map(|level| quote_ident(&role_name(&layout.project, level)))
         .join(", ");
-    for relation in [layout.docs_table(), layout.pending_table()] {
+    for relation in [
+        layout.docs_table(),
+        layout.pending_table(),
+        layout.source_view(),
+    ] {
         run(
             &format!("REVOKE ALL ON {relation} FROM PUBLIC, {roles}"),
             &[],
@@ -203,15 +207,7 @@ pub fn advise_indexes(layout: &Layout, create: bool) -> BeaconResult<()> {
     }
     for (table, column) in wanted {
         let rel = relation(&layout.project, &table);
-        let indexed = exists(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index x
-                              JOIN pg_catalog.pg_attribute a
-                                ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
-                             WHERE x.indrelid = $1::regclass AND a.attname = $2
-                               AND x.indpred IS NULL AND x.indisvalid)",
-            &[rel.as_str().into(), column.as_str().into()],
-        )?;
-        if indexed {
+        if crate::cq::leads_an_index(&rel, &column)? {
             continue;
         }
         let ddl = format!("CREATE INDEX ON {rel} ({})", quote_ident(&column));

@@ -141,11 +141,12 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
         .as_deref()
         .map(|f| crate::stream::checked_condition(project, &spec.table, f))
         .transpose()?;
-    let layout = Layout {
+    let mut layout = Layout {
         project: project.to_string(),
         name: name.to_string(),
         spec,
         fields,
+        document_condition: None,
     };
     let key_types: Vec<(String, String)> = layout
         .spec
@@ -188,6 +189,14 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
         ),
         &[],
     )?;
+    // checked against the view (key columns and doc), in its first form
+    run(&layout.create_plain_view(), &[])?;
+    layout.document_condition = layout
+        .spec
+        .document_filter
+        .clone()
+        .map(|f| crate::stream::checked_condition(project, name, &f))
+        .transpose()?;
     indexes(&layout)?;
     let stored = Stored {
         layout,
@@ -197,6 +206,16 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
     };
     install_functions(&stored, &key_types)?;
     run(&stored.layout.create_view(), &[])?;
+    run(
+        &format!(
+            "CREATE VIEW {} AS {}",
+            stored.layout.source_view(),
+            stored
+                .layout
+                .defining_query(stored.condition.as_deref(), None)
+        ),
+        &[],
+    )?;
     hide(&stored.layout)?;
     run(
         &format!(
@@ -214,6 +233,7 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
         "fields": stored.layout.fields,
         "hashes": stored.hashes,
         "condition": stored.condition,
+        "document_condition": stored.layout.document_condition,
         "key_types": key_types,
     });
     catalog(|| {
@@ -233,13 +253,17 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
     })?;
     install_captures(&stored)?;
     advise_indexes(&stored.layout, create_indexes)?;
-    run(
-        &format!(
-            "SELECT {}()",
-            stored.layout.qualified_function("rebuild_all")
-        ),
-        &[],
-    )
+    let started = std::time::Instant::now();
+    let built = Spi::get_one::<i64>(&format!(
+        "SELECT {}()",
+        stored.layout.qualified_function("rebuild_all")
+    ))?
+    .unwrap_or(0);
+    notice!(
+        "document view \"{name}\": {built} documents built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// A view from the catalog (as the owner).
@@ -289,6 +313,9 @@ pub fn stored(project: &str, name: &str) -> BeaconResult<Stored> {
             name: name.to_string(),
             spec,
             fields,
+            document_condition: layout_json["document_condition"]
+                .as_str()
+                .map(str::to_string),
         },
         hashes,
         condition: layout_json["condition"].as_str().map(str::to_string),
@@ -329,6 +356,59 @@ fn drop_view(project: &str, name: &str) -> BeaconResult<()> {
     require_level(project, Level::Admin)?;
     let _owner = AsOwner::for_project(project)?;
     require_project(project)?;
+    drop_one(project, name)
+}
+
+/// The project's document views reading `table` (none before 0.2.1's catalog).
+pub(crate) fn views_reading(project: &str, table: &str) -> BeaconResult<Vec<String>> {
+    if !exists(
+        "SELECT pg_catalog.to_regclass('beacon.document_view') IS NOT NULL",
+        &[],
+    )? {
+        return Ok(Vec::new());
+    }
+    catalog(|| {
+        crate::spi::texts(
+            "SELECT name FROM beacon.document_view WHERE project = $1 AND $2 = ANY (tables)
+              ORDER BY name",
+            &[project.into(), table.into()],
+        )
+    })
+}
+
+/// Drops the views of the project whose view or one of whose tables is gone (DROP …
+/// CASCADE by hand), each with a NOTICE: their captures on the remaining tables would
+/// fail every write. As the project's owner role.
+pub(crate) fn drop_broken(project: &str) -> BeaconResult<()> {
+    if !exists(
+        "SELECT pg_catalog.to_regclass('beacon.document_view') IS NOT NULL",
+        &[],
+    )? {
+        return Ok(());
+    }
+    let broken = catalog(|| {
+        crate::spi::texts(
+            "SELECT v.name FROM beacon.document_view v
+              WHERE v.project = $1
+                AND (pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, v.name)) IS NULL
+                     OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, '_dv_' || v.name)) IS NULL
+                     OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, '_dv_' || v.name || '_source')) IS NULL
+                     OR EXISTS (SELECT 1 FROM pg_catalog.unnest(v.tables) t
+                                 WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.project, t)) IS NULL))
+              ORDER BY v.name",
+            &[project.into()],
+        )
+    })?;
+    for name in broken {
+        notice!("document view {project}.{name} lost a table or its view: it is dropped");
+        drop_one(project, &name)?;
+    }
+    Ok(())
+}
+
+/// Drops a view's objects (those still there) and its catalog entry; the caller checked
+/// the right to. As the project's owner role.
+pub(crate) fn drop_one(project: &str, name: &str) -> BeaconResult<()> {
     let stored = stored(project, name)?;
     let layout = &stored.layout;
     let tables = layout.spec.tables();
@@ -366,6 +446,10 @@ fn drop_view(project: &str, name: &str) -> BeaconResult<()> {
         )?;
     }
     run(&format!("DROP VIEW IF EXISTS {}", layout.view()), &[])?;
+    run(
+        &format!("DROP VIEW IF EXISTS {}", layout.source_view()),
+        &[],
+    )?;
     for f in ["pending_docs()", "refresh(integer)", "rebuild_all()"] {
         let (suffix, args) = f.split_once('(').unwrap_or((f, ")"));
         run(

@@ -164,7 +164,7 @@ fn subscribe_to(
         )));
     }
     let condition = filter
-        .map(|f| crate::stream::checked_condition(project, &stored.layout.docs_table_name(), f))
+        .map(|f| crate::stream::checked_condition(project, view, f))
         .transpose()?;
     let channel = catalog(|| {
         crate::spi::returning_one::<String>(
@@ -284,3 +284,9 @@ fn unsubscribe_documents(channel: &str) {
 fn _document_housekeeping() -> i64 {
     report(housekeeping())
 }
+
+extension_sql!(
+    "REVOKE ALL ON FUNCTION beacon._document_housekeeping() FROM PUBLIC;",
+    name = "document_housekeeping_private",
+    requires = [_document_housekeeping]
+);

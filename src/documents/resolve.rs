@@ -7,6 +7,9 @@ use crate::error::{BeaconError, BeaconResult};
 use crate::spi::exists;
 use pgrx::prelude::*;
 
+/// (field, column) or (column, type) pairs of one table.
+pub type Pairs = Vec<(String, String)>;
+
 /// (column, type) of a table, in column order.
 pub fn columns_with_types(project: &str, table: &str) -> BeaconResult<Vec<(String, String)>> {
     let rel = relation(project, table);
@@ -37,10 +40,7 @@ fn unknown_column(table: &str, column: &str, what: &str) -> BeaconError {
 }
 
 /// The fields each position shows, from its table's columns and the spec's selection.
-pub fn resolve_fields(
-    project: &str,
-    spec: &Spec,
-) -> BeaconResult<(Vec<Vec<(String, String)>>, Vec<Vec<(String, String)>>)> {
+pub fn resolve_fields(project: &str, spec: &Spec) -> BeaconResult<(Vec<Pairs>, Vec<Pairs>)> {
     let mut all_fields = Vec::new();
     let mut all_columns = Vec::new();
     for position in 0..=spec.lookups.len() {

@@ -63,6 +63,8 @@ pub struct Spec {
     pub key: Vec<String>,
     pub fields: Fields,
     pub filter: Option<String>,
+    /// A condition on the built document (`doc`) and the key columns.
+    pub document_filter: Option<String>,
     /// Parents before children (each lookup's `parent` is smaller than its own index).
     pub lookups: Vec<Lookup>,
     pub indexes: Vec<Index>,
@@ -313,7 +315,16 @@ pub fn parse(spec: &Value) -> Checked<Spec> {
     refuse_unknown(
         map,
         &[
-            "from", "key", "columns", "exclude", "rename", "where", "lookups", "indexes",
+            "from",
+            "key",
+            "columns",
+            "exclude",
+            "rename",
+            "where",
+            "document_where",
+            "lookups",
+            "indexes",
+            "create_indexes",
         ],
         "the spec",
     )?;
@@ -330,11 +341,18 @@ pub fn parse(spec: &Value) -> Checked<Spec> {
     if key.is_empty() {
         return Err("key names no column".into());
     }
-    let filter = match map.get("where") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-        Some(_) => return Err("where must be a non-empty string (a condition)".into()),
+    let condition = |key: &str| -> Checked<Option<String>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{key} must be a non-empty string (a condition)")),
+        }
     };
+    let filter = condition("where")?;
+    let document_filter = condition("document_where")?;
+    if map.get("create_indexes").is_some_and(|v| !v.is_boolean()) {
+        return Err("create_indexes must be true or false".into());
+    }
     let mut parsed = Vec::new();
     if let Some(v) = map.get("lookups") {
         let items = v.as_array().ok_or("lookups must be an array")?;
@@ -391,6 +409,7 @@ pub fn parse(spec: &Value) -> Checked<Spec> {
         key,
         fields: fields(map, "the spec")?,
         filter,
+        document_filter,
         lookups,
         indexes,
     })

@@ -202,6 +202,7 @@ fn after_drop(project: &str) -> BeaconResult<()> {
         notice!("materialized view {project}.{name} was dropped: its catalog entry is removed");
         crate::mv::drop_view(project, &name)?;
     }
+    crate::documents::drop_broken(project)?;
     for collection in collections_without_table(project)? {
         notice!(
             "collection {project}.{collection} was dropped: its fields, subscriptions and \

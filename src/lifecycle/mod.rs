@@ -18,13 +18,17 @@ use pgrx::prelude::*;
 /// and materialized views whose query reads it.
 pub(crate) struct Dependents {
     pub queries: Vec<String>,
+    pub documents: Vec<String>,
     pub subscriptions: Vec<String>,
     pub views: Vec<String>,
 }
 
 impl Dependents {
     fn is_empty(&self) -> bool {
-        self.queries.is_empty() && self.subscriptions.is_empty() && self.views.is_empty()
+        self.queries.is_empty()
+            && self.documents.is_empty()
+            && self.subscriptions.is_empty()
+            && self.views.is_empty()
     }
 
     /// `continuous queries "a", "b"; subscription "beacon_…"`.
@@ -40,6 +44,7 @@ impl Dependents {
         };
         [
             ("continuous query", "continuous queries", &self.queries),
+            ("document view", "document views", &self.documents),
             ("subscription", "subscriptions", &self.subscriptions),
             ("materialized view", "materialized views", &self.views),
         ]
@@ -65,6 +70,7 @@ pub(crate) fn dependents(project: &str, collection: &str) -> BeaconResult<Depend
                 ),
                 &[project.into(), collection.into()],
             )?,
+            documents: crate::documents::views_reading(project, collection)?,
             subscriptions: texts(
                 "SELECT channel FROM beacon.subscription WHERE project = $1 AND collection = $2
                   ORDER BY created_at, channel",
@@ -101,6 +107,10 @@ pub(crate) fn drop_dependents(
     }
     if !dependents.queries.is_empty() {
         crate::cq::drop_queries(project, &dependents.queries)?;
+    }
+    for name in &dependents.documents {
+        notice!("dropping document view {project}.{name}, which reads collection \"{collection}\"");
+        crate::documents::drop_one(project, name)?;
     }
     for name in &dependents.views {
         notice!(
