@@ -1450,3 +1450,155 @@ fn documents_two_writers_of_branches_of_one_document() {
         problems.join("\n\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Roles, names, wide tables
+
+/// A read-level role reads exact documents (pending ones included) through the view but
+/// not the hidden tables; a write-level role's writes maintain the views; an outsider
+/// reads nothing; a reader cannot refresh or leave errors in the status.
+#[test]
+fn documents_roles_read_the_view_and_write_the_tables() {
+    let db = "documents_roles";
+    let mut client = olist_db(db, Scale::of(60));
+    let mut views = vec![
+        DocView::new("orders_async", olist::order_wide_spec(), "async"),
+        DocView::new("orders_now", olist::order_wide_spec(), "immediate"),
+    ];
+    documents::create_all(&mut client, &mut views);
+    run(
+        &mut client,
+        &format!(
+            "DROP ROLE IF EXISTS documents_r, documents_w, documents_x;
+             CREATE ROLE documents_r LOGIN; CREATE ROLE documents_w LOGIN; CREATE ROLE documents_x LOGIN;
+             SELECT beacon.grant('{db}', 'documents_r', 'read');
+             SELECT beacon.grant('{db}', 'documents_w', 'write');
+             GRANT SELECT, INSERT, UPDATE, DELETE ON orders, customers, order_payments, order_items, products, sellers
+                TO documents_w;"
+        ),
+    );
+    let as_role = |role: &str| {
+        let mut c = server().connect_as(db, role);
+        c.batch_execute(&format!(
+            "SET search_path = {db}, public; SET TimeZone = 'Asia/Tokyo'"
+        ))
+        .unwrap();
+        c
+    };
+    let mut reader = as_role("documents_r");
+    let mut writer = as_role("documents_w");
+    let mut outsider = as_role("documents_x");
+    let mut pauser = documents::connect_to(server(), db);
+    documents::pause_worker(&mut pauser, "orders_async");
+    run(
+        &mut writer,
+        "UPDATE products SET product_category_name = 'by_writer' WHERE product_id IN (SELECT product_id FROM order_items LIMIT 5);
+         INSERT INTO orders VALUES ('W1', NULL, 'shipped', now()); DELETE FROM order_items WHERE order_item_id = 2",
+    );
+    assert!(documents::pending(&mut client, "orders_async") > 0);
+    let mut problems = Vec::new();
+    for v in &views {
+        let want = documents::oracle(&mut client, v);
+        let got = documents::view_docs(&mut reader, v);
+        problems.extend(documents::compare_docs(
+            &format!("{} read by a reader", v.name),
+            &got,
+            &[],
+            &want,
+        ));
+        for (who, c) in [("the reader", &mut reader), ("the outsider", &mut outsider)] {
+            match c.batch_execute(&format!("SELECT * FROM {db}._dv_{}", v.name)) {
+                Err(e) if documents::sqlstate(&e) == "42501" => {}
+                other => problems.push(format!(
+                    "{who} reading _dv_{}: {:?}",
+                    v.name,
+                    other.map_err(|e| documents::describe(&e))
+                )),
+            }
+        }
+        match outsider.batch_execute(&format!("SELECT * FROM {db}.{}", v.name)) {
+            Err(e) if documents::sqlstate(&e) == "42501" => {}
+            other => problems.push(format!(
+                "the outsider reading {}: {:?}",
+                v.name,
+                other.map_err(|e| documents::describe(&e))
+            )),
+        }
+    }
+    // a reader's refresh applies nothing and records no error
+    let _ = reader.batch_execute(&format!(
+        "SELECT beacon.refresh_document_view('{db}', 'orders_async')"
+    ));
+    let error: Option<String> = client
+        .query_one(
+            "SELECT last_error FROM beacon.document_views WHERE name = 'orders_async'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    if let Some(e) = error {
+        problems.push(format!(
+            "a reader's refresh_document_view left last_error = {e:?}"
+        ));
+    }
+    run(
+        &mut client,
+        "UPDATE beacon.document_view SET last_error = NULL",
+    );
+    documents::resume_worker(&mut pauser, "orders_async");
+    assert_worker_caught_up(&mut client, &views, "after the writer's changes");
+    drop((reader, writer, outsider, pauser));
+    server().drop_db(db);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Table and column names that need quoting (spaces, mixed case, quotes, non-ASCII), a
+/// lookup path with a dash, and a root of 130 columns (more fields than one
+/// jsonb_build_object call takes).
+#[test]
+fn documents_quoted_names_and_wide_tables() {
+    let db = "documents_names";
+    let mut client = documents::project_db(server(), db);
+    let wide: Vec<String> = (1..=128).map(|i| format!("c{i} int DEFAULT {i}")).collect();
+    run(
+        &mut client,
+        &format!(
+            "CREATE TABLE \"Orders\" (\"Order Id\" text PRIMARY KEY, \"Status\" text, {});
+             CREATE TABLE \"Order Items\" (\"Order Id\" text, \"n°\" int, \"we\"\"ird\" text, \"Price €\" numeric,
+                                           PRIMARY KEY (\"Order Id\", \"n°\"));
+             INSERT INTO \"Orders\" (\"Order Id\", \"Status\") SELECT 'o' || g, 's' || (g % 3) FROM generate_series(1, 30) g;
+             INSERT INTO \"Order Items\" SELECT 'o' || (g % 25), g, E'q\"uote\\\\' || g, g / 3.0 FROM generate_series(1, 60) g;",
+            wide.join(", ")
+        ),
+    );
+    let spec = serde_json::json!({
+        "from": "Orders", "key": ["Order Id"], "rename": {"Status": "status ✓", "c7": "Seven \"7\""},
+        "lookups": [{"path": "items-list", "from": "Order Items", "type": "array",
+                     "on": {"Order Id": "Order Id"}, "order_by": ["n° DESC"], "rename": {"we\"ird": "weird"}},
+                    {"path": "items-list.again", "from": "Orders", "type": "object",
+                     "on": {"Order Id": "Order Id"}, "columns": ["Status", "c128"]}]
+    });
+    let mut views = vec![
+        DocView::new("named_now", spec.clone(), "immediate"),
+        DocView::new("named_later", spec, "async"),
+    ];
+    documents::create_all(&mut client, &mut views);
+    assert_exact(&mut client, &views, "after creation");
+    let fields = one_i64(
+        &mut client,
+        "SELECT count(*) FROM pg_catalog.jsonb_object_keys((SELECT doc FROM named_now LIMIT 1))",
+        &[],
+    );
+    assert_eq!(fields, 131, "every column of the wide root and the lookup");
+    run(
+        &mut client,
+        "UPDATE \"Orders\" SET c77 = 0, \"Status\" = 'it''s' WHERE \"Order Id\" IN ('o1', 'o2');
+         UPDATE \"Order Items\" SET \"we\"\"ird\" = 'new' WHERE \"n°\" % 7 = 0;
+         DELETE FROM \"Order Items\" WHERE \"n°\" % 11 = 0;
+         INSERT INTO \"Orders\" (\"Order Id\", c1) VALUES ('o99', -1);
+         UPDATE \"Order Items\" SET \"Order Id\" = 'o99' WHERE \"n°\" < 5",
+    );
+    assert_exact(&mut client, &views, "after writes");
+    assert_worker_caught_up(&mut client, &views, "after writes");
+    server().drop_db(db);
+}
