@@ -20,7 +20,7 @@ mod writers;
 
 use common::{server, Rng};
 use documents::{assert_exact, assert_exact_in_transaction, assert_worker_caught_up, DocView};
-use listen::{Channel, Listener};
+use listen::{Channel, Listener, Scene};
 use olist::Scale;
 use postgres::Client;
 use serde_json::Value;
@@ -732,79 +732,6 @@ fn documents_oracle_detects_wrong_documents() {
 // ---------------------------------------------------------------------------------------
 // Subscriptions
 
-/// The listener test's setting: the views, their subscriptions, a LISTEN session, and the
-/// sentinel round.
-struct Scene {
-    client: Client,
-    listener: Listener,
-    views: Vec<DocView>,
-    channels: Vec<Channel>,
-    round: u64,
-    problems: Vec<String>,
-    /// notifications checked (not counting sentinels)
-    checked: usize,
-    truncated: usize,
-}
-
-impl Scene {
-    fn oracles(&mut self) -> Vec<documents::Docs> {
-        self.views
-            .iter()
-            .map(|v| documents::oracle(&mut self.client, v))
-            .collect()
-    }
-
-    /// Changes the sentinel document and receives until its notification arrived on every
-    /// channel; returns what arrived.
-    fn sentinel(&mut self) -> Vec<(String, String)> {
-        self.round += 1;
-        let round = self.round;
-        run(
-            &mut self.client,
-            &format!(
-                "UPDATE orders SET order_estimated_delivery_date = timestamptz '2031-01-01 00:00+00' + {round} * interval '1 minute' \
-                 WHERE order_id = 'SENTINEL'"
-            ),
-        );
-        let channels: Vec<String> = self.channels.iter().map(|c| c.channel.clone()).collect();
-        self.listener
-            .until(&format!("sentinel round {round}"), |received| {
-                channels.iter().all(|c| {
-                    received
-                        .iter()
-                        .any(|(rc, p)| rc == c && listen::is_sentinel(p, "SENTINEL", round))
-                })
-            });
-        self.listener.take()
-    }
-
-    /// Checks what arrived against the change from `before` to the documents now.
-    fn check(&mut self, what: &str, before: &[documents::Docs], received: &[(String, String)]) {
-        let after = self.oracles();
-        for c in &self.channels {
-            let i = self.views.iter().position(|v| v.name == c.view).unwrap();
-            let mut want = listen::expected(c, "order_id", &before[i], &after[i]);
-            want.remove("[\"SENTINEL\"]");
-            self.checked += want.len();
-            self.truncated += want
-                .values()
-                .filter(|v| v.get("truncated").is_some())
-                .count();
-            for p in listen::check(c, received, &want, "SENTINEL") {
-                self.problems.push(format!("{what}: {p}"));
-            }
-        }
-    }
-
-    /// A committed change (any SQL), then the check of what every channel received.
-    fn step(&mut self, what: &str, sql: &str) {
-        let before = self.oracles();
-        run(&mut self.client, sql);
-        let received = self.sentinel();
-        self.check(what, &before, &received);
-    }
-}
-
 /// A LISTEN session receives exactly the documents a committed change changed, once each,
 /// only after commit and never for a rolled-back one, with the payload shape of the
 /// README; a filter restricts them; big documents arrive truncated; unsubscribing and the
@@ -1226,58 +1153,13 @@ fn documents_concurrent_writers_repeatable_read() {
 // ---------------------------------------------------------------------------------------
 // Crash
 
-/// A server of the test's own, stopped and removed however the test ends.
-struct OwnServer(common::Server);
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = common::pg_command("pg_ctl")
-            .args([
-                "-D",
-                self.0.data.to_str().unwrap(),
-                "stop",
-                "-m",
-                "immediate",
-            ])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.0.data);
-    }
-}
-
-/// The processes whose parent is `pid` (a postmaster's children).
-fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid …: comm may contain spaces, so read after its ')'
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(pid) {
-            out.push(child);
-        }
-    }
-    out
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
 /// SIGKILL of the postmaster of a server of the test's own while writers change every
 /// table and the async view's worker is held off (its pending changes at the crash);
 /// after the restart both views are exact at once, the worker catches up, and
 /// maintenance goes on.
 #[test]
 fn documents_crash_with_pending_changes_keeps_views_exact() {
-    let own = OwnServer(common::Server::start_with(&[], ""));
+    let own = writers::OwnServer(common::Server::start_with(&[], ""));
     let own = &own.0;
     let db = "documents_crash";
     let scale = Scale::of(200);
@@ -1324,13 +1206,13 @@ fn documents_crash_with_pending_changes_keeps_views_exact() {
             documents::pending(&mut admin, "orders_async") > 0,
             "pending changes before the crash"
         );
-        let children = children_of(postmaster);
+        let children = writers::children_of(postmaster);
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         // SAFETY: a signal to the postmaster of the server this test started
         assert_eq!(unsafe { libc::kill(postmaster, libc::SIGKILL) }, 0);
         // its children notice it is gone and exit; a new postmaster cannot start before
         common::eventually("the dead postmaster's children to exit", || {
-            children.iter().all(|c| !alive(*c))
+            children.iter().all(|c| !writers::alive(*c))
         });
     });
     let tally = tally.into_inner().unwrap();

@@ -356,7 +356,7 @@ fn documents_fuzz_random_specs_and_writes() {
     let started = Instant::now();
     let db = "documents_fuzz";
     documents::project_db(server(), db);
-    let epochs = epochs(6);
+    let epochs = epochs(8);
     eprintln!("{db}: seed {seed} (BEACON_SEED={seed} replays it), {epochs} epochs");
     let mut failures = Vec::new();
     // BEACON_DOCUMENTS_FUZZ_ONLY=<epoch> replays one epoch alone

@@ -10,7 +10,7 @@
 //! is everything the changes sent.
 #![allow(dead_code)]
 
-use crate::documents::{jsonb_text, Docs};
+use crate::documents::{self, jsonb_text, DocView, Docs};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 use serde_json::{json, Value};
@@ -204,5 +204,79 @@ fn short(v: &Value) -> String {
         format!("{}… ({} bytes)", &text[..end], text.len())
     } else {
         text
+    }
+}
+
+/// The listener test's setting: the views, their subscriptions, a LISTEN session, and the
+/// sentinel round.
+pub struct Scene {
+    pub client: Client,
+    pub listener: Listener,
+    pub views: Vec<DocView>,
+    pub channels: Vec<Channel>,
+    pub round: u64,
+    pub problems: Vec<String>,
+    /// notifications checked (not counting sentinels)
+    pub checked: usize,
+    pub truncated: usize,
+}
+
+impl Scene {
+    pub fn oracles(&mut self) -> Vec<documents::Docs> {
+        self.views
+            .iter()
+            .map(|v| documents::oracle(&mut self.client, v))
+            .collect()
+    }
+
+    /// Changes the sentinel document and receives until its notification arrived on every
+    /// channel; returns what arrived.
+    pub fn sentinel(&mut self) -> Vec<(String, String)> {
+        self.round += 1;
+        let round = self.round;
+        self.client
+            .batch_execute(&format!(
+                "UPDATE orders SET order_estimated_delivery_date = timestamptz '2031-01-01 00:00+00' + {round} * interval '1 minute' \
+                 WHERE order_id = 'SENTINEL'"
+            ))
+            .unwrap();
+        let channels: Vec<String> = self.channels.iter().map(|c| c.channel.clone()).collect();
+        self.listener
+            .until(&format!("sentinel round {round}"), |received| {
+                channels.iter().all(|c| {
+                    received
+                        .iter()
+                        .any(|(rc, p)| rc == c && is_sentinel(p, "SENTINEL", round))
+                })
+            });
+        self.listener.take()
+    }
+
+    /// Checks what arrived against the change from `before` to the documents now.
+    pub fn check(&mut self, what: &str, before: &[documents::Docs], received: &[(String, String)]) {
+        let after = self.oracles();
+        for c in &self.channels {
+            let i = self.views.iter().position(|v| v.name == c.view).unwrap();
+            let mut want = expected(c, "order_id", &before[i], &after[i]);
+            want.remove("[\"SENTINEL\"]");
+            self.checked += want.len();
+            self.truncated += want
+                .values()
+                .filter(|v| v.get("truncated").is_some())
+                .count();
+            for p in check(c, received, &want, "SENTINEL") {
+                self.problems.push(format!("{what}: {p}"));
+            }
+        }
+    }
+
+    /// A committed change (any SQL), then the check of what every channel received.
+    pub fn step(&mut self, what: &str, sql: &str) {
+        let before = self.oracles();
+        self.client
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("`{sql}`: {}", documents::describe(&e)));
+        let received = self.sentinel();
+        self.check(what, &before, &received);
     }
 }

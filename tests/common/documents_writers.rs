@@ -158,3 +158,51 @@ pub fn reader(run: &Run, finished: &AtomicBool) -> u64 {
     }
     comparisons
 }
+
+// ---------------------------------------------------------------------------------------
+// Crash
+
+/// A server of the test's own, stopped and removed however the test ends.
+pub struct OwnServer(pub Server);
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = crate::common::pg_command("pg_ctl")
+            .args([
+                "-D",
+                self.0.data.to_str().unwrap(),
+                "stop",
+                "-m",
+                "immediate",
+            ])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.0.data);
+    }
+}
+
+/// The processes whose parent is `pid` (a postmaster's children).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: comm may contain spaces, so read after its ')'
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists
+    unsafe { libc::kill(pid, 0) == 0 }
+}
