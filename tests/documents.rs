@@ -1484,3 +1484,102 @@ fn documents_quoted_names_and_wide_tables() {
     assert_worker_caught_up(&mut client, &views, "after writes");
     server().drop_db(db);
 }
+
+// ---------------------------------------------------------------------------------------
+// DDL on the tables
+
+/// What the views read cannot be dropped or renamed from under them; a column they do
+/// not read can be dropped; DROP … CASCADE of a table, or of a view by hand, takes the
+/// views that read it along entirely (nothing left on the other tables), and the others
+/// stay exact.
+#[test]
+fn documents_ddl_on_the_tables_is_refused_or_followed() {
+    let db = "documents_ddl";
+    let mut client = olist_db(db, Scale::of(50));
+    let mut spec = olist::order_wide_spec();
+    spec["lookups"][3]["exclude"] = serde_json::json!(["product_weight_g"]);
+    let mut views = vec![
+        DocView::new("wide", spec, "async"),
+        DocView::new("open_now", olist::open_orders_spec(), "immediate"),
+        DocView::new(
+            "customers_only",
+            serde_json::json!({"from": "orders", "key": ["order_id"], "columns": ["order_status"],
+                               "lookups": [{"path": "c", "from": "customers", "type": "object", "on": {"customer_id": "customer_id"}}]}),
+            "immediate",
+        ),
+    ];
+    documents::create_all(&mut client, &mut views);
+    let mut problems = Vec::new();
+    for (sql, codes) in [
+        ("DROP TABLE sellers", &["2BP01", "0A000"][..]),
+        (
+            "ALTER TABLE products DROP COLUMN product_category_name",
+            &["2BP01", "0A000"][..],
+        ),
+        (
+            "ALTER TABLE products RENAME COLUMN product_category_name TO category",
+            &["0A000", "2BP01"][..],
+        ),
+        (
+            "ALTER TABLE order_items RENAME COLUMN order_id TO oid",
+            &["0A000", "2BP01"][..],
+        ),
+        (
+            "ALTER TABLE products RENAME TO goods",
+            &["0A000", "2BP01"][..],
+        ),
+        (
+            "ALTER TABLE order_items ALTER COLUMN product_id TYPE varchar(40)",
+            &["0A000", "2BP01", "0A000"][..],
+        ),
+    ] {
+        let before = cases::schema_objects(&mut client);
+        match client.batch_execute(sql) {
+            Err(e) if codes.contains(&documents::sqlstate(&e).as_str()) => {}
+            other => problems.push(format!(
+                "`{sql}`: {:?} (expected one of {codes:?})",
+                other.map_err(|e| documents::describe(&e))
+            )),
+        }
+        if cases::schema_objects(&mut client) != before {
+            problems.push(format!("`{sql}` changed the schema's objects"));
+        }
+    }
+    assert_exact(&mut client, &views, "after the refused DDL");
+    // a column no view reads
+    run(&mut client, "ALTER TABLE products DROP COLUMN product_weight_g; UPDATE products SET product_height_cm = 1");
+    // `wide` excludes it (it is still in the whole row its products are ordered by)
+    assert_exact(&mut client, &views, "after dropping a column no view shows");
+    // DROP TABLE … CASCADE of a looked-up table: its views go, entirely
+    run(&mut client, "DROP TABLE sellers CASCADE");
+    for name in ["wide", "open_now"] {
+        let left = documents::leftovers(&mut client, name);
+        if !left.is_empty() {
+            problems.push(format!(
+                "after DROP TABLE sellers CASCADE, {name} left {left:?}"
+            ));
+        }
+    }
+    let remaining: Vec<DocView> = views
+        .iter()
+        .filter(|v| v.name == "customers_only")
+        .cloned()
+        .collect();
+    run(
+        &mut client,
+        "UPDATE customers SET customer_city = 'x'; UPDATE products SET product_category_name = 'y'; DELETE FROM order_items",
+    );
+    assert_exact(&mut client, &remaining, "after the cascade");
+    // a view dropped by hand: the rest of it goes too
+    run(&mut client, "DROP VIEW customers_only");
+    let left = documents::leftovers(&mut client, "customers_only");
+    if !left.is_empty() {
+        problems.push(format!("after DROP VIEW customers_only by hand: {left:?}"));
+    }
+    run(
+        &mut client,
+        "UPDATE customers SET customer_city = 'z'; UPDATE orders SET order_status = 'q'",
+    );
+    server().drop_db(db);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
