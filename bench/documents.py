@@ -109,23 +109,23 @@ def setup():
         c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         c.execute(f"CREATE DATABASE {DB}")
     with connect() as c:
-        c.execute("DROP ROLE IF EXISTS beacon_shop_read, beacon_shop_write, beacon_shop_admin, beacon_shop_owner")
+        c.execute("DROP ROLE IF EXISTS beacon_docb_read, beacon_docb_write, beacon_docb_admin, beacon_docb_owner")
         c.execute("CREATE EXTENSION pg_beacon")
-        c.execute("SELECT beacon.create_project('shop')")
+        c.execute("SELECT beacon.create_project('docb')")
         c.execute("CREATE SCHEMA bare")
-        for s in ("shop", "bare"):
+        for s in ("docb", "bare"):
             c.execute(SCHEMA.format(s=s))
             t = time.time()
             c.execute(LOAD.format(s=s, **sizes()))
-            if s == "shop":
+            if s == "docb":
                 print(f"data: {sizes()} loaded in {time.time() - t:.1f} s per copy")
 
 
 def create_view(mode):
     with connect() as c:
-        c.execute("SELECT beacon.drop_document_view('shop', 'order_docs') FROM beacon.document_view WHERE name = 'order_docs'")
+        c.execute("SELECT beacon.drop_document_view('docb', 'order_docs') FROM beacon.document_view WHERE name = 'order_docs'")
         t = time.time()
-        c.execute("SELECT beacon.create_document_view('shop', 'order_docs', %s, %s)", (SPEC, mode))
+        c.execute("SELECT beacon.create_document_view('docb', 'order_docs', %s, %s)", (SPEC, mode))
         return time.time() - t
 
 
@@ -170,7 +170,7 @@ def wait_applied():
 def latency():
     """Commit -> NOTIFY of the document, async, under about RATE item writes per second."""
     with connect() as c:
-        channel = c.execute("SELECT beacon.subscribe_documents('shop', 'order_docs', NULL, false)").fetchone()[0]
+        channel = c.execute("SELECT beacon.subscribe_documents('docb', 'order_docs', NULL, false)").fetchone()[0]
     committed = {}
     received = {}
     listener = connect()
@@ -179,9 +179,10 @@ def latency():
 
     def listen():
         import json
-        for n in listener.notifies(stop_check=stop.is_set, timeout=1.0):
-            key = json.loads(n.payload)["key"]["order_id"]
-            received.setdefault(key, time.time())
+        while not stop.is_set():
+            for n in listener.notifies(timeout=0.5):
+                key = json.loads(n.payload)["key"]["order_id"]
+                received.setdefault(key, time.time())
 
     lt = threading.Thread(target=listen)
     lt.start()
@@ -192,7 +193,7 @@ def latency():
     while time.time() - start < SECONDS:
         oid = f"lat-{k}"
         for item in range(per_tx):
-            w.execute("INSERT INTO shop.order_items VALUES (%s, %s, md5('p5'), md5('s1'), now(), 1, 1)",
+            w.execute("INSERT INTO docb.order_items VALUES (%s, %s, md5('p5'), md5('s1'), now(), 1, 1)",
                       (md5_order(k), 1000 + k * per_tx + item))
         w.commit()
         committed[md5_order(k)] = time.time()
@@ -242,7 +243,7 @@ def main():
         row = {"bare": bare}
         for mode in ("async", "immediate"):
             create_view(mode)
-            row[mode] = writers("shop", SECONDS, f"{mode}{fsync}")
+            row[mode] = writers("docb", SECONDS, f"{mode}{fsync}")
             if mode == "async":
                 wait_applied()
         results[fsync] = row
@@ -260,29 +261,29 @@ def main():
 
     with connect() as c:
         t = time.time()
-        c.execute("UPDATE shop.products SET product_category_name = 'hot2' WHERE product_id = md5('p0')")
+        c.execute("UPDATE docb.products SET product_category_name = 'hot2' WHERE product_id = md5('p0')")
         stmt = time.time() - t
         t = time.time()
-        c.execute("SELECT beacon.refresh_document_view('shop', 'order_docs')")
+        c.execute("SELECT beacon.refresh_document_view('docb', 'order_docs')")
         refresh = time.time() - t
         print(f"product update touching 100 documents, async: statement {stmt * 1000:.1f} ms, refresh {refresh * 1000:.1f} ms")
     create_view("immediate")
     with connect() as c:
         t = time.time()
-        c.execute("UPDATE shop.products SET product_category_name = 'hot3' WHERE product_id = md5('p0')")
+        c.execute("UPDATE docb.products SET product_category_name = 'hot3' WHERE product_id = md5('p0')")
         print(f"product update touching 100 documents, immediate: statement {(time.time() - t) * 1000:.1f} ms")
         keys = [md5_order(k) for k in range(50)]
-        view = statistics.median(timed(c, "SELECT doc FROM shop.order_docs WHERE order_id = %s", (k,), 20) for k in keys)
-        defining = statistics.median(timed(c, DEFINING.format(s="shop") + " WHERE o.order_id = %s", (k,), 20) for k in keys)
+        view = statistics.median(timed(c, "SELECT doc FROM docb.order_docs WHERE order_id = %s", (k,), 20) for k in keys)
+        defining = statistics.median(timed(c, DEFINING.format(s="docb") + " WHERE o.order_id = %s", (k,), 20) for k in keys)
         t = time.time()
-        c.execute(f"CREATE MATERIALIZED VIEW shop.order_mv AS {DEFINING.format(s='shop')}")
-        c.execute("CREATE UNIQUE INDEX ON shop.order_mv (order_id)")
+        c.execute(f"CREATE MATERIALIZED VIEW docb.order_mv AS {DEFINING.format(s='docb')}")
+        c.execute("CREATE UNIQUE INDEX ON docb.order_mv (order_id)")
         mv_build = time.time() - t
         t = time.time()
-        c.execute("REFRESH MATERIALIZED VIEW shop.order_mv")
+        c.execute("REFRESH MATERIALIZED VIEW docb.order_mv")
         mv_refresh = time.time() - t
-        mv = statistics.median(timed(c, "SELECT doc FROM shop.order_mv WHERE order_id = %s", (k,), 20) for k in keys)
-        by_customer = timed(c, "SELECT count(*) FROM shop.order_docs WHERE doc->'customer_info'->>'customer_id' = md5('c7')", (), 50)
+        mv = statistics.median(timed(c, "SELECT doc FROM docb.order_mv WHERE order_id = %s", (k,), 20) for k in keys)
+        by_customer = timed(c, "SELECT count(*) FROM docb.order_docs WHERE doc->'customer_info'->>'customer_id' = md5('c7')", (), 50)
         print(f"read one document by key: view {view:.3f} ms, its defining SQL {defining:.3f} ms "
               f"({defining / view:.1f} x slower), plain materialized view {mv:.3f} ms "
               f"(built in {mv_build:.1f} s, full refresh {mv_refresh:.1f} s)")

@@ -16,25 +16,112 @@ use crate::cq::edge_locks::{Tree, REPEATABLE_READ_DECLARATION};
 use crate::cq::plan::Event;
 use crate::names::quote_ident;
 
-/// The lock tree of the view's lookups, each edge with its lock hash.
-pub fn lock_tree<'a>(layout: &'a Layout, hashes: &[String]) -> Tree<'a> {
+/// Per position, the root key's columns in that position's table when the position is a
+/// lookup of the root whose `on` covers the whole key (`order_items` on `order_id`): its
+/// rows name their document themselves.
+pub fn key_columns_at(layout: &Layout) -> Vec<Option<Vec<String>>> {
     let spec = &layout.spec;
-    Tree {
-        project: &layout.project,
-        tables: (0..=spec.lookups.len()).map(|p| spec.table_at(p)).collect(),
-        edges: spec
-            .lookups
+    let mut out = vec![None; spec.lookups.len() + 1];
+    for (i, l) in spec.lookups.iter().enumerate() {
+        if spec.parent_position(i) != 0 {
+            continue;
+        }
+        let own: Option<Vec<String>> = spec
+            .key
             .iter()
-            .enumerate()
-            .map(|(i, l)| crate::cq::edge_locks::Edge {
-                parent: spec.parent_position(i),
-                parent_column: l.on[0].0.clone(),
-                own_column: l.on[0].1.clone(),
-                hash: hashes.get(i).cloned().unwrap_or_else(|| "0".into()),
-            })
-            .collect(),
+            .map(|k| l.on.iter().find(|(p, _)| p == k).map(|(_, c)| c.clone()))
+            .collect();
+        out[i + 1] = own;
     }
+    out
 }
+
+/// The lock trees of the view: the lookup tree cut below the root at every lookup keyed
+/// by the root's key. A change never reads across such an edge (the lookup's rows carry
+/// their document's key), so nothing needs ordering there: each part is locked as a tree
+/// of its own (`cq::edge_locks`). Each part: its positions (the first one its top) and
+/// its tree.
+pub fn lock_trees<'a>(layout: &'a Layout, hashes: &[String]) -> Vec<(Vec<usize>, Tree<'a>)> {
+    let spec = &layout.spec;
+    let keyed = key_columns_at(layout);
+    let n = spec.lookups.len() + 1;
+    let top_of = |mut p: usize| -> usize {
+        while p != 0 && keyed[p].is_none() {
+            p = spec.parent_position(p - 1);
+        }
+        p
+    };
+    let tops: Vec<usize> = (0..n).filter(|p| *p == 0 || keyed[*p].is_some()).collect();
+    tops.into_iter()
+        .map(|top| {
+            let positions: Vec<usize> = (0..n).filter(|p| top_of(*p) == top).collect();
+            let local = |p: usize| positions.iter().position(|q| *q == p).unwrap_or(0);
+            let tree = Tree {
+                project: &layout.project,
+                tables: positions.iter().map(|p| spec.table_at(*p)).collect(),
+                edges: positions[1..]
+                    .iter()
+                    .map(|p| {
+                        let l = &spec.lookups[p - 1];
+                        crate::cq::edge_locks::Edge {
+                            parent: local(spec.parent_position(p - 1)),
+                            parent_column: l.on[0].0.clone(),
+                            own_column: l.on[0].1.clone(),
+                            hash: hashes.get(p - 1).cloned().unwrap_or_else(|| "0".into()),
+                        }
+                    })
+                    .collect(),
+            };
+            (positions, tree)
+        })
+        .collect()
+}
+
+/// Immediate mode: before rebuilding, the documents are locked (exclusively, by key
+/// hash), so that two writers of one document rebuild it one after the other, the second
+/// with the first's rows in view; a statement touching many documents locks the whole
+/// view instead (every document lock also holds the view's lock shared), which bounds
+/// the locks a statement takes. Under REPEATABLE READ a document another transaction
+/// wrote since the snapshot is a serialization failure.
+fn document_locks(layout: &Layout, roots: &str) -> String {
+    let id = document_lock_id(layout);
+    let key_hash = format!(
+        "pg_catalog.hashtext(pg_catalog.jsonb_build_array({})::pg_catalog.text)",
+        layout.key_list("r.")
+    );
+    let first = quote_ident(&layout.spec.key[0]);
+    format!(
+        "SELECT count(DISTINCT {key_hash}) INTO \"beacon documents\" FROM {roots} r;\n    \
+         IF \"beacon documents\" > {MAX_DOCUMENT_LOCKS} THEN\n      \
+         PERFORM pg_catalog.pg_advisory_xact_lock({id}, 0);\n    \
+         ELSIF \"beacon documents\" > 0 THEN\n      \
+         PERFORM pg_catalog.pg_advisory_xact_lock_shared({id}, 0);\n      \
+         PERFORM pg_catalog.pg_advisory_xact_lock({}, x.h) FROM (SELECT DISTINCT {key_hash} AS h FROM {roots} r ORDER BY 1) x;\n    \
+         END IF;\n    \
+         IF \"beacon repeatable read\" AND \"beacon documents\" > 0 THEN\n      \
+         PERFORM beacon._unchanged_since_snapshot({}::regclass, {}, (SELECT pg_catalog.array_agg(r.{first}) FROM {roots} r WHERE r.{first} IS NOT NULL));\n    \
+         END IF",
+        id.wrapping_add(1),
+        crate::names::quote_literal(&layout.docs_table()),
+        crate::names::quote_literal(&layout.spec.key[0]),
+    )
+}
+
+/// The advisory lock (with 0) of a whole immediate view; with `+ 1`, its documents'.
+fn document_lock_id(layout: &Layout) -> i32 {
+    crate::cq::edge_locks::stable_hash(&format!(
+        "pg_beacon|document|{}|{}",
+        layout.project, layout.name
+    )) as i32
+}
+
+/// The name of the lock a refresh of an async view holds (see `refresh_one`).
+pub fn refresh_lock_name(layout: &Layout) -> String {
+    format!("beacon.document_view {}.{}", layout.project, layout.name)
+}
+
+/// Above this many documents, a statement of an immediate view locks the whole view.
+const MAX_DOCUMENT_LOCKS: usize = 64;
 
 /// The body of `table`'s capture function.
 pub fn capture_body(
@@ -44,7 +131,8 @@ pub fn capture_body(
     immediate: bool,
     table: &str,
 ) -> String {
-    let tree = lock_tree(layout, hashes);
+    let trees = lock_trees(layout, hashes);
+    let keyed = key_columns_at(layout);
     let mut branches = String::new();
     for (op, event) in [
         ("INSERT", Event::Insert),
@@ -52,26 +140,41 @@ pub fn capture_body(
         ("DELETE", Event::Delete),
     ] {
         let rows = event.all_rows();
-        let locks = tree.locks(table, &rows);
         let mut text = String::new();
-        for statement in &locks.statements {
-            text.push_str(&format!("    {statement};\n"));
-        }
-        // the roots the statement's rows reach: its own rows where the table is the root
-        let occurrences = (0..tree.tables.len()).filter(|p| tree.tables[*p] == table);
-        let roots: Vec<String> = occurrences
-            .zip(&locks.reached)
-            .map(|(position, reached)| {
-                let relation = if position == 0 {
+        let mut roots = Vec::new();
+        for (positions, tree) in &trees {
+            if !tree.tables.contains(&table) {
+                continue;
+            }
+            let locks = tree.locks(table, &rows);
+            for statement in &locks.statements {
+                text.push_str(&format!("    {statement};\n"));
+            }
+            // the documents the statement's rows reach: through the part's top, whose
+            // rows are the root's or carry its key
+            let top = positions[0];
+            let key_of_top: Vec<String> = match &keyed[top] {
+                None => layout.spec.key.iter().map(|k| quote_ident(k)).collect(),
+                Some(columns) => columns.iter().map(|c| quote_ident(c)).collect(),
+            };
+            let select: Vec<String> = key_of_top
+                .iter()
+                .zip(&layout.spec.key)
+                .map(|(c, k)| format!("r.{c} AS {}", quote_ident(k)))
+                .collect();
+            let occurrences = (0..tree.tables.len()).filter(|p| tree.tables[*p] == table);
+            for (local, reached) in occurrences.zip(&locks.reached) {
+                let relation = if local == 0 {
                     rows.clone()
                 } else {
                     reached[0].clone().unwrap_or_else(|| rows.clone())
                 };
-                format!("SELECT {} FROM {relation} r", layout.key_list("r."))
-            })
-            .collect();
+                roots.push(format!("SELECT {} FROM {relation} r", select.join(", ")));
+            }
+        }
         let roots = format!("({})", roots.join(" UNION "));
         if immediate {
+            text.push_str(&format!("    {};\n", document_locks(layout, &roots)));
             text.push_str(&format!(
                 "    {} INTO \"beacon changed\";\n",
                 layout.rebuild(condition, &layout.keys_of(&roots))
@@ -96,10 +199,23 @@ pub fn capture_body(
             if op == "INSERT" { "IF" } else { "ELSIF" }
         ));
     }
+    // TRUNCATE rebuilds every document: after the other rebuilders of the view (the
+    // refresher, or immediate writers) are done, so that none of them writes a document
+    // it built before the truncation over the new one
+    let everything = if immediate {
+        format!(
+            "pg_catalog.pg_advisory_xact_lock({}, 0)",
+            document_lock_id(layout)
+        )
+    } else {
+        format!(
+            "pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended({}, 0))",
+            crate::names::quote_literal(&refresh_lock_name(layout))
+        )
+    };
     format!(
-        "DECLARE\n  {REPEATABLE_READ_DECLARATION}\n  \"beacon changed\" bigint;\nBEGIN\n\
-         {branches}  ELSE\n    -- TRUNCATE: every document is rebuilt from the tables as they are\n    \
-         PERFORM {}();\n  END IF;\n  RETURN NULL;\nEND",
+        "DECLARE\n  {REPEATABLE_READ_DECLARATION}\n  \"beacon changed\" bigint;\n  \"beacon documents\" bigint;\nBEGIN\n\
+         {branches}  ELSE\n    PERFORM {everything};\n    PERFORM {}();\n  END IF;\n  RETURN NULL;\nEND",
         layout.qualified_function("rebuild_all")
     )
 }
@@ -124,3 +240,7 @@ pub fn rebuild_all_body(layout: &Layout, condition: Option<&str>) -> String {
         layout.rebuild(condition, &layout.all_keys())
     )
 }
+
+#[cfg(test)]
+#[path = "functions_tests.rs"]
+mod tests;

@@ -9,13 +9,19 @@
 //!
 //! Maintenance rebuilds whole documents from the tables, which is idempotent: it only
 //! has to never lose a dirty key and never rebuild from a snapshot older than the change
-//! that dirtied it. A capture locks the lookup edges it reads across (cq::edge_locks),
-//! so of two writers whose rows meet in one document, one waits for the other and
-//! computes its dirty keys with the other's rows in view. Async: the dirty keys go to the
-//! pending table in the writer's transaction, and the worker takes (deletes) only keys it
-//! sees, rebuilding them in the same statement, from a snapshot that has their writer's
-//! commit. Immediate: the capture rebuilds them itself after the locks, with a new
-//! snapshot (READ COMMITTED; REPEATABLE READ compares what it read, as joins do).
+//! that dirtied it. A capture finds the documents its rows reach by reading up the lookup
+//! tree, and locks the edges it reads across (cq::edge_locks), so that of two writers
+//! whose rows meet in one document, one waits for the other and finds its documents
+//! with the other's rows in view. The tree is cut below the root at lookups keyed by the
+//! root's key (`order_items` on `order_id`): their rows name their document themselves,
+//! nothing reads across that edge, and each part is locked on its own — so a transaction
+//! writing an order, its payment and its items takes shared locks only. Async: the dirty
+//! keys go to the pending table in the writer's transaction, and the refresher (one at a
+//! time per view) takes only keys it sees, rebuilding them in the same statement, from a
+//! snapshot that has their writer's commit. Immediate: the capture locks the documents
+//! (by key hash, or the whole view for many), then rebuilds them with a new snapshot
+//! (READ COMMITTED; REPEATABLE READ raises 40001 when a document or a read changed
+//! since its snapshot).
 
 pub mod build;
 mod functions;
@@ -493,7 +499,7 @@ fn refresh_one(project: &str, name: &str) -> BeaconResult<i64> {
     // otherwise write an older document over a newer one
     run(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
-        &[format!("beacon.document_view {project}.{name}").into()],
+        &[functions::refresh_lock_name(&stored.layout).into()],
     )?;
     let refresh = stored.layout.qualified_function("refresh");
     let mut applied = 0i64;
