@@ -1616,7 +1616,8 @@ fn documents_truncate_alongside_a_refresh_never_deadlocks() {
             one_i64(
                 &mut watcher,
                 "SELECT count(*) FROM pg_catalog.pg_stat_activity
-                  WHERE backend_type <> 'client backend' AND wait_event = 'advisory'",
+                  WHERE backend_type <> 'client backend' AND wait_event = 'advisory'
+                    AND datname = current_database()",
                 &[],
             ) > 0
         });
