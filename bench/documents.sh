@@ -10,4 +10,4 @@ ensure_prereqs
 python3 -c "import psycopg" 2>/dev/null || pip install -q --break-system-packages psycopg[binary]
 install_extension release
 start_bench_server
-python3 "$REPO/bench/documents.py" "$BENCH_PORT"
+PGBIN=$PG_BIN python3 "$REPO/bench/documents.py" "$BENCH_PORT"

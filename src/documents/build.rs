@@ -337,7 +337,8 @@ impl Layout {
 
     /// The view users read: the stored documents, but those with pending changes rebuilt
     /// on the fly (by `_dv_<name>_pending_docs()`), so that every read is exact and sees
-    /// the reader's own writes.
+    /// the reader's own writes. The uncorrelated EXISTS is a one-time filter: without
+    /// pending changes the function is not called at all.
     pub fn create_view(&self) -> String {
         let pending = self.pending_table();
         format!(
@@ -345,7 +346,7 @@ impl Layout {
              SELECT {}, d.doc FROM {} d
               WHERE NOT EXISTS (SELECT 1 FROM {pending} p WHERE {})
              UNION ALL
-             SELECT {}, b.doc FROM {}() b",
+             SELECT {}, b.doc FROM {}() b WHERE EXISTS (SELECT 1 FROM {pending})",
             self.view(),
             self.key_list("d."),
             self.docs_table(),

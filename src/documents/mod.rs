@@ -354,6 +354,7 @@ pub fn regenerate(project: &str, name: &str) -> BeaconResult<()> {
     let _owner = AsOwner::for_project(project)?;
     let stored = stored(project, name)?;
     install_functions(&stored, &key_types_of(project, name)?)?;
+    run(&stored.layout.create_view(), &[])?;
     install_captures(&stored)?;
     notify::install(&stored.layout)
 }

@@ -89,15 +89,18 @@ pub fn install(layout: &Layout) -> BeaconResult<()> {
     let subs = subscriptions(layout)?;
     if subs.is_empty() {
         for (event, _, _) in EVENTS {
-            run(
-                &format!(
-                    "DROP TRIGGER IF EXISTS {} ON {table}",
-                    quote_ident(&layout.trigger_name(event))
-                ),
-                &[],
-            )?;
+            let trigger = layout.trigger_name(event);
+            if crate::spi::has_trigger(&table, &trigger)? {
+                run(
+                    &format!("DROP TRIGGER {} ON {table}", quote_ident(&trigger)),
+                    &[],
+                )?;
+            }
         }
-        return run(&format!("DROP FUNCTION IF EXISTS {function}()"), &[]);
+        if crate::spi::present(&function, true)? {
+            run(&format!("DROP FUNCTION {function}()"), &[])?;
+        }
+        return Ok(());
     }
     run(
         &format!(
