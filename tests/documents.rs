@@ -434,12 +434,16 @@ fn documents_seed_order_wide_view() {
     run(&mut client, "ROLLBACK");
     assert_exact(&mut client, &views, "after ROLLBACK");
 
-    // TRUNCATE of a looked-up table: every seller null, then back
-    run(&mut client, "BEGIN; TRUNCATE sellers");
+    // TRUNCATE of a looked-up table: every seller null, then back. A TRUNCATE waits for
+    // the async views' refreshes, which the held-off worker stands for: let it go
+    for v in views.iter().filter(|v| v.mode == "async") {
+        documents::resume_worker(&mut pauser, &v.name);
+    }
+    documents::run_retrying(&mut client, "BEGIN; TRUNCATE sellers");
     assert_exact_in_transaction(&mut client, &views, "TRUNCATE sellers, not committed");
     run(&mut client, "ROLLBACK");
     assert_exact(&mut client, &views, "after rolling back TRUNCATE sellers");
-    run(
+    documents::run_retrying(
         &mut client,
         "CREATE TABLE sellers_copy AS TABLE sellers; TRUNCATE sellers",
     );
@@ -460,6 +464,9 @@ fn documents_seed_order_wide_view() {
     );
     assert_exact(&mut client, &views, "after the sellers came back");
 
+    for v in views.iter().filter(|v| v.mode == "async") {
+        documents::pause_worker(&mut pauser, &v.name);
+    }
     // a column added later is not in the documents (the fields are those at creation),
     // and maintenance goes on
     run(
@@ -517,7 +524,7 @@ fn documents_seed_order_wide_view() {
     }
     run(
         &mut client,
-        "UPDATE orders SET order_status = 'x'; DELETE FROM order_items WHERE order_item_id = 1; TRUNCATE sellers",
+        "UPDATE orders SET order_status = 'x'; DELETE FROM order_items WHERE order_item_id = 1; TRUNCATE customers",
     );
     drop(pauser);
     server().drop_db(db);
@@ -1580,6 +1587,62 @@ fn documents_ddl_on_the_tables_is_refused_or_followed() {
         &mut client,
         "UPDATE customers SET customer_city = 'z'; UPDATE orders SET order_status = 'q'",
     );
+    server().drop_db(db);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A TRUNCATE of an async view's table while the view is being refreshed (a client's
+/// `refresh_document_view` in an open transaction, the worker's refresh queued behind it):
+/// the TRUNCATE waits and then succeeds; it never fails with a deadlock against the
+/// worker, whose refresh takes the view's refresh lock before the tables' locks while the
+/// TRUNCATE takes them the other way round.
+#[test]
+fn documents_truncate_alongside_a_refresh_never_deadlocks() {
+    let db = "documents_truncate_refresh";
+    let mut client = olist_db(db, Scale::of(40));
+    let mut views = vec![DocView::new("later", olist::order_wide_spec(), "async")];
+    documents::create_all(&mut client, &mut views);
+    let mut watcher = documents::connect_to(server(), db);
+    let mut problems = Vec::new();
+    for round in 0..3 {
+        let mut refresher = joins::Session::open(server(), db, "refresher");
+        let mut truncater = joins::Session::open(server(), db, "truncater");
+        refresher.run("BEGIN").unwrap();
+        refresher
+            .run("SELECT beacon.refresh_document_view(current_schema(), 'later')")
+            .unwrap();
+        // the worker's own refresh of the view now waits for the refresher's lock
+        common::eventually("the worker to wait for the view's refresh lock", || {
+            one_i64(
+                &mut watcher,
+                "SELECT count(*) FROM pg_catalog.pg_stat_activity
+                  WHERE backend_type <> 'client backend' AND wait_event = 'advisory'
+                    AND datname = current_database()",
+                &[],
+            ) > 0
+        });
+        let waited = matches!(
+            truncater.step("TRUNCATE sellers", &mut watcher),
+            joins::Step::Waiting
+        );
+        refresher.run("COMMIT").unwrap();
+        let result = if waited {
+            truncater.finish()
+        } else {
+            Ok(vec![])
+        };
+        if let Err(e) = result {
+            problems.push(format!("round {round}: TRUNCATE sellers: {}", e.text));
+        }
+        run(
+            &mut client,
+            &format!(
+                "INSERT INTO sellers SELECT pg_catalog.md5('s' || g), '0', 'c{round}', 'SP' FROM pg_catalog.generate_series(1, 4) g ON CONFLICT DO NOTHING"
+            ),
+        );
+        assert_exact(&mut client, &views, &format!("round {round}"));
+    }
+    assert_worker_caught_up(&mut client, &views, "at the end");
     server().drop_db(db);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -334,3 +334,24 @@ pub fn leftovers(client: &mut Client, name: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Runs a batch, again (after a ROLLBACK) when it fails with a deadlock: a TRUNCATE of an
+/// async view's table can deadlock with the worker's refresh (see
+/// `documents_truncate_alongside_a_refresh_never_deadlocks` in tests/documents.rs), which a
+/// client retries; the batch must be whole transactions (or begin one).
+pub fn run_retrying(client: &mut Client, sql: &str) {
+    for attempt in 1.. {
+        match client.batch_execute(sql) {
+            Ok(()) => return,
+            Err(e) if sqlstate(&e) == "40P01" && attempt < 10 => {
+                eprintln!(
+                    "`{sql}` deadlocked (attempt {attempt}), retried: {}",
+                    describe(&e)
+                );
+                let _ = client.batch_execute("ROLLBACK");
+                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+            }
+            Err(e) => panic!("`{sql}`: {}", describe(&e)),
+        }
+    }
+}

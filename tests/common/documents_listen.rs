@@ -273,9 +273,7 @@ impl Scene {
     /// A committed change (any SQL), then the check of what every channel received.
     pub fn step(&mut self, what: &str, sql: &str) {
         let before = self.oracles();
-        self.client
-            .batch_execute(sql)
-            .unwrap_or_else(|e| panic!("`{sql}`: {}", documents::describe(&e)));
+        documents::run_retrying(&mut self.client, sql);
         let received = self.sentinel();
         self.check(what, &before, &received);
     }
