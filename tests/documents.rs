@@ -1655,7 +1655,11 @@ fn documents_truncate_alongside_a_refresh_never_deadlocks() {
 fn documents_seed_at_full_scale() {
     let db = "documents_seed_full";
     let mut client = olist_db(db, Scale::of(100_000));
-    let mut views = vec![DocView::new("orders_async", olist::order_wide_spec(), "async")];
+    let mut views = vec![DocView::new(
+        "orders_async",
+        olist::order_wide_spec(),
+        "async",
+    )];
     documents::create_all(&mut client, &mut views);
     let before = count(&mut client, "orders_async");
     assert_eq!(before, count(&mut client, "orders"));
