@@ -274,6 +274,19 @@ fn create(project: &str, name: &str, spec_json: &Value, mode: &str) -> BeaconRes
 
 /// A view from the catalog (as the owner).
 pub fn stored(project: &str, name: &str) -> BeaconResult<Stored> {
+    let unknown = || {
+        BeaconError::UnknownObject(format!(
+            "document view \"{name}\" does not exist in project \"{project}\""
+        ))
+    };
+    if !catalog(|| {
+        exists(
+            "SELECT EXISTS (SELECT 1 FROM beacon.document_view WHERE project = $1 AND name = $2)",
+            &[project.into(), name.into()],
+        )
+    })? {
+        return Err(unknown());
+    }
     let row = catalog(|| {
         Ok(Spi::get_three_with_args::<JsonB, JsonB, String>(
             "SELECT spec, layout, mode FROM beacon.document_view WHERE project = $1 AND name = $2",
@@ -281,9 +294,7 @@ pub fn stored(project: &str, name: &str) -> BeaconResult<Stored> {
         )?)
     })?;
     let (Some(JsonB(spec_json)), Some(JsonB(layout_json)), Some(mode)) = row else {
-        return Err(BeaconError::UnknownObject(format!(
-            "document view \"{name}\" does not exist in project \"{project}\""
-        )));
+        return Err(unknown());
     };
     let spec = spec::parse(&spec_json).map_err(BeaconError::InvalidArgument)?;
     let parse = |v: &Value| -> Vec<(String, String)> {
@@ -487,6 +498,30 @@ pub(crate) fn drop_one(project: &str, name: &str) -> BeaconResult<()> {
     })
 }
 
+/// Takes ACCESS SHARE on each of the tables if it is free now (name order); false when
+/// one is not.
+fn try_lock_tables(project: &str, tables: &[String]) -> BeaconResult<bool> {
+    let mut sorted = tables.to_vec();
+    sorted.sort();
+    for table in sorted {
+        let Some(oid) = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+            &[relation(project, &table).as_str().into()],
+        )?
+        else {
+            continue;
+        };
+        // SAFETY: a relation lock by OID, held to the end of the transaction like LOCK TABLE's
+        let locked = unsafe {
+            pg_sys::ConditionalLockRelationOid(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE)
+        };
+        if !locked {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Rebuilds the documents of pending changes of one async view now; returns how many
 /// pending entries it applied. The scheduler calls it (through refresh_document_view).
 fn refresh_one(project: &str, name: &str) -> BeaconResult<i64> {
@@ -494,6 +529,16 @@ fn refresh_one(project: &str, name: &str) -> BeaconResult<i64> {
     let _owner = AsOwner::for_project(project)?;
     let stored = stored(project, name)?;
     if stored.mode == Mode::Immediate {
+        return Ok(0);
+    }
+    // the scheduler skips a view whose tables DDL is waiting for (a DROP … CASCADE,
+    // TRUNCATE): taking them after the refresh lock, which the DDL may wait behind,
+    // deadlocks with it
+    if crate::spi::exists(
+        "SELECT pg_catalog.current_setting('pg_beacon.compact_skip_busy', true) = 'on'",
+        &[],
+    )? && !try_lock_tables(project, &stored.layout.spec.tables())?
+    {
         return Ok(0);
     }
     // one refresher per view at a time: a second one, with an older snapshot, could

@@ -2,10 +2,10 @@
 //! as `{"view", "key", "op": "upsert" | "delete", "doc"}` (without `doc`, and with
 //! `"truncated": true`, when over NOTIFY's limit).
 //!
-//! Statement-level triggers on the hidden documents table, regenerated from the catalog
+//! A deferred row trigger on the hidden documents table, regenerated from the catalog
 //! when a subscription comes or goes (none without subscriptions). Maintenance writes a
-//! document only when it changed, so a notification is a change, sent once, at commit
-//! (NOTIFY is transactional). A subscription's filter is a condition on the document
+//! document only when it changed, so a notification is a change; it is sent at commit, as
+//! committed, once per transaction (see `body`). A subscription's filter is a condition on the document
 //! (`doc->>'order_status' = 'shipped'`), checked by the same policy as stream filters;
 //! it applies to the new document (to the old one for deletes). Each subscription runs
 //! in a block of its own: a filter that fails on some document costs that subscription
@@ -18,23 +18,8 @@ use crate::security::{catalog, function_settings, require_level, AsOwner, Level}
 use crate::spi::{exists, run};
 use pgrx::prelude::*;
 
-const EVENTS: [(&str, &str, &str); 3] = [
-    (
-        "notify_insert",
-        "INSERT",
-        "REFERENCING NEW TABLE AS beacon_new",
-    ),
-    (
-        "notify_update",
-        "UPDATE",
-        "REFERENCING NEW TABLE AS beacon_new",
-    ),
-    (
-        "notify_delete",
-        "DELETE",
-        "REFERENCING OLD TABLE AS beacon_old",
-    ),
-];
+/// The one notification trigger of a view's documents table.
+const TRIGGER_EVENT: &str = "notify";
 
 fn subscriptions(layout: &Layout) -> BeaconResult<Vec<(String, Option<String>)>> {
     catalog(|| {
@@ -57,27 +42,45 @@ fn subscriptions(layout: &Layout) -> BeaconResult<Vec<(String, Option<String>)>>
     })
 }
 
+/// A deferred row trigger: at commit, each changed document's key is looked up and the
+/// document as committed is sent (or a delete when it is gone). A transaction that
+/// changed a document several times (immediate mode rebuilds it per statement) thus sends
+/// the same payload each time, and NOTIFY sends identical payloads of one transaction once.
 fn body(layout: &Layout, subscriptions: &[(String, Option<String>)]) -> String {
+    let key_of = |a: &str| -> String {
+        layout
+            .spec
+            .key
+            .iter()
+            .map(|k| {
+                let k = quote_ident(k);
+                format!("{a}.{k} = (CASE WHEN TG_OP = 'DELETE' THEN OLD.{k} ELSE NEW.{k} END)")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let docs = layout.docs_table();
     let mut upserts = String::new();
     let mut deletes = String::new();
     for (channel, condition) in subscriptions {
         let condition = condition.clone().unwrap_or_else(|| "true".into());
-        for (text, rows, op, with_doc) in [
-            (&mut upserts, "beacon_new", "upsert", true),
-            (&mut deletes, "beacon_old", "delete", false),
-        ] {
-            text.push_str(&format!(
-                "    BEGIN\n      PERFORM pg_catalog.pg_notify({}, {}) FROM (SELECT * FROM {rows} \
-                 beacon_row WHERE ({condition}) ORDER BY {}) beacon_row;\n    \
-                 EXCEPTION WHEN OTHERS THEN NULL;\n    END;\n",
-                quote_literal(channel),
-                layout.payload("beacon_row", op, with_doc),
-                layout.key_list("beacon_row.")
-            ));
-        }
+        let channel = quote_literal(channel);
+        upserts.push_str(&format!(
+            "    BEGIN\n      PERFORM pg_catalog.pg_notify({channel}, {}) FROM {docs} beacon_row \
+             WHERE {} AND ({condition});\n    EXCEPTION WHEN OTHERS THEN NULL;\n    END;\n",
+            layout.payload("beacon_row", "upsert", true),
+            key_of("beacon_row")
+        ));
+        deletes.push_str(&format!(
+            "    BEGIN\n      PERFORM pg_catalog.pg_notify({channel}, {}) FROM (SELECT OLD.*) beacon_row \
+             WHERE ({condition});\n    EXCEPTION WHEN OTHERS THEN NULL;\n    END;\n",
+            layout.payload("beacon_row", "delete", false),
+        ));
     }
     format!(
-        "BEGIN\n  IF TG_OP = 'DELETE' THEN\n{deletes}  ELSE\n{upserts}  END IF;\n  RETURN NULL;\nEND"
+        "BEGIN\n  IF EXISTS (SELECT 1 FROM {docs} beacon_row WHERE {}) THEN\n{upserts}  \
+         ELSIF TG_OP <> 'INSERT' THEN\n{deletes}  END IF;\n  RETURN NULL;\nEND",
+        key_of("beacon_row")
     )
 }
 
@@ -87,15 +90,13 @@ pub fn install(layout: &Layout) -> BeaconResult<()> {
     let table = layout.docs_table();
     let function = layout.notify_function();
     let subs = subscriptions(layout)?;
+    let trigger = layout.trigger_name(TRIGGER_EVENT);
     if subs.is_empty() {
-        for (event, _, _) in EVENTS {
-            let trigger = layout.trigger_name(event);
-            if crate::spi::has_trigger(&table, &trigger)? {
-                run(
-                    &format!("DROP TRIGGER {} ON {table}", quote_ident(&trigger)),
-                    &[],
-                )?;
-            }
+        if crate::spi::has_trigger(&table, &trigger)? {
+            run(
+                &format!("DROP TRIGGER {} ON {table}", quote_ident(&trigger)),
+                &[],
+            )?;
         }
         if crate::spi::present(&function, true)? {
             run(&format!("DROP FUNCTION {function}()"), &[])?;
@@ -111,18 +112,15 @@ pub fn install(layout: &Layout) -> BeaconResult<()> {
         ),
         &[],
     )?;
-    for (event, sql_event, referencing) in EVENTS {
-        let trigger = layout.trigger_name(event);
-        if !crate::spi::has_trigger(&table, &trigger)? {
-            run(
-                &format!(
-                    "CREATE TRIGGER {} AFTER {sql_event} ON {table} {referencing} \
-                     FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
-                    quote_ident(&trigger)
-                ),
-                &[],
-            )?;
-        }
+    if !crate::spi::has_trigger(&table, &trigger)? {
+        run(
+            &format!(
+                "CREATE CONSTRAINT TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {table} \
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {function}()",
+                quote_ident(&trigger)
+            ),
+            &[],
+        )?;
     }
     Ok(())
 }

@@ -159,6 +159,19 @@ pub fn resolve_joins(
                 ));
             }
         }
+        for (parent_column, own) in lookup.on.iter().skip(1) {
+            let a =
+                crate::cq::hash_traits(&relation(project, spec.table_at(parent)), parent_column)?;
+            let b = crate::cq::hash_traits(&relation(project, &lookup.table), own)?;
+            if crate::cq::lock_hash(Some(a), Some(b))?.is_none() && a.0 != b.0 {
+                return Err(BeaconError::Unsupported(format!(
+                    "{what} compares {}.{parent_column} and {}.{own}, of different types: \
+                     lookup columns must be of one type, or both integers, or both text",
+                    spec.table_at(parent),
+                    lookup.table
+                )));
+            }
+        }
         let (parent_column, own) = &lookup.on[0];
         let a = crate::cq::hash_traits(&relation(project, spec.table_at(parent)), parent_column)?;
         let b = crate::cq::hash_traits(&relation(project, &lookup.table), own)?;

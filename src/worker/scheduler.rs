@@ -190,6 +190,11 @@ fn refresh_document_views(housekeeping: bool) {
             return;
         }
         BackgroundWorker::transaction(|| {
+            if let Err(e) =
+                Spi::run("SELECT pg_catalog.set_config('pg_beacon.compact_skip_busy', 'on', true)")
+            {
+                log!("pg_beacon scheduler: {e}");
+            }
             if let Err(e) = Spi::run_with_args(
                 "SELECT beacon.refresh_document_view($1, $2)",
                 &[project.as_str().into(), name.as_str().into()],
