@@ -16,6 +16,10 @@ pub static MAX_FILTER_BYTES: GucSetting<i32> = GucSetting::<i32>::new(2048);
 /// How often the scheduler applies async continuous queries' pending deltas.
 pub static COMPACT_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// How often the scheduler rebuilds the documents of async document views' pending
+/// changes: documents are pushed to listeners, so they wait less than aggregates.
+pub static DOCUMENT_REFRESH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
+
 /// Statement timeout of `beacon.query`. Superuser-only, because the callers it protects
 /// against are the ones who would raise it.
 pub static QUERY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
@@ -60,6 +64,16 @@ pub fn init() {
         c"How often the background worker compacts async continuous queries.",
         c"Pending deltas are merged into each query's state this often; reads are exact either way.",
         &COMPACT_INTERVAL_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"beacon.document_refresh_interval",
+        c"How often the background worker rebuilds documents of async document views.",
+        c"Pending changes are applied this often (or every beacon.compact_interval, if shorter); reads are exact either way.",
+        &DOCUMENT_REFRESH_INTERVAL_MS,
         10,
         3_600_000,
         GucContext::Sighup,

@@ -1646,3 +1646,76 @@ fn documents_truncate_alongside_a_refresh_never_deadlocks() {
     server().drop_db(db);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The seed's own check at the seed's size (about 100,000 orders, 110,000 items, 30,000
+/// products, 3,000 sellers): 10 new orders add 10 documents, and the customer-city update
+/// for 10 customers reaches every one of their orders' documents, read exactly before
+/// the worker applies it and stored after.
+#[test]
+fn documents_seed_at_full_scale() {
+    let db = "documents_seed_full";
+    let mut client = olist_db(db, Scale::of(100_000));
+    let mut views = vec![DocView::new(
+        "orders_async",
+        olist::order_wide_spec(),
+        "async",
+    )];
+    documents::create_all(&mut client, &mut views);
+    let before = count(&mut client, "orders_async");
+    assert_eq!(before, count(&mut client, "orders"));
+    let mut rng = Rng::new(11);
+    for i in 0..10 {
+        let id = format!("ORD_I_{i}_{:016x}", rng.next());
+        run(
+            &mut client,
+            &format!(
+                "INSERT INTO orders VALUES ('{id}', pg_catalog.md5('{id}'), 'processing', now(), now(), NULL, NULL, now() + interval '20 days')"
+            ),
+        );
+    }
+    assert_eq!(count(&mut client, "orders_async"), before + 10);
+    let customers: Vec<String> = client
+        .query(
+            "SELECT customer_id FROM (SELECT DISTINCT customer_id FROM orders WHERE customer_id IN (SELECT customer_id FROM customers)) c
+              ORDER BY customer_id LIMIT 10",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(customers.len(), 10);
+    run(
+        &mut client,
+        &format!(
+            "UPDATE customers SET customer_city = 'CITY_' || customer_city WHERE customer_id IN ({})",
+            customers.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ")
+        ),
+    );
+    let theirs = one_i64(
+        &mut client,
+        "SELECT count(*) FROM orders WHERE customer_id = ANY ($1)",
+        &[&customers],
+    );
+    assert!(theirs >= 10);
+    let check = |client: &mut Client, relation: &str| {
+        one_i64(
+            client,
+            &format!(
+                "SELECT count(*) FROM {relation} v JOIN orders o USING (order_id) JOIN customers c USING (customer_id)
+                  WHERE o.customer_id = ANY ($1)
+                    AND v.doc->'customer_info'->>'customer_city' = c.customer_city
+                    AND c.customer_city LIKE 'CITY\\_%'"
+            ),
+            &[&customers],
+        )
+    };
+    // exact before the worker (pending changes are rebuilt on read) ...
+    assert_eq!(check(&mut client, "orders_async"), theirs);
+    // ... and stored after it
+    crate::common::eventually("the worker to apply the city update", || {
+        documents::pending(&mut client, "orders_async") == 0
+    });
+    assert_eq!(check(&mut client, "_dv_orders_async"), theirs);
+    assert_eq!(count(&mut client, "_dv_orders_async"), before + 10);
+}

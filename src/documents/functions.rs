@@ -199,23 +199,13 @@ pub fn capture_body(
             if op == "INSERT" { "IF" } else { "ELSIF" }
         ));
     }
-    // TRUNCATE rebuilds every document: after the other rebuilders of the view (the
-    // refresher, or immediate writers) are done, so that none of them writes a document
-    // it built before the truncation over the new one
-    let everything = if immediate {
-        format!(
-            "pg_catalog.pg_advisory_xact_lock({}, 0)",
-            document_lock_id(layout)
-        )
-    } else {
-        format!(
-            "pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended({}, 0))",
-            crate::names::quote_literal(&refresh_lock_name(layout))
-        )
-    };
+    // TRUNCATE rebuilds every document. No lock is needed against the other rebuilders:
+    // each reads every table of the view, so TRUNCATE's ACCESS EXCLUSIVE lock waits for
+    // those already reading, and those that come later wait for it, and take their
+    // snapshot (READ COMMITTED) once it committed.
     format!(
         "DECLARE\n  {REPEATABLE_READ_DECLARATION}\n  \"beacon changed\" bigint;\n  \"beacon documents\" bigint;\nBEGIN\n\
-         {branches}  ELSE\n    PERFORM {everything};\n    PERFORM {}();\n  END IF;\n  RETURN NULL;\nEND",
+         {branches}  ELSE\n    PERFORM {}();\n  END IF;\n  RETURN NULL;\nEND",
         layout.qualified_function("rebuild_all")
     )
 }

@@ -97,15 +97,25 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
         e.waiting_since = 0;
     });
     log!("pg_beacon scheduler started for database {db}");
+    let mut last_round = std::time::Instant::now();
     loop {
         let interval = Duration::from_millis(guc::COMPACT_INTERVAL_MS.get().max(10) as u64);
-        if !BackgroundWorker::wait_latch(Some(interval)) {
+        let documents =
+            Duration::from_millis(guc::DOCUMENT_REFRESH_INTERVAL_MS.get().max(10) as u64);
+        // between rounds, only document views are refreshed, as often as they ask
+        let until_round = interval.saturating_sub(last_round.elapsed());
+        if !BackgroundWorker::wait_latch(Some(until_round.min(documents))) {
             break;
         }
         if BackgroundWorker::sighup_received() {
             // SAFETY: as in the launcher: outside a transaction, on the worker's only thread
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
+        if last_round.elapsed() < interval {
+            refresh_document_views(false);
+            continue;
+        }
+        last_round = std::time::Instant::now();
         let (still_installed, queries) = BackgroundWorker::transaction(|| {
             let installed = extension_installed();
             let queries = if installed && function_present("beacon.compact(text,text)") {
@@ -148,7 +158,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
                 log!("pg_beacon scheduler: subscription clean-up failed: {e}");
             }
         });
-        refresh_document_views();
+        refresh_document_views(true);
         refresh_due_materialized_views();
         note(|e| {
             e.rounds += 1;
@@ -159,9 +169,9 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
 }
 
 /// The pending changes of async document views, each view in its own transaction (its
-/// refresh locks it until commit), and the end of temporary document subscriptions whose
-/// session is gone.
-fn refresh_document_views() {
+/// refresh locks it until commit), and (with `housekeeping`, once a round) the end of
+/// temporary document subscriptions whose session is gone.
+fn refresh_document_views(housekeeping: bool) {
     let views: Vec<(String, String)> = BackgroundWorker::transaction(|| {
         if !function_present("beacon.refresh_document_view(text,text)") {
             return Vec::new();
@@ -187,6 +197,9 @@ fn refresh_document_views() {
                 log!("pg_beacon scheduler: refreshing document view {project}.{name} failed: {e}");
             }
         });
+    }
+    if !housekeeping {
+        return;
     }
     BackgroundWorker::transaction(|| {
         if !function_present("beacon._document_housekeeping()") {

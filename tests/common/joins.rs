@@ -364,7 +364,13 @@ impl Session {
             }
             let waiting: bool = watcher
                 .query_one(
-                    "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_catalog.pg_stat_activity WHERE pid = $1",
+                    // waiting for another session of the test; not for autovacuum
+                    // truncating the table, nor a relation extension lock (no blocker)
+                    "SELECT coalesce(wait_event_type = 'Lock', false)
+                            AND EXISTS (SELECT 1 FROM pg_catalog.unnest(pg_catalog.pg_blocking_pids($1)) b
+                                          JOIN pg_catalog.pg_stat_activity a ON a.pid = b
+                                         WHERE a.backend_type = 'client backend')
+                       FROM pg_catalog.pg_stat_activity WHERE pid = $1",
                     &[&self.pid],
                 )
                 .map(|r| r.get(0))
