@@ -335,9 +335,9 @@ pub fn leftovers(client: &mut Client, name: &str) -> Vec<String> {
     out
 }
 
-/// Runs a batch, again (after a ROLLBACK) when it fails with a deadlock: a TRUNCATE of an
-/// async view's table can deadlock with the worker's refresh (see
-/// `documents_truncate_alongside_a_refresh_never_deadlocks` in tests/documents.rs), which a
+/// Runs a batch, again (after a ROLLBACK) when it fails with a deadlock: DDL on an async
+/// view's table can deadlock with the worker's refresh (see
+/// `documents_ddl_alongside_a_refresh_never_deadlocks` in tests/documents.rs), which a
 /// client retries; the batch must be whole transactions (or begin one).
 pub fn run_retrying(client: &mut Client, sql: &str) {
     for attempt in 1.. {

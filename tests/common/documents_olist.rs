@@ -201,7 +201,8 @@ pub fn populate(scale: Scale) -> Vec<String> {
 }
 
 /// The order-wide document of the seed: customer_info object, order_payments and
-/// order_items arrays, each item with its product and seller.
+/// order_items arrays, each item with its product and seller; indexes on the documents,
+/// and on the lookup columns of the tables.
 pub fn order_wide_spec() -> Value {
     json!({
         "from": "orders",
@@ -218,7 +219,8 @@ pub fn order_wide_spec() -> Value {
             {"path": "order_items.seller", "from": "sellers", "type": "object",
              "on": {"seller_id": "seller_id"}}
         ],
-        "indexes": ["doc->'customer_info'->>'customer_id'", "gin"]
+        "indexes": ["doc->'customer_info'->>'customer_id'", "gin"],
+        "create_indexes": true
     })
 }
 
