@@ -531,22 +531,28 @@ fn refresh_one(project: &str, name: &str) -> BeaconResult<i64> {
     if stored.mode == Mode::Immediate {
         return Ok(0);
     }
-    // the scheduler skips a view whose tables DDL is waiting for (a DROP … CASCADE,
-    // TRUNCATE): taking them after the refresh lock, which the DDL may wait behind,
-    // deadlocks with it
-    if crate::spi::exists(
+    // One refresher per view at a time: a second one, with an older snapshot, could
+    // otherwise write an older document over a newer one. The scheduler waits for
+    // nothing: it skips a view another refresh holds, or whose tables DDL waits for (a
+    // DROP … CASCADE, TRUNCATE), which would deadlock with it.
+    let lock_name = functions::refresh_lock_name(&stored.layout);
+    if exists(
         "SELECT pg_catalog.current_setting('pg_beacon.compact_skip_busy', true) = 'on'",
         &[],
-    )? && !try_lock_tables(project, &stored.layout.spec.tables())?
-    {
-        return Ok(0);
+    )? {
+        if !exists(
+            "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
+            &[lock_name.as_str().into()],
+        )? || !try_lock_tables(project, &stored.layout.spec.tables())?
+        {
+            return Ok(0);
+        }
+    } else {
+        run(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
+            &[lock_name.as_str().into()],
+        )?;
     }
-    // one refresher per view at a time: a second one, with an older snapshot, could
-    // otherwise write an older document over a newer one
-    run(
-        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
-        &[functions::refresh_lock_name(&stored.layout).into()],
-    )?;
     let refresh = stored.layout.qualified_function("refresh");
     let mut applied = 0i64;
     loop {
