@@ -17,12 +17,12 @@ const FINGERPRINT: &str = "
 SELECT concat_ws(' | ',
   (SELECT string_agg(s.note, ',' ORDER BY s._id) FROM beta.secret s),
   (SELECT count(*) FROM alpha.events),
-  (SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text, ',' ORDER BY 1)
+  (SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text, ',' ORDER BY n.nspname, c.relname)
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
       AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'),
   (SELECT string_agg(rolname || rolsuper::text || rolcanlogin::text, ',' ORDER BY rolname) FROM pg_roles),
-  (SELECT string_agg(roleid::regrole::text || '>' || member::regrole::text, ',' ORDER BY 1) FROM pg_auth_members),
+  (SELECT string_agg(roleid::regrole::text || '>' || member::regrole::text, ',' ORDER BY roleid::regrole::text, member::regrole::text) FROM pg_auth_members),
   (SELECT string_agg(name, ',' ORDER BY name) FROM beacon.project),
   (SELECT count(*) FROM beacon.field),
   (SELECT count(*) FROM beacon.subscription),

@@ -325,23 +325,25 @@ pub fn assert_nothing_leaked(outcome: &Outcome, alpha_too: bool, what: &str) {
 }
 
 /// Everything an attack could read, change or create, as one string (as in security.rs).
+/// Each list is ordered by its contents (`ORDER BY 1` in an aggregate orders by the
+/// constant 1: by heap order, which the worker's catalog updates change).
 const FINGERPRINT: &str = "
 SELECT concat_ws(' | ',
   (SELECT string_agg(s.note, ',' ORDER BY s._id) FROM beta.secret s),
   (SELECT count(*) FROM alpha.events),
-  (SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, ''), ',' ORDER BY 1)
+  (SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, ''), ',' ORDER BY n.nspname, c.relname)
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
       AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'),
   (SELECT string_agg(rolname || rolsuper::text || rolcanlogin::text || rolcreaterole::text || rolcreatedb::text, ',' ORDER BY rolname) FROM pg_roles),
-  (SELECT string_agg(roleid::regrole::text || '>' || member::regrole::text, ',' ORDER BY 1) FROM pg_auth_members),
+  (SELECT string_agg(roleid::regrole::text || '>' || member::regrole::text, ',' ORDER BY roleid::regrole::text, member::regrole::text) FROM pg_auth_members),
   (SELECT string_agg(name, ',' ORDER BY name) FROM beacon.project),
   (SELECT count(*) FROM beacon.field),
   (SELECT string_agg(channel || ':' || coalesce(condition, ''), ',' ORDER BY channel) FROM beacon.subscription WHERE NOT temporary),
-  (SELECT string_agg(project || '.' || name || ':' || query, ',' ORDER BY 1) FROM beacon.continuous_query),
-  (SELECT string_agg(project || '.' || name || ':' || query, ',' ORDER BY 1) FROM beacon.materialized_view),
+  (SELECT string_agg(project || '.' || name || ':' || query, ',' ORDER BY project, name) FROM beacon.continuous_query),
+  (SELECT string_agg(project || '.' || name || ':' || query, ',' ORDER BY project, name) FROM beacon.materialized_view),
   (SELECT count(*) FROM pg_largeobject_metadata),
-  (SELECT string_agg(p.oid::regprocedure::text || coalesce(p.proacl::text, ''), ',' ORDER BY 1) FROM pg_proc p
+  (SELECT string_agg(p.oid::regprocedure::text || coalesce(p.proacl::text, ''), ',' ORDER BY p.oid::regprocedure::text) FROM pg_proc p
     WHERE pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
       AND pronamespace::regnamespace::text NOT LIKE 'pg_temp%'))";
 
