@@ -76,6 +76,15 @@ impl Column {
         }
     }
 
+    /// The values of a timestamptz column as PostgreSQL microseconds (None: NULL, which
+    /// `_time` turns into the transaction's start); nothing for other columns.
+    pub fn time_micros(&self) -> Option<impl Iterator<Item = Option<i64>> + '_> {
+        match &self.values {
+            Values::Time(v) => Some(v.iter().map(|t| t.map(pgrx::pg_sys::TimestampTz::from))),
+            _ => None,
+        }
+    }
+
     pub fn param(self) -> DatumWithOid<'static> {
         match self.values {
             Values::Int(v) => v.into(),

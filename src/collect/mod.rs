@@ -4,8 +4,10 @@
 //! INSERT for the accepted events (`jsonb_populate_recordset` into the table's row type)
 //! and one for the rejected ones. Nothing is done per event over SPI.
 
+pub mod archive;
 pub(crate) mod columns;
 pub mod infer;
+pub mod partitions;
 pub(crate) mod schema;
 
 use crate::error::{report, BeaconError, BeaconResult};
@@ -125,7 +127,7 @@ fn store_collection(
     want_id: bool,
     rejected: &mut Vec<Rejection>,
 ) -> BeaconResult<Stored> {
-    schema::ensure_collection(project, collection)?;
+    let period = schema::ensure_collection(project, collection)?;
     let mut fields = schema::load_fields(project, collection)?;
     let wanted = discover(&fields, &events);
     if !wanted.is_empty() {
@@ -164,6 +166,14 @@ fn store_collection(
             count: 0,
             first_id: None,
         });
+    }
+
+    if let Some(period) = period {
+        if let Some(times) = columns.get("_time").and_then(|c| c.time_micros()) {
+            // events after the last one that carried `_time` are padded with NULLs later
+            let times = times.chain(std::iter::repeat(None)).take(rows);
+            partitions::ensure(project, collection, period, times)?;
+        }
     }
 
     let mut targets = Vec::with_capacity(columns.len());

@@ -8,6 +8,7 @@
 //! reuses it: both succeed and no event is lost. The first value seen decides a type.
 
 use super::infer::ColumnType;
+use super::partitions::Period;
 use crate::error::{BeaconError, BeaconResult};
 use crate::guc;
 use crate::names::{column_for_property, quote_ident, quote_literal};
@@ -38,17 +39,55 @@ pub fn collection_exists(project: &str, collection: &str) -> BeaconResult<bool> 
     })
 }
 
-/// Creates the collection's table unless it exists. Runs as the owner.
-pub fn ensure_collection(project: &str, collection: &str) -> BeaconResult<()> {
-    if collection_exists(project, collection)? {
-        return Ok(());
+/// None when the collection does not exist, else its partition period (None: a plain
+/// table). Read through `to_jsonb` so that a library newer than the catalog (before
+/// `ALTER EXTENSION pg_beacon UPDATE` adds the column) reads every collection as plain.
+pub fn collection_partitioning(
+    project: &str,
+    collection: &str,
+) -> BeaconResult<Option<Option<Period>>> {
+    catalog(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT pg_catalog.to_jsonb(c) ->> 'partition_period' FROM beacon.collection c
+                  WHERE c.project = $1 AND c.name = $2",
+                Some(1),
+                &[project.into(), collection.into()],
+            )?;
+            match rows.into_iter().next() {
+                None => Ok(None),
+                Some(row) => Ok(Some(
+                    row.get::<String>(1)?.as_deref().and_then(Period::parse),
+                )),
+            }
+        })
+    })
+}
+
+/// Creates the collection's table unless it exists (plain, or partitioned per `period`
+/// when given), and returns its partition period. Runs as the owner.
+pub fn ensure_collection(project: &str, collection: &str) -> BeaconResult<Option<Period>> {
+    ensure_collection_as(project, collection, None)
+}
+
+pub fn ensure_collection_as(
+    project: &str,
+    collection: &str,
+    period: Option<Period>,
+) -> BeaconResult<Option<Period>> {
+    if let Some(existing) = collection_partitioning(project, collection)? {
+        return Ok(existing);
     }
     run(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))",
         &[format!("beacon.collection {project}.{collection}").into()],
     )?;
-    if collection_exists(project, collection)? {
-        return Ok(());
+    if let Some(existing) = collection_partitioning(project, collection)? {
+        return Ok(existing);
+    }
+    if let Some(period) = period {
+        create_partitioned(project, collection, period)?;
+        return Ok(Some(period));
     }
     let table = table(project, collection);
     run(
@@ -74,6 +113,41 @@ pub fn ensure_collection(project: &str, collection: &str) -> BeaconResult<()> {
         run(
             "INSERT INTO beacon.collection (project, name) VALUES ($1, $2)",
             &[project.into(), collection.into()],
+        )
+    })?;
+    Ok(None)
+}
+
+/// A new collection partitioned by `_time`. `_id` is a plain sequence default, not an
+/// identity: PostgreSQL 15 has no identity columns on partitioned tables. The primary key
+/// must hold the partition key.
+fn create_partitioned(project: &str, collection: &str, period: Period) -> BeaconResult<()> {
+    let table = table(project, collection);
+    run(
+        &format!(
+            "CREATE TABLE {table} (
+                _id bigserial NOT NULL,
+                _time timestamptz NOT NULL DEFAULT now(),
+                _user text,
+                PRIMARY KEY (_id, _time)) PARTITION BY RANGE (_time)"
+        ),
+        &[],
+    )?;
+    run(&format!("CREATE INDEX ON {table} USING brin (_time)"), &[])?;
+    run(
+        &format!(
+            "COMMENT ON TABLE {table} IS {}",
+            quote_literal(&format!(
+                "pg_beacon event collection {collection}, partitioned by {}",
+                period.as_str()
+            ))
+        ),
+        &[],
+    )?;
+    catalog(|| {
+        run(
+            "INSERT INTO beacon.collection (project, name, partition_period) VALUES ($1, $2, $3)",
+            &[project.into(), collection.into(), period.as_str().into()],
         )
     })
 }

@@ -44,7 +44,7 @@ use plan::{Mode, Plan};
 pub use regenerate::regenerate_view;
 use std::collections::{BTreeMap, HashMap};
 pub use tables::query_tables_sql;
-use tables::{check_table_kind, refuse_inheritance, table_columns, table_kind};
+use tables::{check_table_kind, readable_kind, refuse_inheritance, table_columns};
 pub use typing::typed_plan_of;
 use typing::{column_types, probe_types};
 

@@ -61,7 +61,7 @@ pub fn regenerate_view(project: &str, name: &str) -> BeaconResult<bool> {
     let (query, mode, time_zone) = stored(project, name)?;
     let mut plan = plan_of(project, name, &query, mode)?;
     for table in plan.tables() {
-        if table_kind(project, &table)?.as_deref() != Some("r") {
+        if !readable_kind(project, &table)? {
             return Ok(false);
         }
     }

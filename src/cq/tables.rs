@@ -31,6 +31,9 @@ pub(crate) fn table_kind(project: &str, table: &str) -> BeaconResult<Option<Stri
 /// parent's. Neither is captured, so neither is accepted (and the utility hook refuses
 /// making a source a parent later, see `guard`).
 pub(crate) fn refuse_inheritance(project: &str, table: &str) -> BeaconResult<()> {
+    if partitioned_collection(project, table)? {
+        return Ok(());
+    }
     let (partition, parent) = Spi::get_two_with_args::<bool, bool>(
         "SELECT c.relispartition,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
@@ -53,12 +56,33 @@ pub(crate) fn refuse_inheritance(project: &str, table: &str) -> BeaconResult<()>
     Ok(())
 }
 
+/// A collection pg_beacon partitions itself: rows reach its partitions only through it
+/// (the partitions are granted to no one), so its statement-level triggers see them all.
+pub(crate) fn partitioned_collection(project: &str, table: &str) -> BeaconResult<bool> {
+    Ok(matches!(
+        crate::collect::schema::collection_partitioning(project, table)?,
+        Some(Some(_))
+    ) && table_kind(project, table)?.as_deref() == Some("p"))
+}
+
+/// Whether a query or document view may read the table: a plain table, or a partitioned
+/// collection.
+pub(crate) fn readable_kind(project: &str, table: &str) -> BeaconResult<bool> {
+    Ok(match table_kind(project, table)?.as_deref() {
+        Some("r") => true,
+        Some("p") => partitioned_collection(project, table)?,
+        _ => false,
+    })
+}
+
 pub(crate) fn check_table_kind(project: &str, table: &str) -> BeaconResult<()> {
     match table_kind(project, table)?.as_deref() {
         Some("r") => Ok(()),
+        Some("p") if partitioned_collection(project, table)? => Ok(()),
         Some("p") => Err(BeaconError::Unsupported(format!(
-            "\"{table}\" is a partitioned table: continuous queries over partitioned tables \
-             are not supported yet (their rows are written to the partitions)"
+            "\"{table}\" is a partitioned table pg_beacon did not partition: rows written \
+             to its partitions directly would not be seen (partition a collection with \
+             beacon.partition_collection)"
         ))),
         Some(_) => Err(BeaconError::Unsupported(format!(
             "\"{table}\" is not a table: continuous queries read tables"

@@ -361,6 +361,18 @@ fn key_types_of(project: &str, name: &str) -> BeaconResult<Vec<(String, String)>
         .collect())
 }
 
+/// Rebuilds every document of a view from the rows its tables keep now (after retention
+/// dropped a partition of one of them). As the project's owner role.
+pub(crate) fn rebuild_all(project: &str, name: &str) -> BeaconResult<()> {
+    let _owner = AsOwner::for_project(project)?;
+    let stored = stored(project, name)?;
+    Spi::get_one::<i64>(&format!(
+        "SELECT {}()",
+        stored.layout.qualified_function("rebuild_all")
+    ))?;
+    Ok(())
+}
+
 /// Regenerates a view's functions and captures with the running code (beacon.regenerate).
 pub fn regenerate(project: &str, name: &str) -> BeaconResult<()> {
     let _owner = AsOwner::for_project(project)?;

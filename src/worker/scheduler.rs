@@ -160,6 +160,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
         });
         refresh_document_views(true);
         refresh_due_materialized_views();
+        maintain_partitions();
         note(|e| {
             e.rounds += 1;
             e.last_round = board::now();
@@ -246,6 +247,82 @@ fn refresh_due_materialized_views() {
                 log!("pg_beacon scheduler: refreshing {project}.{name} failed: {e}");
             }
         });
+    }
+}
+
+/// Partitions ahead and retention, one transaction per collection and per retired
+/// partition (an archive holds its partition's lock to its end, and a drop its parent's).
+/// A failure is recorded in the catalog, in a transaction of its own, and retried next
+/// round.
+fn maintain_partitions() {
+    let collections: Vec<(String, String)> = BackgroundWorker::transaction(|| {
+        if !function_present("beacon._partitioned_collections()") {
+            return Vec::new();
+        }
+        crate::spi::text_pairs(
+            "SELECT project, name FROM beacon._partitioned_collections()",
+            &[],
+        )
+        .unwrap_or_else(|e| {
+            log!("pg_beacon scheduler: listing partitioned collections failed: {e}");
+            Vec::new()
+        })
+    });
+    for (project, collection) in collections {
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+        let (due, mut error) = BackgroundWorker::transaction(|| {
+            skip_busy();
+            Spi::get_two_with_args::<Vec<pgrx::datum::TimestampWithTimeZone>, String>(
+                "SELECT due, error FROM beacon._maintain_partitions_caught($1, $2)",
+                &[project.as_str().into(), collection.as_str().into()],
+            )
+            .unwrap_or_else(|e| (None, Some(e.to_string())))
+        });
+        for lower in due.unwrap_or_default() {
+            if error.is_some() || BackgroundWorker::sigterm_received() {
+                break;
+            }
+            error = BackgroundWorker::transaction(|| {
+                skip_busy();
+                Spi::get_one_with_args::<String>(
+                    "SELECT beacon._retire_partition_caught($1, $2, $3)",
+                    &[
+                        project.as_str().into(),
+                        collection.as_str().into(),
+                        lower.into(),
+                    ],
+                )
+                .unwrap_or_else(|e| Some(e.to_string()))
+            });
+        }
+        if let Some(e) = &error {
+            log!(
+                "pg_beacon scheduler: maintaining partitions of {project}.{collection} failed: {e}"
+            );
+        }
+        BackgroundWorker::transaction(|| {
+            if let Err(e) = Spi::run_with_args(
+                "SELECT beacon._partition_maintenance_done($1, $2, $3)",
+                &[
+                    project.as_str().into(),
+                    collection.as_str().into(),
+                    error.clone().into(),
+                ],
+            ) {
+                log!("pg_beacon scheduler: {e}");
+            }
+        });
+    }
+}
+
+/// Locks the work of this transaction cannot have at once are skipped, not waited for.
+fn skip_busy() {
+    if let Err(e) =
+        Spi::run("SELECT pg_catalog.set_config('pg_beacon.compact_skip_busy', 'on', true)")
+    {
+        log!("pg_beacon scheduler: {e}");
     }
 }
 
