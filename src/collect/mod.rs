@@ -133,6 +133,9 @@ fn store_collection(
     if !wanted.is_empty() {
         fields = schema::add_fields(project, collection, &wanted)?;
     }
+    // after add_fields: a ROW EXCLUSIVE lock held while asking for its ACCESS EXCLUSIVE
+    // one would deadlock two writers adding properties
+    let period = partitions::lock_for_insert(project, collection, period)?;
 
     // `_time` is always there, so unnest yields one row per event even for `{}` events.
     let time_type = ColumnType::Scalar(ScalarType::Timestamptz);

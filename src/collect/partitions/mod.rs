@@ -67,6 +67,46 @@ fn relation_in(namespace: pg_sys::Oid, name: &str) -> bool {
     unsafe { pg_sys::get_relname_relid(name.as_ptr(), namespace) != pg_sys::InvalidOid }
 }
 
+/// Locks the collection's table as the INSERT will (ROW EXCLUSIVE), before its events'
+/// partitions are computed, and returns its period as the table now is. A writer that
+/// waited for `partition_collection` finds the new, partitioned table under the name
+/// (PostgreSQL resolves it again after the wait) and the period in the catalog; under
+/// REPEATABLE READ its snapshot may predate the conversion, which is a serialization
+/// failure to retry. Runs as the owner.
+pub(crate) fn lock_for_insert(
+    project: &str,
+    collection: &str,
+    period: Option<Period>,
+) -> BeaconResult<Option<Period>> {
+    let (Ok(schema), Ok(name)) = (CString::new(project), CString::new(collection)) else {
+        return Ok(period);
+    };
+    // SAFETY: a RangeVar of two C strings that outlive the call; the lookup raises an
+    // ERROR (as the INSERT would) when the table is gone, and otherwise returns it locked
+    let relkind = unsafe {
+        let range = pg_sys::makeRangeVar(schema.as_ptr().cast_mut(), name.as_ptr().cast_mut(), -1);
+        let oid = pg_sys::RangeVarGetRelidExtended(
+            range,
+            pg_sys::RowExclusiveLock as pg_sys::LOCKMODE,
+            0,
+            None,
+            std::ptr::null_mut(),
+        );
+        pg_sys::get_rel_relkind(oid) as u8
+    };
+    match (relkind, period) {
+        (b'p', None) => match collection_partitioning(project, collection)? {
+            Some(Some(period)) => Ok(Some(period)),
+            _ => Err(BeaconError::SerializationFailure(format!(
+                "collection {project}.{collection} was partitioned after this transaction's \
+                 snapshot was taken"
+            ))),
+        },
+        (b'p', Some(period)) => Ok(Some(period)),
+        _ => Ok(None),
+    }
+}
+
 /// Creates the partitions that events at `times` (None: the transaction's start, which
 /// is what the `_time` default gives) fall in and that do not exist yet. Runs as the owner.
 pub(crate) fn ensure(
