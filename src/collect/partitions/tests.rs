@@ -312,4 +312,55 @@ mod tests {
             Some("0A000")
         );
     }
+
+    /// Every analysis function answers the same before and after its collections are
+    /// partitioned.
+    #[pg_test]
+    fn analysis_functions_read_partitioned_collections_as_plain_ones() {
+        exec("SELECT beacon.create_project('an')");
+        let mut events = Vec::new();
+        for i in 0..120 {
+            let collection = ["view", "cart", "buy"][i % 3];
+            // around the Paris DST change of 2024-03-31, over three weeks
+            let day = 20 + (i * 7) % 18;
+            let (month, day) = if day > 31 { (4, day - 31) } else { (3, day) };
+            events.push(format!(
+                r#"{{"collection": "{collection}", "properties": {{"_user": "u{}", "price": {}, "country": "{}", "_time": "2024-{month:02}-{day:02}T{:02}:{:02}:00Z"}}}}"#,
+                i % 17,
+                (i * 13) % 50,
+                ["fr", "de"][i % 2],
+                (i * 5) % 24,
+                (i * 11) % 60
+            ));
+        }
+        exec(&format!(
+            "SELECT beacon.collect_batch('an', '[{}]')",
+            events.join(", ")
+        ));
+        let answers = || {
+            one::<String>(
+                r#"SELECT concat_ws(' | ',
+                    (SELECT string_agg(concat_ws(',', step, breakdown, users, median_time_from_previous), ';' ORDER BY step, breakdown)
+                       FROM beacon.funnel('an', '[{"collection": "view", "where": "price > 5"}, {"collection": "cart"}, {"collection": "buy"}]',
+                                          interval '2 days', '2024-03-01', '2024-05-01', 'country', 'Europe/Paris')),
+                    (SELECT string_agg(concat_ws(',', cohort, period, users), ';' ORDER BY cohort, period)
+                       FROM beacon.retention('an', '{"collection": "view"}', '{"collection": "buy"}', 'week',
+                                             '2024-03-01', '2024-05-01', NULL, 'Europe/Paris')),
+                    (SELECT string_agg(concat_ws(',', bucket, breakdown, value), ';' ORDER BY bucket, breakdown)
+                       FROM beacon.segmentation('an', 'cart', '{"aggregate": "sum", "property": "price"}', 'day', '2024-03-01', '2024-05-01',
+                                                'country', 'price >= 3', 'Europe/Paris')),
+                    (SELECT string_agg(concat_ws(',', collection, time), ';' ORDER BY time DESC, collection)
+                       FROM beacon.user_timeline('an', 'u3')))"#,
+            )
+            .unwrap_or_default()
+        };
+        let plain = answers();
+        assert!(plain.matches(';').count() > 20, "{plain}");
+        for (collection, period) in [("view", "day"), ("cart", "week"), ("buy", "month")] {
+            exec(&format!(
+                "SELECT beacon.partition_collection('an', '{collection}', '{period}')"
+            ));
+        }
+        assert_eq!(answers(), plain);
+    }
 }
