@@ -4,6 +4,7 @@
 //! INSERT for the accepted events (`jsonb_populate_recordset` into the table's row type)
 //! and one for the rejected ones. Nothing is done per event over SPI.
 
+pub mod archive;
 pub(crate) mod columns;
 pub mod infer;
 pub(crate) mod schema;
