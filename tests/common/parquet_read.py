@@ -195,7 +195,9 @@ def main(target):
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     duck_types = {name: kind for name, kind, *_ in con.execute("DESCRIBE SELECT * FROM " + source).fetchall()}
-    duck_table = con.execute("SELECT * FROM " + source).fetch_arrow_table()
+    result = con.execute("SELECT * FROM " + source)
+    # DuckDB 2 renamed fetch_arrow_table
+    duck_table = result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
 
     out = sys.stdout
     out.write("schema\t" + json.dumps({"leaves": leaves, "duckdb": duck_types}, sort_keys=True) + "\n")

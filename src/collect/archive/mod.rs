@@ -120,22 +120,31 @@ pub fn write_table(relation: &str, path: &Path) -> BeaconResult<ArchivedFile> {
         .ok_or_else(|| BeaconError::InvalidArgument(format!("archive: bad file name {path:?}")))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io("create directory", dir, e))?;
-    let temp = dir.join(types::temp_name(name));
-    let result = write_temp(relation, &temp).and_then(|written| {
-        verify(&temp, written.rows, &written.checksum)?;
-        std::fs::rename(&temp, path).map_err(|e| io("rename into place", path, e))?;
-        sync_dir(dir)?;
-        Ok(written)
-    });
-    if result.is_err() {
-        match std::fs::remove_file(&temp) {
+    let temp = TempFile(dir.join(types::temp_name(name)));
+    let written = write_temp(relation, &temp.0)?;
+    verify(&temp.0, written.rows, &written.checksum)?;
+    std::fs::rename(&temp.0, path).map_err(|e| io("rename into place", path, e))?;
+    sync_dir(dir)?;
+    Ok(written)
+}
+
+/// The temporary file, removed when dropped: after an error, and after a PostgreSQL
+/// ERROR unwinds through the writer (once renamed it is gone already).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            // the next attempt overwrites it; the original error is what matters
-            Err(e) => pgrx::warning!("archive: could not remove \"{}\": {e}", temp.display()),
+            // the next attempt overwrites it; the error that got us here is what matters
+            // (no WARNING while a PostgreSQL ERROR unwinds: it is reported next)
+            Err(e) if !std::thread::panicking() => {
+                pgrx::warning!("archive: could not remove \"{}\": {e}", self.0.display())
+            }
+            Err(_) => {}
         }
     }
-    result
 }
 
 fn sync_dir(dir: &Path) -> BeaconResult<()> {

@@ -141,8 +141,8 @@ fn archive_timestamp_rendering() {
     assert_eq!(format_timestamp(i64::MAX, true), "infinity");
     assert_eq!(format_timestamp(-i64::MAX, true), "-infinity");
     // 2000-02-29 and the first day of 1 BC (year 0)
-    assert_eq!(format_date(PG_EPOCH_OFFSET_DAYS + 59), "2000-03-01");
-    assert_eq!(format_date(PG_EPOCH_OFFSET_DAYS + 58), "2000-02-29");
+    assert_eq!(format_date(PG_EPOCH_OFFSET_DAYS + 59), "2000-02-29");
+    assert_eq!(format_date(PG_EPOCH_OFFSET_DAYS + 60), "2000-03-01");
     assert_eq!(format_date(-719_528), "0001-01-01 BC");
     assert_eq!(format_date(-719_162), "0001-01-01");
     assert_eq!(

@@ -43,7 +43,10 @@ impl Column {
             Shape::ToJsonb => format!("pg_catalog.to_jsonb({c})::pg_catalog.text"),
             Shape::Scalar(kind) => match native_type(kind) {
                 Some(ty) => cast(ty),
-                None if self.padded => format!("pg_catalog.concat({c})"),
+                // the output function keeps the padding that a cast to text strips
+                None if self.padded => {
+                    format!("pg_catalog.textin(pg_catalog.bpcharout({c}))")
+                }
                 None => cast("text"),
             },
             Shape::List(kind) => match native_type(kind) {
@@ -121,17 +124,22 @@ fn scalar_field(name: &str, kind: Kind) -> Field {
 /// The table's columns (pg_attribute, attnum order) and how each is stored in this file:
 /// the numeric and multi-dimensional decisions take one aggregate pass per such column.
 pub fn columns(relation: &str) -> BeaconResult<Vec<Column>> {
+    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[relation.into()],
+    )?
+    .ok_or_else(|| BeaconError::UnknownObject(format!("archive: no relation {relation}")))?;
     let attributes: Vec<(String, pg_sys::Oid, String)> = Spi::connect(|client| {
         let rows = client.select(
             &String::from(
                 "SELECT a.attname::pg_catalog.text, a.atttypid, \
                         pg_catalog.format_type(a.atttypid, a.atttypmod) \
                    FROM pg_catalog.pg_attribute a \
-                  WHERE a.attrelid = $1::pg_catalog.text::pg_catalog.regclass AND a.attnum > 0 \
+                  WHERE a.attrelid = $1 AND a.attnum > 0 \
                     AND NOT a.attisdropped ORDER BY a.attnum",
             ),
             None,
-            &[relation.into()],
+            &[oid.into()],
         )?;
         let mut out = Vec::new();
         for row in rows {
