@@ -178,7 +178,8 @@ def main(target):
     else:
         first = target
         pa_table = pq.read_table(target)
-        source = "read_parquet('%s')" % target.replace("'", "''")
+        # a single file is read alone, even under a date=… directory
+        source = "read_parquet('%s', hive_partitioning = false)" % target.replace("'", "''")
 
     schema = pq.ParquetFile(first).schema
     leaves = []
@@ -195,9 +196,9 @@ def main(target):
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     duck_types = {name: kind for name, kind, *_ in con.execute("DESCRIBE SELECT * FROM " + source).fetchall()}
-    result = con.execute("SELECT * FROM " + source)
-    # DuckDB 2 renamed fetch_arrow_table
-    duck_table = result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
+    relation = con.sql("SELECT * FROM " + source)
+    # DuckDB 2 renamed arrow() to to_arrow_table()
+    duck_table = relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
 
     out = sys.stdout
     out.write("schema\t" + json.dumps({"leaves": leaves, "duckdb": duck_types}, sort_keys=True) + "\n")

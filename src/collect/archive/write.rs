@@ -211,15 +211,18 @@ fn describe_type(type_oid: pg_sys::Oid) -> BeaconResult<PgType> {
 }
 
 /// A type's name if it is in pg_catalog, and whether `to_jsonb` renders it as structure
-/// (a composite, or a type with a cast to json or jsonb).
+/// (a composite, or a type with a cast to json or jsonb, such as hstore; json and jsonb,
+/// cast to each other, are stored as themselves).
 fn type_facts(type_oid: pg_sys::Oid) -> BeaconResult<(Option<String>, bool)> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT CASE WHEN t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace \
                          THEN t.typname::pg_catalog.text END, \
-                    t.typtype = 'c' OR EXISTS (SELECT FROM pg_catalog.pg_cast c \
+                    t.typtype = 'c' OR (t.oid NOT IN ('pg_catalog.json'::pg_catalog.regtype, \
+                        'pg_catalog.jsonb'::pg_catalog.regtype) \
+                      AND EXISTS (SELECT FROM pg_catalog.pg_cast c \
                       WHERE c.castsource = t.oid AND c.casttarget IN \
-                        ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype)) \
+                        ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype))) \
                FROM pg_catalog.pg_type t WHERE t.oid = $1",
             None,
             &[type_oid.into()],
