@@ -1,8 +1,9 @@
 //! One table (a partition of an event collection) as one Parquet file, and back.
 //!
-//! - [`write_table`] writes every row of a relation to a file atomically: parent directories
-//!   created, `<dir>/.<name>.tmp` written and fsynced, its footer's row count and its
-//!   checksum checked against what was read and written, renamed over `path`, the
+//! - [`write_table`] writes every row of a relation to a file atomically: parent
+//!   directories created (and their parents fsynced), `<dir>/.<name>.tmp` written and
+//!   fsynced, its footer's row count and its checksum checked against what was read and
+//!   written, renamed over `path`, the
 //!   directory fsynced. On any error nothing is left at `path` that was not there before
 //!   (a stale `.tmp` is removed, or overwritten by the next attempt); an existing file at
 //!   `path` is replaced atomically. The rows are read through an SPI cursor in batches of
@@ -119,7 +120,20 @@ pub fn write_table(relation: &str, path: &Path) -> BeaconResult<ArchivedFile> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| BeaconError::InvalidArgument(format!("archive: bad file name {path:?}")))?;
     let dir = path.parent().unwrap_or(Path::new("."));
+    // a new directory's own entry must be as durable as the file in it
+    let mut created = Vec::new();
+    let mut missing = dir;
+    while !missing.exists() {
+        created.push(missing);
+        match missing.parent() {
+            Some(parent) => missing = parent,
+            None => break,
+        }
+    }
     std::fs::create_dir_all(dir).map_err(|e| io("create directory", dir, e))?;
+    for parent in created.iter().filter_map(|d| d.parent()) {
+        sync_dir(parent)?;
+    }
     let temp = TempFile(dir.join(types::temp_name(name)));
     let written = write_temp(relation, &temp.0)?;
     verify(&temp.0, written.rows, &written.checksum)?;
