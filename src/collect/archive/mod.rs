@@ -3,8 +3,7 @@
 //! - [`write_table`] writes every row of a relation to a file atomically: parent
 //!   directories created (and their parents fsynced), `<dir>/.<name>.tmp` written and
 //!   fsynced, its footer's row count and its checksum checked against what was read and
-//!   written, renamed over `path`, the
-//!   directory fsynced. On any error nothing is left at `path` that was not there before
+//!   written, renamed over `path`, the directory fsynced. On any error nothing is left at `path` that was not there before
 //!   (a stale `.tmp` is removed, or overwritten by the next attempt); an existing file at
 //!   `path` is replaced atomically. The rows are read through an SPI cursor in batches of
 //!   [`BATCH_ROWS`]: memory is bounded by a batch plus one row group, never by the table.
