@@ -71,6 +71,27 @@ ensure_pg18() {
     mv "$PG18_ROOT.new" "$PG18_ROOT"
 }
 
+# The Parquet readers the archive's interoperability test checks pg_beacon's files with
+# (tests/common/parquet_read.py). A virtualenv of Debian's python3 under /opt, not root's
+# interpreter: the #[pg_test] that runs it is a backend running as the postgres OS user.
+PY_READERS=/opt/pg_beacon/python-readers
+PYARROW_VERSION=26.0.1
+DUCKDB_VERSION=2.0.1
+ensure_python_readers() {
+    if "$PY_READERS/bin/python3" -c "import pyarrow, duckdb, sys
+sys.exit(not (pyarrow.__version__ == '$PYARROW_VERSION' and duckdb.__version__ == '$DUCKDB_VERSION'))" 2>/dev/null; then
+        return
+    fi
+    ensure_debian_packages python3-venv
+    say "installing pyarrow $PYARROW_VERSION and duckdb $DUCKDB_VERSION into $PY_READERS"
+    # a venv records its own path, so it is built where it lives; a failed install fails
+    # the check above next time and starts over
+    rm -rf "$PY_READERS"
+    /usr/bin/python3 -m venv "$PY_READERS"
+    "$PY_READERS/bin/python3" -m pip install -q "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION"
+    chmod -R a+rX "$PY_READERS"
+}
+
 ensure_postgres() {
     case $1 in
     15) ensure_debian_packages postgresql-15 postgresql-server-dev-15 ;;

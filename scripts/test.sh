@@ -38,6 +38,9 @@ private_install() {
 }
 
 ensure_cargo_pgrx
+ensure_python_readers
+# the archive's #[pg_test] runs the readers from the backend (src/collect/archive/tests.rs)
+export BEACON_PYTHON=$PY_READERS/bin/python3
 mkdir -p "$TEST_ROOT"
 chmod 755 "$TEST_ROOT"
 declare -A CONFIG

@@ -45,6 +45,12 @@ pub enum BeaconError {
     /// A concurrent change this transaction cannot be ordered with: retry it.
     #[error("{0}")]
     SerializationFailure(String),
+    /// A file could not be read, written or synced (the archive).
+    #[error("{0}")]
+    Io(String),
+    /// A file does not hold what was recorded of it (the archive's checks).
+    #[error("{0}")]
+    Corrupted(String),
 }
 
 impl BeaconError {
@@ -73,6 +79,8 @@ impl BeaconError {
             BeaconError::Spi(_) => ERRCODE_INTERNAL_ERROR,
             BeaconError::DependentObjects(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             BeaconError::SerializationFailure(_) => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            BeaconError::Io(_) => ERRCODE_IO_ERROR,
+            BeaconError::Corrupted(_) => ERRCODE_DATA_CORRUPTED,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Every `beacon.*` setting lives here so the README's table has one source.
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
 
 /// Upper bound on property columns a collection may grow; PostgreSQL's own hard limit is 1,600
 /// columns per table, and hitting that mid-batch would fail the whole batch instead of
@@ -26,6 +27,12 @@ pub static QUERY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
 /// Size of `beacon.query`'s result (its jsonb rows, as stored), besides its row limit.
 pub static QUERY_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 * 1024);
+
+/// Where archived partitions are written (relative to the data directory unless absolute).
+/// SIGHUP: the worker that archives and every backend that reads archives back
+/// (`archived_events`) must agree on it.
+pub static ARCHIVE_DIR: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"pg_beacon_archive"));
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -98,5 +105,13 @@ pub fn init() {
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"beacon.archive_dir",
+        c"Directory of the Parquet archive of event partitions.",
+        c"A relative path is relative to the data directory. Files are written by the server's OS user.",
+        &ARCHIVE_DIR,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
 }

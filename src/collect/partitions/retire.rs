@@ -29,7 +29,6 @@ use crate::spi::{run, text_pairs};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 fn lowers(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> BeaconResult<Vec<i64>> {
     catalog(|| {
@@ -67,18 +66,6 @@ pub(super) fn partitions_before(
           WHERE project = $1 AND collection = $2 AND upper <= $3 ORDER BY lower",
         &[project.into(), collection.into(), timestamp(before)?.into()],
     )
-}
-
-/// `beacon.archive_dir`; relative to the data directory, the backends' working directory.
-fn archive_root() -> BeaconResult<PathBuf> {
-    let dir = Spi::get_one::<String>("SELECT pg_catalog.current_setting('beacon.archive_dir')")?
-        .unwrap_or_default();
-    if dir.is_empty() {
-        return Err(BeaconError::InvalidArgument(
-            "beacon.archive_dir is empty: set it to the directory archives go to".into(),
-        ));
-    }
-    Ok(PathBuf::from(dir))
 }
 
 /// Test hook: crash the server at a step of the archive (superuser sessions only).
@@ -144,7 +131,7 @@ pub(super) fn retire(
             .unwrap_or(0))
         })?;
         let relative = calendar::archive_path(project, collection, lower, n);
-        let written = archive::write_table(&partition, &archive_root()?.join(&relative))?;
+        let written = archive::write_table(&partition, &archive::archive_root().join(&relative))?;
         if written.rows != rows {
             return Err(BeaconError::Unsupported(format!(
                 "archive of {partition} holds {} rows, the partition {rows}: nothing was dropped",
@@ -217,7 +204,7 @@ pub(super) fn read_archived(
     })?
     .into_iter()
     .collect();
-    let root = archive_root()?;
+    let root = archive::archive_root();
     let mut rows = Vec::new();
     for file in files {
         // recorded by pg_beacon itself; refused anyway if it could leave the archive

@@ -302,6 +302,21 @@ mod tests {
             assert_eq!(sqlstate_of(sql).as_deref(), Some("42501"), "{sql}");
         }
         exec("RESET ROLE");
+        // dropping a partitioned collection leaves none of its partitions behind
+        exec("SELECT beacon.drop_collection('shop', 'events')");
+        assert_eq!(
+            count("SELECT 1 FROM beacon.partition WHERE project = 'shop'"),
+            0
+        );
+        assert_eq!(
+            count("SELECT 1 FROM pg_class WHERE relname LIKE '\\_p%\\_events'"),
+            0
+        );
+        collect(None, "x", 1);
+        assert_eq!(
+            one::<String>("SELECT relkind::text FROM pg_class WHERE oid = 'shop.events'::regclass"),
+            Some("r".into())
+        );
         // a partitioned table pg_beacon did not partition is still refused as a source
         exec("CREATE TABLE shop.parted (k int, v int) PARTITION BY LIST (k)");
         assert_eq!(
