@@ -734,6 +734,15 @@ CREATE FUNCTION beacon."partition_collection"(
 STRICT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'partition_collection_wrapper';
+CREATE FUNCTION beacon."create_partitions"(
+	"project" TEXT,
+	"collection" TEXT,
+	"from" timestamp with time zone,
+	"to" timestamp with time zone
+) RETURNS bigint
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_partitions_wrapper';
 CREATE FUNCTION beacon."set_retention"(
 	"project" TEXT,
 	"collection" TEXT,

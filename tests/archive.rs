@@ -54,7 +54,8 @@ fn populate(client: &mut Client, days: i64) {
     run(
         client,
         &format!(
-            "INSERT INTO shop.events (_time, _user, n, d, m, flag, at, s, j, tags, nums, ms)
+            "SELECT beacon.create_partitions('shop', 'events', now() - interval '{days} days' - interval '1 day', now());
+             INSERT INTO shop.events (_time, _user, n, d, m, flag, at, s, j, tags, nums, ms)
              SELECT date_trunc('day', now()) - (i % ({days} + 1)) * interval '1 day' + (i % 1440) * interval '1 minute',
                     CASE WHEN i % 9 = 0 THEN NULL ELSE 'u' || (i % 37) END,
                     CASE WHEN i % 13 = 0 THEN NULL ELSE i * 1000003 - 5000000000 END,

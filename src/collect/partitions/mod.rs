@@ -265,6 +265,51 @@ fn partition_collection(project: &str, collection: &str, period: &str) -> i64 {
     })())
 }
 
+/// Most partitions `create_partitions` makes in one call.
+const MAX_CREATED: i64 = 10_000;
+
+/// Creates the partitions of `collection` that [from, to) needs and that do not exist yet,
+/// for SQL written by hand (`INSERT … SELECT` of history, an `UPDATE` of `_time`): only
+/// `collect` creates missing partitions by itself. Returns how many it created; at most
+/// 10,000 periods per call. Requires admin.
+#[pg_extern]
+fn create_partitions(
+    project: &str,
+    collection: &str,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+) -> i64 {
+    report((|| {
+        let _owner = checked(project, collection, Level::Admin)?;
+        let period = partitioned(project, collection)?;
+        if from.is_infinity() || from.is_neg_infinity() || to.is_infinity() || to.is_neg_infinity()
+        {
+            return Err(BeaconError::InvalidArgument(
+                "from and to must be finite".into(),
+            ));
+        }
+        let (from, to) = (micros(from), micros(to));
+        let namespace =
+            namespace(project).ok_or_else(|| BeaconError::UnknownProject(project.into()))?;
+        let mut lower = period.floor(from);
+        let (mut periods, mut created) = (0, 0);
+        while lower < to {
+            periods += 1;
+            if periods > MAX_CREATED {
+                return Err(BeaconError::LimitExceeded(format!(
+                    "[from, to) spans more than {MAX_CREATED} {}s: create them in several calls",
+                    period.as_str()
+                )));
+            }
+            if !relation_in(namespace, &calendar::partition_name(collection, lower)) {
+                created += i64::from(create_partition(project, collection, period, lower)?);
+            }
+            lower = period.next(lower);
+        }
+        Ok(created)
+    })())
+}
+
 /// Keeps `collection`'s partitions for `keep`: the scheduler drops every partition whose
 /// whole range is older than `now() - keep`, after writing it to the Parquet archive when
 /// `archive`. NULL `keep` keeps everything. Continuous queries keep their history.

@@ -288,6 +288,31 @@ mod tests {
         }
         exec("SELECT beacon.partition_collection('shop', 'events', 'month')");
         assert_eq!(
+            one::<i64>(
+                "SELECT beacon.create_partitions('shop', 'events', '2020-01-15', '2020-04-01')"
+            ),
+            Some(3)
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT beacon.create_partitions('shop', 'events', '2020-01-01', '2020-03-02')"
+            ),
+            Some(0)
+        );
+        exec("INSERT INTO shop.events (_time) VALUES ('2020-02-29 23:59:59.999999+00')");
+        for (sql, state) in [
+            (
+                "SELECT beacon.create_partitions('shop', 'events', '1000-01-01', '3000-01-01')",
+                "54000",
+            ),
+            (
+                "SELECT beacon.create_partitions('shop', 'events', '-infinity', now())",
+                "22023",
+            ),
+        ] {
+            assert_eq!(sqlstate_of(sql).as_deref(), Some(state), "{sql}");
+        }
+        assert_eq!(
             sqlstate_of("SELECT beacon.set_retention('shop', 'events', interval '-1 day')")
                 .as_deref(),
             Some("22023")
