@@ -425,7 +425,13 @@ fn _retire_partition(project: &str, collection: &str, lower: TimestampWithTimeZo
 extension_sql_file!(
     "../../../sql/partitions.sql",
     name = "partitions_catalog",
-    requires = ["bootstrap", _maintain_partitions, _retire_partition]
+    requires = [
+        "bootstrap",
+        "documents_catalog",
+        "status",
+        _maintain_partitions,
+        _retire_partition
+    ]
 );
 
 #[cfg(any(test, feature = "pg_test"))]
