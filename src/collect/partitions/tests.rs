@@ -250,6 +250,21 @@ mod tests {
             ),
             Some("30 days".into())
         );
+        // the scheduler's failures are what beacon.status() reports
+        assert_eq!(
+            count("SELECT 1 FROM beacon.status() WHERE component = 'partitions'"),
+            0
+        );
+        exec("SELECT beacon._partition_maintenance_done('shop', 'events', 'disk full')");
+        assert_eq!(
+            one::<String>("SELECT problem FROM beacon.status() WHERE component = 'partitions'"),
+            Some("partition maintenance failed: disk full".into())
+        );
+        exec("SELECT beacon._partition_maintenance_done('shop', 'events', NULL)");
+        assert_eq!(
+            count("SELECT 1 FROM beacon.status() WHERE component = 'partitions'"),
+            0
+        );
     }
 
     #[pg_test]
