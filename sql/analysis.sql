@@ -117,3 +117,14 @@ SELECT a.project, a.name, a.kind, a.mode, a.collections,
 GRANT SELECT ON beacon.continuous_analyses TO PUBLIC;
 COMMENT ON VIEW beacon.continuous_analyses IS
   'Continuous funnels and retention visible to the current role: kind, mode, collections, users and entering events kept, pending changes, lag, last refresh and error, definition.';
+
+COMMENT ON FUNCTION beacon.create_continuous_funnel(text, text, jsonb, interval, text, text, text) IS
+  'Creates a continuous funnel: beacon.funnel''s answer for any range, kept up to date per user as events arrive, change or go (async: by the worker; immediate: in the writing statement). Requires admin.';
+COMMENT ON FUNCTION beacon.create_continuous_retention(text, text, jsonb, jsonb, text, text, text, text) IS
+  'Creates a continuous retention analysis: beacon.retention''s answer for any range, kept up to date per user as events arrive, change or go. Requires admin.';
+COMMENT ON FUNCTION beacon.drop_continuous_analysis(text, text) IS
+  'Drops a continuous funnel or retention analysis, its hidden tables, functions and triggers. Requires admin.';
+COMMENT ON FUNCTION beacon.continuous_funnel(text, text, timestamptz, timestamptz) IS
+  'The rows of beacon.funnel for [from, to) with the continuous funnel''s steps, window, breakdown and time zone, read from its per-user state. Requires read.';
+COMMENT ON FUNCTION beacon.continuous_retention(text, text, timestamptz, timestamptz) IS
+  'The rows of beacon.retention for [from, to) with the continuous analysis''s actions, period, breakdown and time zone, read from its per-user state. Requires read.';

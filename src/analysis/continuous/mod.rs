@@ -433,7 +433,15 @@ fn continuous_retention(
 extension_sql_file!(
     "../../../sql/analysis.sql",
     name = "analysis_catalog",
-    requires = ["bootstrap", _refresh_continuous_analysis_one]
+    requires = [
+        "bootstrap",
+        _refresh_continuous_analysis_one,
+        create_continuous_funnel,
+        create_continuous_retention,
+        drop_continuous_analysis,
+        continuous_funnel,
+        continuous_retention
+    ]
 );
 
 #[cfg(any(test, feature = "pg_test"))]
