@@ -170,6 +170,19 @@ fn text_of(v: &Value) -> Option<String> {
 
 /// An analysis from the catalog (as the owner).
 fn stored(project: &str, name: &str) -> BeaconResult<Analysis> {
+    let unknown = || {
+        BeaconError::UnknownObject(format!(
+            "continuous analysis \"{name}\" does not exist in project \"{project}\""
+        ))
+    };
+    if !catalog(|| {
+        crate::spi::exists(
+            "SELECT EXISTS (SELECT 1 FROM beacon.continuous_analysis WHERE project = $1 AND name = $2)",
+            &[project.into(), name.into()],
+        )
+    })? {
+        return Err(unknown());
+    }
     let row = catalog(|| {
         Ok(Spi::get_two_with_args::<JsonB, String>(
             "SELECT layout, mode FROM beacon.continuous_analysis WHERE project = $1 AND name = $2",
@@ -177,9 +190,7 @@ fn stored(project: &str, name: &str) -> BeaconResult<Analysis> {
         )?)
     })?;
     let (Some(JsonB(layout)), Some(mode)) = row else {
-        return Err(BeaconError::UnknownObject(format!(
-            "continuous analysis \"{name}\" does not exist in project \"{project}\""
-        )));
+        return Err(unknown());
     };
     let sources = layout["sources"]
         .as_array()
