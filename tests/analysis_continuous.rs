@@ -239,3 +239,80 @@ fn analysis_continuous_equals_on_demand_after_concurrent_writers() {
         server.drop_db(&db);
     }
 }
+
+/// Readers read, others are refused; writers cannot create or drop; the hidden tables are
+/// out of everyone's reach.
+#[test]
+fn analysis_continuous_needs_the_right_levels() {
+    let server = server();
+    let mut client = server.fresh_db("ca_access");
+    setup(&mut client);
+    client
+        .batch_execute(
+            "DROP ROLE IF EXISTS ca_outsider; DROP ROLE IF EXISTS ca_reader; DROP ROLE IF EXISTS ca_writer;
+             CREATE ROLE ca_outsider LOGIN; CREATE ROLE ca_reader LOGIN; CREATE ROLE ca_writer LOGIN;
+             SELECT beacon.grant('cc', 'ca_reader', 'read'); SELECT beacon.grant('cc', 'ca_writer', 'write');",
+        )
+        .unwrap();
+    let read =
+        "SELECT count(*) FROM beacon.continuous_funnel('cc', 'fa', '2024-01-01', '2025-01-01')";
+    let code = |c: &mut Client, sql: &str| {
+        c.batch_execute(sql)
+            .err()
+            .and_then(|e| e.code().map(|c| c.code().to_string()))
+    };
+    let mut outsider = server.connect_as("ca_access", "ca_outsider");
+    assert_eq!(code(&mut outsider, read).as_deref(), Some("42501"));
+    let mut reader = server.connect_as("ca_access", "ca_reader");
+    assert_eq!(code(&mut reader, read), None);
+    assert_eq!(
+        code(&mut reader, "SELECT count(*) FROM cc._ca_fa").as_deref(),
+        Some("42501")
+    );
+    let mut writer = server.connect_as("ca_access", "ca_writer");
+    assert_eq!(
+        code(
+            &mut writer,
+            "SELECT beacon.drop_continuous_analysis('cc', 'fa')"
+        )
+        .as_deref(),
+        Some("42501")
+    );
+    assert_eq!(
+        code(
+            &mut writer,
+            &format!(
+                "SELECT beacon.create_continuous_funnel('cc', 'w', '{STEPS}', interval '1 hour')"
+            )
+        )
+        .as_deref(),
+        Some("42501")
+    );
+    // writers write through the immediate analyses' captures
+    assert_eq!(
+        code(
+            &mut writer,
+            "INSERT INTO cc.a (_user, _time) VALUES ('u1', now())"
+        ),
+        None
+    );
+    assert_eq!(
+        code(
+            &mut writer,
+            "SELECT beacon.refresh_continuous_analysis('cc')"
+        ),
+        None
+    );
+    drop((outsider, reader, writer));
+    // the project goes with its analyses
+    client
+        .batch_execute("SELECT beacon.drop_project('cc')")
+        .unwrap();
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM beacon.continuous_analysis", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    drop(client);
+    server.drop_db("ca_access");
+}

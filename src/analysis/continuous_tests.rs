@@ -123,6 +123,11 @@ mod tests {
         assert!(one::<i64>("SELECT beacon.refresh_continuous_analysis('ca', 'fa')").unwrap() > 0);
         assert_eq!(count("SELECT * FROM ca._ca_fa_pending"), 0);
         all_funnels_agree();
+        // regenerated with the running code, they go on
+        exec("SELECT beacon.regenerate()");
+        events(20, "2024-03-02");
+        exec("SELECT beacon.refresh_continuous_analysis()");
+        all_funnels_agree();
         // a profile changed: read when reading
         exec(r#"SELECT beacon.set_user('ca', 'u3', '{"plan": "pro"}')"#);
         exec("TRUNCATE ca.buy");
