@@ -292,7 +292,7 @@ fn analysis_continuous_needs_the_right_levels() {
     assert_eq!(
         code(
             &mut writer,
-            "INSERT INTO cc.a (_user, _time) VALUES ('u1', now())"
+            r#"SELECT beacon.collect('cc', 'a', '{"_user": "u1"}')"#
         ),
         None
     );
