@@ -44,23 +44,25 @@ fn analyses() -> Vec<(&'static str, String)> {
     ]
 }
 
-fn setup(client: &mut Client) {
+/// Project `project` (roles are the cluster's: tests running at once use different names)
+/// with its collections and analyses.
+fn setup(client: &mut Client, project: &str) {
     client
-        .batch_execute("SELECT beacon.create_project('cc')")
+        .batch_execute(&format!("SELECT beacon.create_project('{project}')"))
         .unwrap();
     for c in ["a", "b", "c"] {
         client
             .batch_execute(&format!(
-                "SELECT beacon.define_collection('cc', '{c}', '{{\"price\": \"bigint\", \"country\": \"text\"}}')"
+                "SELECT beacon.define_collection('{project}', '{c}', '{{\"price\": \"bigint\", \"country\": \"text\"}}')"
             ))
             .unwrap();
     }
     client
         .batch_execute(&format!(
-            "SELECT beacon.create_continuous_funnel('cc', 'fa', '{STEPS}', interval '3 hours', 'country');
-             SELECT beacon.create_continuous_funnel('cc', 'fi', '{REPEATED}', interval '1 day', NULL, 'immediate', 'Europe/Paris');
-             SELECT beacon.create_continuous_retention('cc', 'ra', '{FIRST}', '{RETURNING}', 'day', 'country', 'async', 'Europe/Paris');
-             SELECT beacon.create_continuous_retention('cc', 'ri', '{FIRST}', '{RETURNING}', 'week', mode => 'immediate');"
+            "SELECT beacon.create_continuous_funnel('{project}', 'fa', '{STEPS}', interval '3 hours', 'country');
+             SELECT beacon.create_continuous_funnel('{project}', 'fi', '{REPEATED}', interval '1 day', NULL, 'immediate', 'Europe/Paris');
+             SELECT beacon.create_continuous_retention('{project}', 'ra', '{FIRST}', '{RETURNING}', 'day', 'country', 'async', 'Europe/Paris');
+             SELECT beacon.create_continuous_retention('{project}', 'ri', '{FIRST}', '{RETURNING}', 'week', mode => 'immediate');"
         ))
         .unwrap();
 }
@@ -178,7 +180,7 @@ fn analysis_continuous_equals_on_demand_after_concurrent_writers() {
     for seed in [11u64, 23, 37] {
         let db = format!("ca_conc_{seed}");
         let mut client = server.fresh_db(&db);
-        setup(&mut client);
+        setup(&mut client, "cc");
         let dsn = server.dsn(&db, "postgres");
         let writers: Vec<_> = (0..4)
             .map(|i| {
@@ -246,16 +248,16 @@ fn analysis_continuous_equals_on_demand_after_concurrent_writers() {
 fn analysis_continuous_needs_the_right_levels() {
     let server = server();
     let mut client = server.fresh_db("ca_access");
-    setup(&mut client);
+    setup(&mut client, "cx");
     client
         .batch_execute(
             "DROP ROLE IF EXISTS ca_outsider; DROP ROLE IF EXISTS ca_reader; DROP ROLE IF EXISTS ca_writer;
              CREATE ROLE ca_outsider LOGIN; CREATE ROLE ca_reader LOGIN; CREATE ROLE ca_writer LOGIN;
-             SELECT beacon.grant('cc', 'ca_reader', 'read'); SELECT beacon.grant('cc', 'ca_writer', 'write');",
+             SELECT beacon.grant('cx', 'ca_reader', 'read'); SELECT beacon.grant('cx', 'ca_writer', 'write');",
         )
         .unwrap();
     let read =
-        "SELECT count(*) FROM beacon.continuous_funnel('cc', 'fa', '2024-01-01', '2025-01-01')";
+        "SELECT count(*) FROM beacon.continuous_funnel('cx', 'fa', '2024-01-01', '2025-01-01')";
     let code = |c: &mut Client, sql: &str| {
         c.batch_execute(sql)
             .err()
@@ -266,14 +268,14 @@ fn analysis_continuous_needs_the_right_levels() {
     let mut reader = server.connect_as("ca_access", "ca_reader");
     assert_eq!(code(&mut reader, read), None);
     assert_eq!(
-        code(&mut reader, "SELECT count(*) FROM cc._ca_fa").as_deref(),
+        code(&mut reader, "SELECT count(*) FROM cx._ca_fa").as_deref(),
         Some("42501")
     );
     let mut writer = server.connect_as("ca_access", "ca_writer");
     assert_eq!(
         code(
             &mut writer,
-            "SELECT beacon.drop_continuous_analysis('cc', 'fa')"
+            "SELECT beacon.drop_continuous_analysis('cx', 'fa')"
         )
         .as_deref(),
         Some("42501")
@@ -282,7 +284,7 @@ fn analysis_continuous_needs_the_right_levels() {
         code(
             &mut writer,
             &format!(
-                "SELECT beacon.create_continuous_funnel('cc', 'w', '{STEPS}', interval '1 hour')"
+                "SELECT beacon.create_continuous_funnel('cx', 'w', '{STEPS}', interval '1 hour')"
             )
         )
         .as_deref(),
@@ -292,21 +294,21 @@ fn analysis_continuous_needs_the_right_levels() {
     assert_eq!(
         code(
             &mut writer,
-            r#"SELECT beacon.collect('cc', 'a', '{"_user": "u1"}')"#
+            r#"SELECT beacon.collect('cx', 'a', '{"_user": "u1"}')"#
         ),
         None
     );
     assert_eq!(
         code(
             &mut writer,
-            "SELECT beacon.refresh_continuous_analysis('cc')"
+            "SELECT beacon.refresh_continuous_analysis('cx')"
         ),
         None
     );
     drop((outsider, reader, writer));
     // the project goes with its analyses
     client
-        .batch_execute("SELECT beacon.drop_project('cc')")
+        .batch_execute("SELECT beacon.drop_project('cx')")
         .unwrap();
     let left: i64 = client
         .query_one("SELECT count(*) FROM beacon.continuous_analysis", &[])
