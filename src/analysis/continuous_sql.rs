@@ -8,7 +8,7 @@
 //! retention's returning events and the earliest one at or after it in each). A range
 //! `[from, to)` enters each user at their first entering event in it, which is the one
 //! row with `from <= t < to` whose `prev` is NULL or before `from`: reading is a scan
-//! of an index, whatever the range.
+//! of an index (`entry_range`) that yields at most one row per user, whatever the range.
 
 use super::sql::{
     breakdown_parts, chain, events, funnel_result, period_start, retention_result, Breakdown,
@@ -101,6 +101,15 @@ pub fn funnel_recompute(
     )
 }
 
+/// The times for which a state row is the user's first entering event at or after them:
+/// `(prev, t0]` (unbounded below for the user's first). For each user these ranges
+/// partition time, so the entering rows of `[from, to)` are those whose range contains
+/// `from`, with `t0 < to`: a GiST index on this expression finds them (at most one per
+/// user) without reading the other entering events.
+pub fn entry_range(prefix: &str) -> String {
+    format!("tstzrange({prefix}prev, {prefix}t0, '(]')")
+}
+
 /// The entering rows of a state table `s` for a range, as the CTE `en`.
 fn entered(
     project: &str,
@@ -112,7 +121,8 @@ fn entered(
     let (b, join) = read_breakdown(project, breakdown);
     format!(
         "en AS (SELECT s.u, {b} AS b, {columns} FROM {table} AS s{join} \
-                 WHERE s.t0 >= {from} AND s.t0 < {to} AND (s.prev IS NULL OR s.prev < {from}))",
+                 WHERE {} @> {from} AND s.t0 < {to})",
+        entry_range("s."),
         from = range.from,
         to = range.to,
     )
@@ -381,7 +391,7 @@ mod tests {
         );
         assert!(
             sql.contains(
-                "(s.prev IS NULL OR s.prev < '2024-01-01T00:00:00.000000+00'::timestamptz)"
+                "tstzrange(s.prev, s.t0, '(]') @> '2024-01-01T00:00:00.000000+00'::timestamptz AND s.t0 < '2024-02-01"
             ),
             "{sql}"
         );

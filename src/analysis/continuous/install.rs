@@ -187,7 +187,14 @@ pub(super) fn install_new(mut a: Analysis, definition: Value) -> BeaconResult<()
         Kind::Retention(_) => csql::retention_table(&names.state()),
     };
     run(&state, &[])?;
-    run(&format!("CREATE INDEX ON {} (t0)", names.state()), &[])?;
+    run(
+        &format!(
+            "CREATE INDEX ON {} USING gist (({}))",
+            names.state(),
+            csql::entry_range("")
+        ),
+        &[],
+    )?;
     run(
         &format!(
             "CREATE TABLE {} (u text NOT NULL, _at timestamptz NOT NULL DEFAULT pg_catalog.now())",
