@@ -9,4 +9,4 @@ ensure_prereqs
 python3 -c "import psycopg, duckdb" 2>/dev/null || pip install -q --break-system-packages duckdb psycopg[binary]
 install_extension release
 start_bench_server
-python3 "$REPO/bench/analysis_continuous.py" "$BENCH_PORT"
+python3 -u "$REPO/bench/analysis_continuous.py" "$BENCH_PORT"

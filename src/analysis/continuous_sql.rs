@@ -176,12 +176,12 @@ pub fn retention_recompute(
          WITH f AS ({firsts}), \
          r AS (SELECT f.e0, {n} AS n, min(e._time) AS t \
                  FROM f JOIN {returns} AS e ON e._user = f.u \
-                WHERE e._time >= f.t0 GROUP BY 1, 2) \
+                WHERE e._time >= f.t0 GROUP BY 1, 2), \
+         x AS (SELECT r.e0, array_agg(r.n ORDER BY r.n) AS ns, array_agg(r.t ORDER BY r.n) AS ts \
+                 FROM r GROUP BY r.e0) \
          SELECT f.u, f.e0, f.t0, f.prev, f.b, {cohort}, \
                 coalesce(x.ns, '{{}}'), coalesce(x.ts, '{{}}') \
-           FROM f LEFT JOIN LATERAL (SELECT array_agg(r.n ORDER BY r.n) AS ns, \
-                                            array_agg(r.t ORDER BY r.n) AS ts \
-                                       FROM r WHERE r.e0 = f.e0) AS x ON true",
+           FROM f LEFT JOIN x ON x.e0 = f.e0",
         firsts = entering(project, first, users, breakdown),
         n = period.between(&cohort, &returned),
         returns = events(returning),
