@@ -8,7 +8,7 @@
 //! retention's returning events and the earliest one at or after it in each). A range
 //! `[from, to)` enters each user at their first entering event in it, which is the one
 //! row with `from <= t < to` whose `prev` is NULL or before `from`: reading is a scan
-//! of an index (`entry_range`) that yields at most one row per user, whatever the range.
+//! of a GiST index on `span` (`entry_range`) that yields at most one row per user, whatever the range.
 
 use super::sql::{
     breakdown_parts, chain, events, funnel_result, period_start, retention_result, Breakdown,
@@ -52,7 +52,8 @@ fn entering(project: &str, source: &Source, users: &str, breakdown: Option<&Brea
 pub fn funnel_table(table: &str) -> String {
     format!(
         "CREATE TABLE {table} (u text NOT NULL, e0 bigint NOT NULL, t0 timestamptz NOT NULL, \
-         prev timestamptz, b text, reached integer NOT NULL, dts interval[] NOT NULL, \
+         prev timestamptz, span tstzrange NOT NULL, b text, reached integer NOT NULL, \
+         dts interval[] NOT NULL, \
          PRIMARY KEY (u, e0))"
     )
 }
@@ -62,7 +63,7 @@ pub fn funnel_table(table: &str) -> String {
 pub fn retention_table(table: &str) -> String {
     format!(
         "CREATE TABLE {table} (u text NOT NULL, e0 bigint NOT NULL, t0 timestamptz NOT NULL, \
-         prev timestamptz, b text, cohort date NOT NULL, ns integer[] NOT NULL, \
+         prev timestamptz, span tstzrange NOT NULL, b text, cohort date NOT NULL, ns integer[] NOT NULL, \
          ts timestamptz[] NOT NULL, PRIMARY KEY (u, e0))"
     )
 }
@@ -95,17 +96,18 @@ pub fn funnel_recompute(
         format!("array_remove(ARRAY[{}]::interval[], NULL)", dts.join(", "))
     };
     format!(
-        "INSERT INTO {table} (u, e0, t0, prev, b, reached, dts) \
-         WITH {} SELECT s1.u, s1.e0, s1.t0, s1.prev, s1.b, 1{reached}, {dts} FROM s1{joins}",
-        ctes.join(", ")
+        "INSERT INTO {table} (u, e0, t0, prev, span, b, reached, dts) \
+         WITH {} SELECT s1.u, s1.e0, s1.t0, s1.prev, {}, s1.b, 1{reached}, {dts} FROM s1{joins}",
+        ctes.join(", "),
+        entry_range("s1.")
     )
 }
 
 /// The times for which a state row is the user's first entering event at or after them:
 /// `(prev, t0]` (unbounded below for the user's first). For each user these ranges
 /// partition time, so the entering rows of `[from, to)` are those whose range contains
-/// `from`, with `t0 < to`: a GiST index on this expression finds them (at most one per
-/// user) without reading the other entering events.
+/// `from`, with `t0 < to`: a GiST index on this column (`span`) finds them (at most one
+/// per user) without reading the other entering events.
 pub fn entry_range(prefix: &str) -> String {
     format!("tstzrange({prefix}prev, {prefix}t0, '(]')")
 }
@@ -122,7 +124,7 @@ fn entered(
     format!(
         "en AS (SELECT s.u, {b} AS b, {columns} FROM {table} AS s{join} \
                  WHERE {} @> {from} AND s.t0 < {to})",
-        entry_range("s."),
+        "s.span",
         from = range.from,
         to = range.to,
     )
@@ -172,19 +174,20 @@ pub fn retention_recompute(
     let cohort = period_start(period, "f.t0", zone);
     let returned = period_start(period, "e._time", zone);
     format!(
-        "INSERT INTO {table} (u, e0, t0, prev, b, cohort, ns, ts) \
+        "INSERT INTO {table} (u, e0, t0, prev, span, b, cohort, ns, ts) \
          WITH f AS ({firsts}), \
          r AS (SELECT f.e0, {n} AS n, min(e._time) AS t \
                  FROM f JOIN {returns} AS e ON e._user = f.u \
                 WHERE e._time >= f.t0 GROUP BY 1, 2), \
          x AS (SELECT r.e0, array_agg(r.n ORDER BY r.n) AS ns, array_agg(r.t ORDER BY r.n) AS ts \
                  FROM r GROUP BY r.e0) \
-         SELECT f.u, f.e0, f.t0, f.prev, f.b, {cohort}, \
+         SELECT f.u, f.e0, f.t0, f.prev, {span}, f.b, {cohort}, \
                 coalesce(x.ns, '{{}}'), coalesce(x.ts, '{{}}') \
            FROM f LEFT JOIN x ON x.e0 = f.e0",
         firsts = entering(project, first, users, breakdown),
         n = period.between(&cohort, &returned),
         returns = events(returning),
+        span = entry_range("f."),
     )
 }
 
@@ -391,7 +394,7 @@ mod tests {
         );
         assert!(
             sql.contains(
-                "tstzrange(s.prev, s.t0, '(]') @> '2024-01-01T00:00:00.000000+00'::timestamptz AND s.t0 < '2024-02-01"
+                "s.span @> '2024-01-01T00:00:00.000000+00'::timestamptz AND s.t0 < '2024-02-01"
             ),
             "{sql}"
         );
