@@ -106,10 +106,31 @@ pub fn funnel_recompute(
 /// The times for which a state row is the user's first entering event at or after them:
 /// `(prev, t0]` (unbounded below for the user's first). For each user these ranges
 /// partition time, so the entering rows of `[from, to)` are those whose range contains
-/// `from`, with `t0 < to`: a GiST index on this column (`span`) finds them (at most one
-/// per user) without reading the other entering events.
+/// `from`, with `t0 < to`: indexes on it (`state_indexes`) find them (at most one per
+/// user) without reading the other entering events.
 pub fn entry_range(prefix: &str) -> String {
     format!("tstzrange({prefix}prev, {prefix}t0, '(]')")
+}
+
+/// The indexes of a state table for reading it: `covering` the columns a read needs
+/// (the funnel's; retention's arrays can be too long for an index entry).
+pub fn state_indexes(table: &str, covering: &str) -> [String; 2] {
+    let include = if covering.is_empty() {
+        String::new()
+    } else {
+        format!(" INCLUDE ({covering})")
+    };
+    [
+        format!("CREATE INDEX ON {table} (t0){include} WHERE prev IS NULL"),
+        format!(
+            "CREATE INDEX ON {table} USING gist (span){} WHERE prev IS NOT NULL",
+            if covering.is_empty() {
+                String::new()
+            } else {
+                format!(" INCLUDE (t0, {covering})")
+            }
+        ),
+    ]
 }
 
 /// The entering rows of a state table `s` for a range, as the CTE `en`.
@@ -121,10 +142,14 @@ fn entered(
     columns: &str,
 ) -> String {
     let (b, join) = read_breakdown(project, breakdown);
+    // a user's first entering event (its span unbounded below) by its time; the others
+    // (short spans) by their span: each branch is one index's scan (`state_indexes`)
     format!(
         "en AS (SELECT s.u, {b} AS b, {columns} FROM {table} AS s{join} \
-                 WHERE {} @> {from} AND s.t0 < {to})",
-        "s.span",
+                 WHERE s.prev IS NULL AND s.t0 >= {from} AND s.t0 < {to} \
+                UNION ALL \
+                SELECT s.u, {b} AS b, {columns} FROM {table} AS s{join} \
+                 WHERE s.prev IS NOT NULL AND s.span @> {from} AND s.t0 < {to})",
         from = range.from,
         to = range.to,
     )
@@ -394,7 +419,7 @@ mod tests {
         );
         assert!(
             sql.contains(
-                "s.span @> '2024-01-01T00:00:00.000000+00'::timestamptz AND s.t0 < '2024-02-01"
+                "s.prev IS NOT NULL AND s.span @> '2024-01-01T00:00:00.000000+00'::timestamptz AND s.t0 < '2024-02-01"
             ),
             "{sql}"
         );

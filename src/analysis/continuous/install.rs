@@ -187,18 +187,14 @@ pub(super) fn install_new(mut a: Analysis, definition: Value) -> BeaconResult<()
         Kind::Retention(_) => csql::retention_table(&names.state()),
     };
     run(&state, &[])?;
-    // the funnel's reads find everything they need in the index (once vacuumed)
-    let include = match a.kind {
-        Kind::Funnel(_) => " INCLUDE (t0, u, b, reached, dts)",
+    // the funnel's reads find everything they need in the indexes (once vacuumed)
+    let covering = match a.kind {
+        Kind::Funnel(_) => "u, b, reached, dts",
         Kind::Retention(_) => "",
     };
-    run(
-        &format!(
-            "CREATE INDEX ON {} USING gist (span){include}",
-            names.state()
-        ),
-        &[],
-    )?;
+    for index in csql::state_indexes(&names.state(), covering) {
+        run(&index, &[])?;
+    }
     run(
         &format!(
             "CREATE TABLE {} (u text NOT NULL, _at timestamptz NOT NULL DEFAULT pg_catalog.now())",
