@@ -158,6 +158,18 @@ fn regenerate_all() -> BeaconResult<i64> {
             regenerated += 1;
         }
     }
+    if crate::spi::exists(
+        "SELECT pg_catalog.to_regclass('beacon.continuous_analysis') IS NOT NULL",
+        &[],
+    )? {
+        for (project, name) in text_pairs(
+            "SELECT project, name FROM beacon.continuous_analysis ORDER BY project, name",
+            &[],
+        )? {
+            crate::analysis::continuous::regenerate(&project, &name)?;
+            regenerated += 1;
+        }
+    }
     // objects whose catalog entry is gone (a source dropped with CASCADE) have nothing left
     // to regenerate
     run(

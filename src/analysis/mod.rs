@@ -8,6 +8,8 @@
 //! query checker, the decisive check, as the read role, read-only, under
 //! `beacon.query_timeout` (`query::run_generated`).
 
+pub(crate) mod continuous;
+mod continuous_sql;
 pub mod sql;
 
 use crate::error::{report, BeaconError, BeaconResult};
@@ -239,17 +241,30 @@ fn run_funnel(
         &range,
         breakdown.as_ref(),
     );
-    crate::query::run_generated(project, &statement, |row| {
-        Ok((
-            row.get::<i32>(1)?.unwrap_or_default(),
-            row.get::<String>(2)?.unwrap_or_default(),
-            row.get::<String>(3)?,
-            row.get::<i64>(4)?.unwrap_or_default(),
-            row.get::<f64>(5)?,
-            row.get::<f64>(6)?,
-            row.get::<Interval>(7)?,
-        ))
-    })
+    crate::query::run_generated(project, &statement, funnel_row)
+}
+
+fn funnel_row(row: &pgrx::spi::SpiHeapTupleData) -> BeaconResult<FunnelRow> {
+    Ok((
+        row.get::<i32>(1)?.unwrap_or_default(),
+        row.get::<String>(2)?.unwrap_or_default(),
+        row.get::<String>(3)?,
+        row.get::<i64>(4)?.unwrap_or_default(),
+        row.get::<f64>(5)?,
+        row.get::<f64>(6)?,
+        row.get::<Interval>(7)?,
+    ))
+}
+
+fn retention_row(row: &pgrx::spi::SpiHeapTupleData) -> BeaconResult<RetentionRow> {
+    Ok((
+        row.get::<pgrx::datum::Date>(1)?
+            .ok_or_else(|| invalid("cohort without a date"))?,
+        row.get::<String>(2)?,
+        row.get::<i32>(3)?.unwrap_or_default(),
+        row.get::<i64>(4)?.unwrap_or_default(),
+        row.get::<i64>(5)?.unwrap_or_default(),
+    ))
 }
 
 /// How many users went through `steps` in order: see the README (Analysis) for the exact
@@ -310,16 +325,7 @@ fn run_retention(
         &range,
         breakdown.as_ref(),
     );
-    crate::query::run_generated(project, &statement, |row| {
-        Ok((
-            row.get::<pgrx::datum::Date>(1)?
-                .ok_or_else(|| invalid("cohort without a date"))?,
-            row.get::<String>(2)?,
-            row.get::<i32>(3)?.unwrap_or_default(),
-            row.get::<i64>(4)?.unwrap_or_default(),
-            row.get::<i64>(5)?.unwrap_or_default(),
-        ))
-    })
+    crate::query::run_generated(project, &statement, retention_row)
 }
 
 /// Cohorts of users by the period of their first `first_action`, and how many came back

@@ -18,7 +18,7 @@ pub struct Window {
 
 impl Window {
     /// The end of the window that starts at `start`.
-    fn end(&self, start: &str, zone: &str) -> String {
+    pub(crate) fn end(&self, start: &str, zone: &str) -> String {
         match &self.calendar {
             None => format!("{start} + {}", self.elapsed),
             Some(calendar) => format!(
@@ -57,7 +57,7 @@ pub struct Range {
 
 /// The source's events as a FROM item, its condition applied where only its own columns
 /// are in scope (a column named like one of the other tables' would be ambiguous later).
-fn events(source: &Source) -> String {
+pub(crate) fn events(source: &Source) -> String {
     match &source.condition {
         Some(c) => format!("(SELECT * FROM {} WHERE ({c}))", source.table),
         None => source.table.clone(),
@@ -65,7 +65,7 @@ fn events(source: &Source) -> String {
 }
 
 /// The breakdown value of event `e` as text, and the join it needs.
-fn breakdown_parts(project: &str, breakdown: Option<&Breakdown>) -> (String, String) {
+pub(crate) fn breakdown_parts(project: &str, breakdown: Option<&Breakdown>) -> (String, String) {
     match breakdown {
         None => ("NULL::text".into(), String::new()),
         Some(Breakdown::Event(column)) => (format!("e.{column}::text"), String::new()),
@@ -85,7 +85,7 @@ fn first_events(
 ) -> String {
     let (b, join) = breakdown_parts(project, breakdown);
     format!(
-        "SELECT DISTINCT ON (e._user) e._user AS u, e._time AS t0, e._time AS t, e._id AS id, {b} AS b \
+        "SELECT DISTINCT ON (e._user) e._user AS u, e._id AS e0, e._time AS t0, e._time AS t, e._id AS id, {b} AS b \
            FROM {table} AS e{join} \
           WHERE e._user IS NOT NULL AND e._time >= {from} AND e._time < {to} \
           ORDER BY e._user, e._time, e._id",
@@ -111,22 +111,7 @@ pub fn funnel(
         "s1 AS ({})",
         first_events(project, &steps[0], range, breakdown)
     )];
-    for (i, step) in steps.iter().enumerate().skip(1) {
-        let n = i + 1;
-        let after = if step.collection == steps[i - 1].collection {
-            " AND (e._time > p.t OR e._id > p.id)"
-        } else {
-            ""
-        };
-        ctes.push(format!(
-            "s{n} AS (SELECT DISTINCT ON (p.u) p.u, p.t0, e._time AS t, e._id AS id, p.b, e._time - p.t AS dt \
-               FROM s{i} AS p JOIN {table} AS e ON e._user = p.u \
-              WHERE e._time >= p.t AND e._time <= {end}{after} \
-              ORDER BY p.u, e._time, e._id)",
-            table = events(step),
-            end = window.end("p.t0", &range.zone),
-        ));
-    }
+    ctes.extend(chain(steps, window, &range.zone, "p.u"));
     let mut counts = vec![
         "SELECT 1 AS step, b, count(*) AS users, NULL::interval AS median FROM s1 GROUP BY b"
             .to_string(),
@@ -137,11 +122,49 @@ pub fn funnel(
                FROM s{n} GROUP BY b"
         ));
     }
+    funnel_result(ctes, &counts, steps, breakdown.is_some(), "s1")
+}
+
+/// The CTEs `s2` … `sn` of a funnel over `s1` (columns `u`, `e0` the entering event's
+/// `_id`, `t0` its time, `t` and `id` the step's event, `b`): each is, per `key` (the
+/// user, or the entering event), the first event of that step at or after the previous
+/// step's (strictly after it when both steps are the same collection), within `window`
+/// of `t0`; `dt` the time from the previous step's event.
+pub(crate) fn chain(steps: &[Source], window: &Window, zone: &str, key: &str) -> Vec<String> {
+    let mut ctes = Vec::new();
+    for (i, step) in steps.iter().enumerate().skip(1) {
+        let n = i + 1;
+        let after = if step.collection == steps[i - 1].collection {
+            " AND (e._time > p.t OR e._id > p.id)"
+        } else {
+            ""
+        };
+        ctes.push(format!(
+            "s{n} AS (SELECT DISTINCT ON ({key}) p.u, p.e0, p.t0, e._time AS t, e._id AS id, p.b, e._time - p.t AS dt \
+               FROM s{i} AS p JOIN {table} AS e ON e._user = p.u \
+              WHERE e._time >= p.t AND e._time <= {end}{after} \
+              ORDER BY {key}, e._time, e._id)",
+            table = events(step),
+            end = window.end("p.t0", zone),
+        ));
+    }
+    ctes
+}
+
+/// A funnel's rows from `counts` (SELECTs of step, b, users, median): one per step and
+/// breakdown value of the entering users (`first`, with column `b`).
+pub(crate) fn funnel_result(
+    mut ctes: Vec<String>,
+    counts: &[String],
+    steps: &[Source],
+    by_breakdown: bool,
+    first: &str,
+) -> String {
     ctes.push(format!("counts AS ({})", counts.join(" UNION ALL ")));
-    let groups = if breakdown.is_some() {
-        "SELECT b FROM s1 GROUP BY b"
+    let groups = if by_breakdown {
+        format!("SELECT b FROM {first} GROUP BY b")
     } else {
-        "SELECT NULL::text AS b"
+        "SELECT NULL::text AS b".to_string()
     };
     ctes.push(format!("groups AS ({groups})"));
     let names: Vec<String> = steps
@@ -193,7 +216,7 @@ impl Period {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Period::Day => "day",
             Period::Week => "week",
@@ -202,7 +225,7 @@ impl Period {
     }
 
     /// Periods from local date `from` (the start of one) to local date `to`.
-    fn between(self, from: &str, to: &str) -> String {
+    pub(crate) fn between(self, from: &str, to: &str) -> String {
         match self {
             Period::Day => format!("({to} - {from})"),
             Period::Week => format!("(({to} - {from}) / 7)"),
@@ -215,7 +238,7 @@ impl Period {
 }
 
 /// The local date that starts the period of `time` in the range's zone.
-fn period_start(period: Period, time: &str, zone: &str) -> String {
+pub(crate) fn period_start(period: Period, time: &str, zone: &str) -> String {
     format!(
         "date_trunc('{}', ({time}) AT TIME ZONE {zone})::date",
         period.name()
@@ -236,28 +259,37 @@ pub fn retention(
 ) -> String {
     let cohort = period_start(period, "f.t", &range.zone);
     let returned = period_start(period, "e._time", &range.zone);
+    let ctes = format!(
+        "f AS ({firsts}), \
+         r AS (SELECT DISTINCT f.u, {cohort} AS cohort, f.b, {n} AS n \
+                 FROM f JOIN {table} AS e ON e._user = f.u \
+                WHERE e._time >= f.t AND e._time < {to}), \
+         sizes AS (SELECT {cohort} AS cohort, f.b, count(*) AS size FROM f GROUP BY 1, 2), \
+         counts AS (SELECT cohort, b, n, count(*) AS users FROM r GROUP BY 1, 2, 3)",
+        firsts = first_events(project, first, range, breakdown),
+        n = period.between(&cohort, &returned),
+        table = events(returning),
+        to = range.to,
+    );
+    retention_result(&ctes, period, range)
+}
+
+/// Retention's rows from the CTEs `sizes` (cohort, b, size) and `counts` (cohort, b, n,
+/// users): every period n from 0 to the one holding the range's end.
+pub(crate) fn retention_result(ctes: &str, period: Period, range: &Range) -> String {
     let last = period_start(
         period,
         &format!("{} - make_interval(secs => 0.000001)", range.to),
         &range.zone,
     );
     format!(
-        "WITH f AS ({firsts}), \
-         r AS (SELECT DISTINCT f.u, {cohort} AS cohort, f.b, {n} AS n \
-                 FROM f JOIN {table} AS e ON e._user = f.u \
-                WHERE e._time >= f.t AND e._time < {to}), \
-         sizes AS (SELECT {cohort} AS cohort, f.b, count(*) AS size FROM f GROUP BY 1, 2), \
-         counts AS (SELECT cohort, b, n, count(*) AS users FROM r GROUP BY 1, 2, 3) \
+        "WITH {ctes} \
          SELECT s.cohort, s.b AS breakdown, g.n AS period, \
                 coalesce(c.users, 0)::int8 AS users, s.size::int8 AS cohort_size \
            FROM sizes AS s \
           CROSS JOIN LATERAL generate_series(0, {span}) AS g (n) \
            LEFT JOIN counts AS c ON c.cohort = s.cohort AND c.b IS NOT DISTINCT FROM s.b AND c.n = g.n \
           ORDER BY s.cohort, s.b NULLS FIRST, g.n",
-        firsts = first_events(project, first, range, breakdown),
-        n = period.between(&cohort, &returned),
-        table = events(returning),
-        to = range.to,
         span = period.between("s.cohort", &last),
     )
 }

@@ -203,6 +203,7 @@ fn after_drop(project: &str) -> BeaconResult<()> {
         crate::mv::drop_view(project, &name)?;
     }
     crate::documents::drop_broken(project)?;
+    crate::analysis::continuous::drop_broken(project)?;
     for collection in collections_without_table(project)? {
         notice!(
             "collection {project}.{collection} was dropped: its fields, subscriptions and \

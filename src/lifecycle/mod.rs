@@ -19,6 +19,7 @@ use pgrx::prelude::*;
 pub(crate) struct Dependents {
     pub queries: Vec<String>,
     pub documents: Vec<String>,
+    pub analyses: Vec<String>,
     pub subscriptions: Vec<String>,
     pub views: Vec<String>,
 }
@@ -27,6 +28,7 @@ impl Dependents {
     fn is_empty(&self) -> bool {
         self.queries.is_empty()
             && self.documents.is_empty()
+            && self.analyses.is_empty()
             && self.subscriptions.is_empty()
             && self.views.is_empty()
     }
@@ -45,6 +47,7 @@ impl Dependents {
         [
             ("continuous query", "continuous queries", &self.queries),
             ("document view", "document views", &self.documents),
+            ("continuous analysis", "continuous analyses", &self.analyses),
             ("subscription", "subscriptions", &self.subscriptions),
             ("materialized view", "materialized views", &self.views),
         ]
@@ -71,6 +74,7 @@ pub(crate) fn dependents(project: &str, collection: &str) -> BeaconResult<Depend
                 &[project.into(), collection.into()],
             )?,
             documents: crate::documents::views_reading(project, collection)?,
+            analyses: crate::analysis::continuous::analyses_reading(project, collection)?,
             subscriptions: texts(
                 "SELECT channel FROM beacon.subscription WHERE project = $1 AND collection = $2
                   ORDER BY created_at, channel",
@@ -111,6 +115,10 @@ pub(crate) fn drop_dependents(
     for name in &dependents.documents {
         notice!("dropping document view {project}.{name}, which reads collection \"{collection}\"");
         crate::documents::drop_one(project, name)?;
+    }
+    for name in &dependents.analyses {
+        notice!("dropping continuous analysis {project}.{name}, which reads collection \"{collection}\"");
+        crate::analysis::continuous::drop_one(project, name)?;
     }
     for name in &dependents.views {
         notice!(

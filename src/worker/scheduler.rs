@@ -113,6 +113,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
         }
         if last_round.elapsed() < interval {
             refresh_document_views(false);
+            refresh_continuous_analyses();
             continue;
         }
         last_round = std::time::Instant::now();
@@ -159,6 +160,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
             }
         });
         refresh_document_views(true);
+        refresh_continuous_analyses();
         refresh_due_materialized_views();
         maintain_partitions();
         note(|e| {
@@ -215,6 +217,42 @@ fn refresh_document_views(housekeeping: bool) {
             log!("pg_beacon scheduler: document subscription clean-up failed: {e}");
         }
     });
+}
+
+/// The pending users of async continuous funnels and retention, each analysis in its
+/// own transaction (its refresh locks it until commit), as often as document views.
+fn refresh_continuous_analyses() {
+    let analyses: Vec<(String, String)> = BackgroundWorker::transaction(|| {
+        if !function_present("beacon.refresh_continuous_analysis(text,text)") {
+            return Vec::new();
+        }
+        crate::spi::text_pairs(
+            "SELECT project, name FROM beacon._async_continuous_analyses() ORDER BY project, name",
+            &[],
+        )
+        .unwrap_or_else(|e| {
+            log!("pg_beacon scheduler: listing continuous analyses failed: {e}");
+            Vec::new()
+        })
+    });
+    for (project, name) in analyses {
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+        BackgroundWorker::transaction(|| {
+            if let Err(e) =
+                Spi::run("SELECT pg_catalog.set_config('pg_beacon.compact_skip_busy', 'on', true)")
+            {
+                log!("pg_beacon scheduler: {e}");
+            }
+            if let Err(e) = Spi::run_with_args(
+                "SELECT beacon.refresh_continuous_analysis($1, $2)",
+                &[project.as_str().into(), name.as_str().into()],
+            ) {
+                log!("pg_beacon scheduler: refreshing continuous analysis {project}.{name} failed: {e}");
+            }
+        });
+    }
 }
 
 /// Each view in its own transaction, so a long refresh holds nothing of the others and a

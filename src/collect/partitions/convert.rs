@@ -7,10 +7,12 @@
 //!   nothing is copied twice (the copy sees every committed event and no later one);
 //! - `_id`s are kept and the new sequence continues the old one;
 //! - what pg_beacon generated on the old table (capture and stream triggers, the column
-//!   views of continuous queries and document views) goes with it and is generated again
-//!   on the new one; the queries' and views' state is kept, as it describes the same rows.
-//!   Anything else that depends on the table (a materialized view, a view of the user's,
-//!   a foreign key, a trigger of the user's) makes the conversion refuse, naming it.
+//!   views of continuous queries and document views, continuous analyses' captures) goes
+//!   with it and is generated again on the new one; the queries' and views' state is
+//!   kept, as it describes the same rows.
+//!   Its other indexes are built again. Anything else that depends on the table (a
+//!   materialized view, a view of the user's, a foreign key, a trigger of the user's, a
+//!   unique index without `_time`) makes the conversion refuse, naming it.
 
 use super::calendar::Period;
 use super::{create_ahead, micros};
@@ -47,6 +49,7 @@ pub(super) fn partition(project: &str, collection: &str, period: Period) -> Beac
     refuse_foreign_dependents(project, collection)?;
     let dependents = crate::lifecycle::dependents(project, collection)?;
 
+    let indexes = other_indexes(&old)?;
     let lowers = period_starts(&old, period)?;
     let temporary = format!("_beacon_partitioning_{}", std::process::id());
     let new = format!("{}.{}", quote_ident(project), quote_ident(&temporary));
@@ -91,6 +94,10 @@ pub(super) fn partition(project: &str, collection: &str, period: Period) -> Beac
         &format!("ALTER TABLE {new} RENAME TO {}", quote_ident(collection)),
         &[],
     )?;
+    // the same definitions, rendered by PostgreSQL, name the table now partitioned
+    for definition in &indexes {
+        run(definition, &[])?;
+    }
     let sequence = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.pg_get_serial_sequence($1, '_id')",
         &[old.as_str().into()],
@@ -140,6 +147,9 @@ pub(super) fn partition(project: &str, collection: &str, period: Period) -> Beac
     }
     for view in &dependents.documents {
         crate::documents::regenerate(project, view)?;
+    }
+    for analysis in &dependents.analyses {
+        crate::analysis::continuous::regenerate(project, analysis)?;
     }
     if !dependents.subscriptions.is_empty() {
         crate::stream::install_trigger(project, collection)?;
@@ -243,6 +253,38 @@ fn continue_sequence(old: &str, new: &str) -> BeaconResult<()> {
             "SELECT pg_catalog.setval($1::pg_catalog.regclass, s.last_value, s.is_called) FROM {from} s"
         ),
         &[to.as_str().into()],
+    )
+}
+
+/// The table's indexes besides its primary key and the BRIN index on `_time` (the index
+/// advisors' and the users' own), as PostgreSQL renders them, to build again on the
+/// partitioned table. A unique index must hold `_time` there: one that does not is refused.
+fn other_indexes(table: &str) -> BeaconResult<Vec<String>> {
+    let unique = texts(
+        "SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_index i
+           JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+          WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisunique AND NOT i.indisprimary
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = i.indrelid AND a.attname = '_time'
+                               AND a.attnum = ANY (i.indkey::pg_catalog.int2[]))
+          ORDER BY 1",
+        &[table.into()],
+    )?;
+    if !unique.is_empty() {
+        return Err(BeaconError::Unsupported(format!(
+            "cannot partition {table}: the unique index {} does not hold _time, which every \
+             unique index of a partitioned table must",
+            unique.join(", ")
+        )));
+    }
+    texts(
+        "SELECT pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+           JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+           JOIN pg_catalog.pg_am am ON am.oid = c.relam
+          WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisprimary
+            AND NOT (am.amname = 'brin' AND i.indnatts = 1 AND pg_catalog.pg_get_indexdef(i.indexrelid, 1, true) = '_time')
+          ORDER BY c.relname",
+        &[table.into()],
     )
 }
 

@@ -186,6 +186,13 @@ mod tests {
             Some("r".into())
         );
         exec("DROP VIEW shop.mine");
+        exec("CREATE UNIQUE INDEX single_a ON shop.events (a)");
+        assert_eq!(
+            sqlstate_of("SELECT beacon.partition_collection('shop', 'events', 'day')").as_deref(),
+            Some("0A000")
+        );
+        exec("DROP INDEX shop.single_a");
+        exec("CREATE INDEX by_b ON shop.events (b DESC) WHERE b > 0");
         exec("INSERT INTO shop.events (_time) VALUES ('infinity')");
         assert_eq!(
             sqlstate_of("SELECT beacon.partition_collection('shop', 'events', 'day')").as_deref(),
@@ -195,6 +202,11 @@ mod tests {
         assert_eq!(
             one::<i64>("SELECT beacon.partition_collection('shop', 'events', 'day')"),
             Some(1)
+        );
+        // the other indexes are built again on the partitioned table
+        assert_eq!(
+            one::<String>("SELECT pg_get_indexdef('shop.by_b'::regclass)"),
+            Some("CREATE INDEX by_b ON ONLY shop.events USING btree (b DESC) WHERE (b > 0)".into())
         );
     }
 
@@ -409,13 +421,41 @@ mod tests {
             )
             .unwrap_or_default()
         };
+        exec(
+            r#"SELECT beacon.create_continuous_funnel('an', 'f', '[{"collection": "view"}, {"collection": "cart"}, {"collection": "buy"}]',
+                                                      interval '2 days', 'country', 'immediate')"#,
+        );
+        let continuous = || {
+            one::<String>(
+                r#"SELECT concat_ws(' | ',
+                    (SELECT string_agg(concat_ws(',', step, breakdown, users, median_time_from_previous), ';' ORDER BY step, breakdown)
+                       FROM beacon.continuous_funnel('an', 'f', '2024-03-01', '2024-05-01')),
+                    (SELECT string_agg(concat_ws(',', step, breakdown, users, median_time_from_previous), ';' ORDER BY step, breakdown)
+                       FROM beacon.funnel('an', '[{"collection": "view"}, {"collection": "cart"}, {"collection": "buy"}]',
+                                          interval '2 days', '2024-03-01', '2024-05-01', 'country')))"#,
+            )
+            .unwrap_or_default()
+        };
         let plain = answers();
         assert!(plain.matches(';').count() > 20, "{plain}");
+        let halves = |s: String| {
+            let (a, b) = s.split_once(" | ").unwrap_or_default();
+            assert_eq!(a, b, "the continuous funnel equals the on-demand one");
+            a.to_string()
+        };
+        let continuous_plain = halves(continuous());
         for (collection, period) in [("view", "day"), ("cart", "week"), ("buy", "month")] {
             exec(&format!(
                 "SELECT beacon.partition_collection('an', '{collection}', '{period}')"
             ));
         }
         assert_eq!(answers(), plain);
+        assert_eq!(halves(continuous()), continuous_plain);
+        // and it keeps following the partitioned collections
+        exec(
+            r#"SELECT beacon.collect_batch('an', '[{"collection": "view", "properties": {"_user": "new", "country": "fr", "_time": "2024-04-02T10:00:00Z"}},
+                                                   {"collection": "cart", "properties": {"_user": "new", "_time": "2024-04-02T11:00:00Z"}}]')"#,
+        );
+        assert_ne!(halves(continuous()), continuous_plain);
     }
 }
