@@ -46,7 +46,11 @@ REVOKE ALL ON beacon.partition, beacon.archive_file FROM PUBLIC;
 
 -- The scheduler's list: partitioned collections, each maintained in its own transaction.
 CREATE FUNCTION beacon._partitioned_collections() RETURNS TABLE (project text, name text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER 
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
     SELECT c.project, c.name FROM beacon.collection c
      WHERE c.partition_period IS NOT NULL ORDER BY 1, 2
 $$;
@@ -54,7 +58,11 @@ REVOKE ALL ON FUNCTION beacon._partitioned_collections() FROM PUBLIC;
 
 -- The outcome of a maintenance round, in its own transaction (a failed one rolled back).
 CREATE FUNCTION beacon._partition_maintenance_done(project text, collection text, error text)
-RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+RETURNS void LANGUAGE sql SECURITY DEFINER 
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
     UPDATE beacon.collection SET maintained_at = now(), maintenance_error = error
      WHERE beacon.collection.project = _partition_maintenance_done.project
        AND name = _partition_maintenance_done.collection
@@ -106,7 +114,11 @@ COMMENT ON VIEW beacon.archives IS
 -- exit. Each runs in a transaction of its own.
 CREATE FUNCTION beacon._maintain_partitions_caught(project text, collection text,
                                                    OUT due timestamptz[], OUT error text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER 
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
 BEGIN
     due := beacon._maintain_partitions(project, collection);
 EXCEPTION WHEN OTHERS THEN
@@ -115,7 +127,11 @@ END $$;
 REVOKE ALL ON FUNCTION beacon._maintain_partitions_caught(text, text) FROM PUBLIC;
 
 CREATE FUNCTION beacon._retire_partition_caught(project text, collection text, lower timestamptz)
-RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER 
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
 BEGIN
     PERFORM beacon._retire_partition(project, collection, lower);
     RETURN NULL;

@@ -118,6 +118,20 @@ pub fn ensure_collection_as(
     Ok(None)
 }
 
+pub fn comment_partitioned(project: &str, collection: &str, period: Period) -> BeaconResult<()> {
+    run(
+        &format!(
+            "COMMENT ON TABLE {} IS {}",
+            table(project, collection),
+            quote_literal(&format!(
+                "pg_beacon event collection {collection}, partitioned by {}",
+                period.as_str()
+            ))
+        ),
+        &[],
+    )
+}
+
 /// A new collection partitioned by `_time`. `_id` is a plain sequence default, not an
 /// identity: PostgreSQL 15 has no identity columns on partitioned tables. The primary key
 /// must hold the partition key.
@@ -134,16 +148,7 @@ fn create_partitioned(project: &str, collection: &str, period: Period) -> Beacon
         &[],
     )?;
     run(&format!("CREATE INDEX ON {table} USING brin (_time)"), &[])?;
-    run(
-        &format!(
-            "COMMENT ON TABLE {table} IS {}",
-            quote_literal(&format!(
-                "pg_beacon event collection {collection}, partitioned by {}",
-                period.as_str()
-            ))
-        ),
-        &[],
-    )?;
+    comment_partitioned(project, collection, period)?;
     catalog(|| {
         run(
             "INSERT INTO beacon.collection (project, name, partition_period) VALUES ($1, $2, $3)",

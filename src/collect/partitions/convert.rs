@@ -16,9 +16,11 @@
 
 use super::calendar::Period;
 use super::{create_ahead, micros};
-use crate::collect::schema::{collection_partitioning, ensure_collection_as, table};
+use crate::collect::schema::{
+    collection_partitioning, comment_partitioned, ensure_collection_as, table,
+};
 use crate::error::{BeaconError, BeaconResult};
-use crate::names::{quote_ident, quote_literal};
+use crate::names::quote_ident;
 use crate::security::catalog;
 use crate::spi::{run, texts};
 use pgrx::datum::TimestampWithTimeZone;
@@ -110,16 +112,7 @@ pub(super) fn partition(project: &str, collection: &str, period: Period) -> Beac
         ),
         &[],
     )?;
-    run(
-        &format!(
-            "COMMENT ON TABLE {old} IS {}",
-            quote_literal(&format!(
-                "pg_beacon event collection {collection}, partitioned by {}",
-                period.as_str()
-            ))
-        ),
-        &[],
-    )?;
+    comment_partitioned(project, collection, period)?;
     catalog(|| {
         run(
             "UPDATE beacon.collection SET partition_period = $3 WHERE project = $1 AND name = $2",
@@ -131,7 +124,7 @@ pub(super) fn partition(project: &str, collection: &str, period: Period) -> Beac
         )
     })?;
     for lower in &lowers {
-        record_partition(project, collection, period, *lower)?;
+        super::record_partition(project, collection, period, *lower)?;
         super::revoke_partition(
             project,
             &super::calendar::partition_name(collection, *lower),
@@ -155,27 +148,6 @@ pub(super) fn partition(project: &str, collection: &str, period: Period) -> Beac
         crate::stream::install_trigger(project, collection)?;
     }
     Ok(moved)
-}
-
-fn record_partition(
-    project: &str,
-    collection: &str,
-    period: Period,
-    lower: i64,
-) -> BeaconResult<()> {
-    catalog(|| {
-        run(
-            "INSERT INTO beacon.partition (project, collection, lower, upper, relname)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            &[
-                project.into(),
-                collection.into(),
-                super::timestamp(lower)?.into(),
-                super::timestamp(period.next(lower))?.into(),
-                super::calendar::partition_name(collection, lower).into(),
-            ],
-        )
-    })
 }
 
 /// The periods the table's events fall in, computed by PostgreSQL (`date_trunc` in UTC,
@@ -308,7 +280,7 @@ fn refuse_foreign_dependents(project: &str, collection: &str) -> BeaconResult<()
            UNION ALL
            SELECT pg_catalog.format('trigger %I', g.tgname)
              FROM t, pg_catalog.pg_trigger g
-            WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgname !~ '^_beacon_'
+            WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgname !~ '^(_beacon_|_ca_)'
          ) x ORDER BY 1",
         &[project.into(), collection.into()],
     )?;

@@ -176,6 +176,16 @@ pub(crate) fn create_partition(
         ),
         &[],
     )?;
+    record_partition(project, collection, period, lower)?;
+    Ok(true)
+}
+
+pub(crate) fn record_partition(
+    project: &str,
+    collection: &str,
+    period: Period,
+    lower: i64,
+) -> BeaconResult<()> {
     catalog(|| {
         run(
             "INSERT INTO beacon.partition (project, collection, lower, upper, relname)
@@ -184,12 +194,11 @@ pub(crate) fn create_partition(
                 project.into(),
                 collection.into(),
                 timestamp(lower)?.into(),
-                timestamp(upper)?.into(),
-                name.as_str().into(),
+                timestamp(period.next(lower))?.into(),
+                calendar::partition_name(collection, lower).into(),
             ],
         )
-    })?;
-    Ok(true)
+    })
 }
 
 /// The default privileges gave a new partition to the project's roles: writes through
@@ -265,13 +274,14 @@ fn partition_collection(project: &str, collection: &str, period: &str) -> i64 {
     })())
 }
 
-/// Most partitions `create_partitions` makes in one call.
-const MAX_CREATED: i64 = 10_000;
+/// Most periods `create_partitions` covers in one call: each new partition holds a few
+/// locks to the end of the transaction, and the lock table is shared and bounded.
+const MAX_CREATED: i64 = 1_000;
 
 /// Creates the partitions of `collection` that [from, to) needs and that do not exist yet,
 /// for SQL written by hand (`INSERT … SELECT` of history, an `UPDATE` of `_time`): only
 /// `collect` creates missing partitions by itself. Returns how many it created; at most
-/// 10,000 periods per call. Requires admin.
+/// 1,000 periods per call. Requires admin.
 #[pg_extern]
 fn create_partitions(
     project: &str,
@@ -291,20 +301,23 @@ fn create_partitions(
         let (from, to) = (micros(from), micros(to));
         let namespace =
             namespace(project).ok_or_else(|| BeaconError::UnknownProject(project.into()))?;
+        let mut lowers = Vec::new();
         let mut lower = period.floor(from);
-        let (mut periods, mut created) = (0, 0);
         while lower < to {
-            periods += 1;
-            if periods > MAX_CREATED {
+            if lowers.len() as i64 >= MAX_CREATED {
                 return Err(BeaconError::LimitExceeded(format!(
                     "[from, to) spans more than {MAX_CREATED} {}s: create them in several calls",
                     period.as_str()
                 )));
             }
+            lowers.push(lower);
+            lower = period.next(lower);
+        }
+        let mut created = 0;
+        for lower in lowers {
             if !relation_in(namespace, &calendar::partition_name(collection, lower)) {
                 created += i64::from(create_partition(project, collection, period, lower)?);
             }
-            lower = period.next(lower);
         }
         Ok(created)
     })())
