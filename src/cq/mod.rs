@@ -384,9 +384,14 @@ pub fn install_capture(project: &str, source: &str) -> BeaconResult<()> {
 }
 
 fn backfill(plan: &Plan, time_zone: &str) -> BeaconResult<()> {
+    // a partitioned source has no blocks of its own: a chunk's ctid range applies in each
+    // partition, so the largest partition's blocks cover them all, each row once
     let blocks = Spi::get_one_with_args::<i64>(
-        "SELECT (pg_catalog.pg_relation_size($1::regclass)
-                 / pg_catalog.current_setting('block_size')::bigint)",
+        "SELECT coalesce((SELECT pg_catalog.max(pg_catalog.pg_relation_size(t.relid))
+                            FROM pg_catalog.pg_partition_tree($1::regclass) t
+                           WHERE t.isleaf AND t.relid <> $1::regclass),
+                         pg_catalog.pg_relation_size($1::regclass))
+                / pg_catalog.current_setting('block_size')::bigint",
         &[plan.source_table().as_str().into()],
     )?
     .unwrap_or(0);

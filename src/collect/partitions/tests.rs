@@ -152,6 +152,12 @@ mod tests {
         exec("SELECT beacon.compact('shop', 'v')");
         assert_eq!(differences("shop.v", QUERY), 0);
         assert_eq!(differences("shop.vi", QUERY), 0);
+        // a query created on the partitioned collection is backfilled from every partition
+        exec(&format!(
+            "SELECT beacon.create_continuous_query('shop', 'later', '{QUERY}', 'async')"
+        ));
+        assert_eq!(differences("shop.later", QUERY), 0);
+        assert!(count("SELECT 1 FROM shop.later") >= 2);
         assert!(
             one::<i64>("SELECT max(_id) FROM shop.events").unwrap_or(0)
                 > ids_before
