@@ -78,9 +78,36 @@ AS $$
            m.next_refresh
       FROM beacon.materialized_views m
      WHERE m.next_refresh < pg_catalog.now() - lag_threshold
+    UNION ALL
+    SELECT 'error', 'document view', d.project, d.name,
+           'refresh failed: ' || d.last_error, d.last_refresh
+      FROM beacon.document_views d
+     WHERE d.last_error IS NOT NULL
+    UNION ALL
+    SELECT 'warning', 'document view', d.project, d.name,
+           d.pending || ' documents waiting to be rebuilt, the oldest ' || d.lag::text || ' old',
+           pg_catalog.now() - d.lag
+      FROM beacon.document_views d
+     WHERE d.pending > 0 AND d.lag > lag_threshold
+    UNION ALL
+    SELECT 'error', 'continuous analysis', a.project, a.name,
+           'refresh failed: ' || a.last_error, a.last_refresh
+      FROM beacon.continuous_analyses a
+     WHERE a.last_error IS NOT NULL
+    UNION ALL
+    SELECT 'warning', 'continuous analysis', a.project, a.name,
+           a.pending || ' pending changes, the oldest ' || a.lag::text || ' old',
+           pg_catalog.now() - a.lag
+      FROM beacon.continuous_analyses a
+     WHERE a.pending > 0 AND a.lag > lag_threshold
+    UNION ALL
+    SELECT 'error', 'partitions', c.project, c.collection,
+           'partition maintenance failed: ' || c.maintenance_error, c.maintained_at
+      FROM beacon.partitioned_collections c
+     WHERE c.maintenance_error IS NOT NULL
 $$;
 COMMENT ON FUNCTION beacon.status(interval) IS
-  'One row per problem, for monitoring: workers missing or stalled, continuous queries with a failed compaction or lag above lag_threshold, subscriptions whose filter failed, materialized views whose refresh failed or is overdue. No rows when all is well.';
+  'One row per problem, for monitoring: workers missing or stalled, continuous queries with a failed compaction or lag above lag_threshold, subscriptions whose filter failed, materialized views whose refresh failed or is overdue, document views and continuous analyses whose refresh failed or lags above lag_threshold, partitioned collections whose maintenance (partitions ahead, retention, archive) failed. No rows when all is well.';
 
 -- Announces the new database to the launcher and warns when it will wait for a slot.
 SELECT beacon._announce();

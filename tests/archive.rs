@@ -6,33 +6,11 @@
 
 mod common;
 
+use common::sql::{differences, one_i64, run};
 use common::{eventually, server, Server};
 use postgres::Client;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn run(client: &mut Client, sql: &str) {
-    client
-        .batch_execute(sql)
-        .unwrap_or_else(|e| panic!("`{sql}`: {e:?}"));
-}
-
-fn one_i64(client: &mut Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("`{sql}`: {e:?}"))
-        .get(0)
-}
-
-fn differences(client: &mut Client, a: &str, b: &str) -> i64 {
-    one_i64(
-        client,
-        &format!("SELECT count(*) FROM (({a}) EXCEPT ALL ({b})) x"),
-    ) + one_i64(
-        client,
-        &format!("SELECT count(*) FROM (({b}) EXCEPT ALL ({a})) x"),
-    )
-}
 
 const FIELDS: &str = r#"{"n": "bigint", "d": "double precision", "m": "numeric", "flag": "boolean",
     "at": "timestamptz", "s": "text", "j": "jsonb", "tags": "text[]", "nums": "bigint[]", "ms": "numeric[]"}"#;

@@ -12,6 +12,8 @@
 
 mod common;
 
+#[path = "attacks/analysis.rs"]
+mod analysis;
 #[path = "attacks/containment.rs"]
 mod containment;
 #[path = "attacks/definer.rs"]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, server, Rng, Server};
+use common::{eventually, server, sql, Rng, Server};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 use std::collections::BTreeSet;
@@ -31,29 +31,15 @@ fn p(sql: &str) -> String {
 }
 
 fn run(client: &mut Client, sql: &str) {
-    let sql = p(sql);
-    client
-        .batch_execute(&sql)
-        .unwrap_or_else(|e| panic!("`{sql}`: {e:?}"));
+    sql::run(client, &p(sql));
 }
 
 fn one_i64(client: &mut Client, sql: &str) -> i64 {
-    let sql = p(sql);
-    client
-        .query_one(&sql, &[])
-        .unwrap_or_else(|e| panic!("`{sql}`: {e:?}"))
-        .get(0)
+    sql::one_i64(client, &p(sql))
 }
 
-/// Rows of `a` not in `b` plus rows of `b` not in `a`, as multisets.
 fn differences(client: &mut Client, a: &str, b: &str) -> i64 {
-    one_i64(
-        client,
-        &format!("SELECT count(*) FROM (({a}) EXCEPT ALL ({b})) x"),
-    ) + one_i64(
-        client,
-        &format!("SELECT count(*) FROM (({b}) EXCEPT ALL ({a})) x"),
-    )
+    sql::differences(client, &p(a), &p(b))
 }
 
 /// A `_time` for a generated event: mostly recent days, sometimes far in the past or the

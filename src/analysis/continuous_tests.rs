@@ -120,7 +120,18 @@ mod tests {
         funnel_agrees("fi", THREE, "1 day", "'_users.plan'", "Europe/Paris");
         funnel_agrees("fr", REPEATED, "2 hours", "NULL", "UTC");
         assert!(count("SELECT * FROM ca._ca_fa_pending") > 0);
+        // what beacon.status() says of them: pending changes older than the threshold (the
+        // transaction's own are 0 s old, so a negative one), then a failed refresh
+        let problems = "SELECT coalesce(string_agg(severity || ':' || name || ':' || split_part(problem, ' ', 2), ' ' ORDER BY name), '')
+                          FROM beacon.status(interval '-1 second') WHERE component = 'continuous analysis'";
+        assert_eq!(one::<String>(problems).unwrap(), "warning:fa:pending");
+        exec("SELECT beacon._continuous_analysis_error('ca', 'fa', 'disk full')");
+        assert_eq!(
+            count("SELECT 1 FROM beacon.status() WHERE component = 'continuous analysis' AND problem = 'refresh failed: disk full'"),
+            1
+        );
         assert!(one::<i64>("SELECT beacon.refresh_continuous_analysis('ca', 'fa')").unwrap() > 0);
+        assert_eq!(one::<String>(problems).unwrap(), "");
         assert_eq!(count("SELECT * FROM ca._ca_fa_pending"), 0);
         all_funnels_agree();
         // regenerated with the running code, they go on

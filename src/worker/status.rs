@@ -161,6 +161,9 @@ extension_sql_file!(
         "cq_catalog",
         "stream_catalog",
         "mv_catalog",
+        "documents_catalog",
+        "partitions_catalog",
+        "analysis_catalog",
         _workers,
         _preloaded,
         _announce

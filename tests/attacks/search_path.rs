@@ -14,7 +14,13 @@ use crate::common::server;
 /// that every run creates distinct objects. Collects every call after which the canary left a trace,
 /// the session's settings changed, or something of beta (or, for `alpha_too`, of alpha)
 /// was seen, and fails with all of them.
-fn barrage(role: &str, canary: &Canary, prepare: &str, calls: &[(&str, bool)], alpha_too: bool) {
+pub(crate) fn barrage(
+    role: &str,
+    canary: &Canary,
+    prepare: &str,
+    calls: &[(&str, bool)],
+    alpha_too: bool,
+) {
     for (sql, legit) in calls {
         if *legit {
             Session::connect(role).ok(&sql.replace("{n}", &format!("legit_{}", canary.tag)));

@@ -342,6 +342,7 @@ SELECT concat_ws(' | ',
   (SELECT string_agg(channel || ':' || coalesce(condition, ''), ',' ORDER BY channel) FROM beacon.subscription WHERE NOT temporary),
   (SELECT string_agg(project || '.' || name || ':' || query, ',' ORDER BY project, name) FROM beacon.continuous_query),
   (SELECT string_agg(project || '.' || name || ':' || query, ',' ORDER BY project, name) FROM beacon.materialized_view),
+  (SELECT string_agg(project || '.' || name || ':' || definition::text, ',' ORDER BY project, name) FROM beacon.continuous_analysis),
   (SELECT count(*) FROM pg_largeobject_metadata),
   (SELECT string_agg(p.oid::regprocedure::text || coalesce(p.proacl::text, ''), ',' ORDER BY p.oid::regprocedure::text) FROM pg_proc p
     WHERE pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)

@@ -7,6 +7,7 @@
 pub mod attack;
 pub mod catalog;
 pub mod lifecycle;
+pub mod sql;
 
 use postgres::{Client, NoTls};
 use std::fs;

@@ -441,7 +441,6 @@ extension_sql_file!(
     requires = [
         "bootstrap",
         "documents_catalog",
-        "status",
         _maintain_partitions,
         _retire_partition
     ]
