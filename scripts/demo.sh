@@ -17,12 +17,15 @@ start_server "$DATA" "$PORT"
 psql_demo() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
 # a fresh database every run, so the demo always shows the pg_beacon just built; project
 # roles are cluster-wide and outlive the dropped database, and create_project never adopts
-# an existing role, so they go too
+# an existing role, so they go too (all four of each project: the demo's and the dashboard's)
 psql_demo -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
-    -c "DROP ROLE IF EXISTS beacon_demo_read, beacon_demo_write, beacon_demo_admin" \
+    -c "DROP ROLE IF EXISTS beacon_demo_read, beacon_demo_write, beacon_demo_admin, beacon_demo_owner" \
+    -c "DROP ROLE IF EXISTS beacon_ecommerce_read, beacon_ecommerce_write, beacon_ecommerce_admin, beacon_ecommerce_owner" \
     -c "CREATE DATABASE $DB"
 say "demo"
 psql_demo -d "$DB" -v ON_ERROR_STOP=1 -f "$REPO/scripts/demo.sql"
+say "dashboard"
+psql_demo -d "$DB" -v ON_ERROR_STOP=1 -f "$REPO/scripts/dashboard.sql"
 
 cat <<TXT
 
