@@ -340,8 +340,10 @@ fn attacks_analysis_names_reach_only_the_project() {
 #[test]
 fn attacks_analysis_search_path_and_temp_types() {
     let _turn = turn();
+    // its own collection, so that alpha's events stay as the other attacks expect them
     Session::connect("boss").ok(
-        r#"SELECT beacon.create_continuous_funnel('alpha', 'an_sp', '[{"collection": "events", "where": "price > 1"}, {"collection": "events", "where": "url = ''/a''"}]', '1 hour', mode => 'immediate')"#,
+        r#"SELECT beacon.define_collection('alpha', 'an_src', '{"url": "text", "price": "numeric", "n": "numeric"}');
+           SELECT beacon.create_continuous_funnel('alpha', 'an_sp', '[{"collection": "an_src", "where": "price > 1"}, {"collection": "an_src", "where": "url = ''/a''"}]', '1 hour', mode => 'immediate')"#,
     );
     let reader_calls: Vec<(&str, bool)> = vec![
         (
@@ -365,11 +367,11 @@ fn attacks_analysis_search_path_and_temp_types() {
     ];
     let writer_calls: Vec<(&str, bool)> = vec![
         (
-            r#"SELECT beacon.collect('alpha', 'events', '{"url": "/a", "price": 3, "n": 1, "_user": "u_an"}')"#,
+            r#"SELECT beacon.collect('alpha', 'an_src', '{"url": "/a", "price": 3, "n": 1, "_user": "u_an"}')"#,
             true,
         ),
         (
-            r#"SELECT beacon.collect_batch('alpha', '[{"collection": "events", "properties": {"url": "/b", "price": 5, "_user": "u_an"}}]')"#,
+            r#"SELECT beacon.collect_batch('alpha', '[{"collection": "an_src", "properties": {"url": "/b", "price": 5, "_user": "u_an"}}]')"#,
             true,
         ),
     ];
@@ -402,7 +404,9 @@ fn attacks_analysis_search_path_and_temp_types() {
             }
         }
     }
-    Session::connect("boss").ok("SELECT beacon.drop_continuous_analysis('alpha', 'an_sp')");
+    Session::connect("boss").ok(
+        "SELECT beacon.drop_continuous_analysis('alpha', 'an_sp'); SELECT beacon.drop_collection('alpha', 'an_src')",
+    );
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
