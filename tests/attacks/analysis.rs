@@ -163,13 +163,7 @@ fn attacks_analysis_conditions_are_refused_before_anything_runs() {
         .unwrap()
         .get(0);
     assert_eq!(moved, "false", "nextval ran through a condition");
-    assert!(
-        findings.is_empty(),
-        "{} findings:\n{}",
-        findings.len(),
-        findings.join("\n")
-    );
-    assert_unchanged(&before);
+    assert_clean(&findings, &before);
 }
 
 /// Names, time zones, periods and measures: quoted when they are used, looked up in
@@ -326,13 +320,7 @@ fn attacks_analysis_names_reach_only_the_project() {
             findings.push(format!("reader: {sql}\n    -> {:?}", outcome.error));
         }
     }
-    assert!(
-        findings.is_empty(),
-        "{} findings:\n{}",
-        findings.len(),
-        findings.join("\n")
-    );
-    assert_unchanged(&before);
+    assert_clean(&findings, &before);
 }
 
 /// Every analysis entry point, and the capture of an immediate continuous funnel that a
@@ -412,8 +400,14 @@ fn attacks_analysis_search_path_and_temp_types() {
     }
 }
 
-/// Panics with the parts of the fingerprint that differ from `before`.
-fn assert_unchanged(before: &str) {
+/// Panics with every finding, or with the parts of the fingerprint that differ from `before`.
+fn assert_clean(findings: &[String], before: &str) {
+    assert!(
+        findings.is_empty(),
+        "{} findings:\n{}",
+        findings.len(),
+        findings.join("\n")
+    );
     let after = fingerprint();
     let changed: Vec<String> = before
         .split(" | ")
