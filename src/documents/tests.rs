@@ -184,11 +184,17 @@ mod tests {
         );
         assert_eq!(documents, Some(60));
         assert!(pending > Some(0));
+        // beacon.status() warns of pending documents older than the threshold (these are
+        // the transaction's own, 0 s old, hence a negative one), and only while they wait
+        let lagging = "SELECT count(*) FROM beacon.status(interval '-1 second')
+                        WHERE component = 'document view' AND name = 'd' AND severity = 'warning'";
+        assert_eq!(one::<i64>(lagging), Some(1));
         assert!(one::<i64>("SELECT beacon.refresh_document_view('shop', 'd')") > Some(0));
         assert_eq!(
             one::<i64>("SELECT pending FROM beacon.document_views WHERE name = 'd'"),
             Some(0)
         );
+        assert_eq!(one::<i64>(lagging), Some(0));
         exec("SELECT beacon.drop_document_view('shop', 'd')");
         assert_eq!(
             count("SELECT 1 FROM pg_class WHERE relname LIKE '\\_dv\\_d%' OR relname = 'd'"),
