@@ -13,7 +13,6 @@ pub(crate) mod schema;
 use crate::error::{report, BeaconError, BeaconResult};
 use crate::jsonb::JsonbArg;
 use crate::names::{quote_ident, validate_collection_name};
-use crate::project::require_project;
 use crate::security::{require_level, AsOwner, Level};
 use crate::spi::run;
 use columns::Column;
@@ -127,8 +126,13 @@ fn store_collection(
     want_id: bool,
     rejected: &mut Vec<Rejection>,
 ) -> BeaconResult<Stored> {
-    let period = schema::ensure_collection(project, collection)?;
-    let mut fields = schema::load_fields(project, collection)?;
+    let (period, mut fields) = match schema::collection_state(project, collection)? {
+        Some(state) => state,
+        None => (
+            schema::ensure_collection(project, collection)?,
+            schema::load_fields(project, collection)?,
+        ),
+    };
     let wanted = discover(&fields, &events);
     if !wanted.is_empty() {
         fields = schema::add_fields(project, collection, &wanted)?;
@@ -210,12 +214,7 @@ fn store_collection(
         arrays.join(", "),
         if want_id { " RETURNING _id" } else { "" }
     );
-    let first_id = if want_id {
-        crate::spi::returning_one::<i64>(&sql, &params)?
-    } else {
-        run(&sql, &params)?;
-        None
-    };
+    let first_id = crate::spi::kept_write::<i64>(&sql, &params, want_id)?;
     Ok(Stored {
         count: rows as i64,
         first_id,
@@ -258,9 +257,8 @@ fn store_rejections(project: &str, rejected: Vec<Rejection>) -> BeaconResult<()>
 
 fn enter_project(project: &str) -> BeaconResult<AsOwner> {
     require_level(project, Level::Write)?;
-    let owner = AsOwner::for_project(project)?;
-    require_project(project)?;
-    Ok(owner)
+    // which also finds the project in the catalog, or fails
+    AsOwner::for_project(project)
 }
 
 fn collect_one(

@@ -14,7 +14,6 @@ use crate::guc;
 use crate::names::{column_for_property, quote_ident, quote_literal};
 use crate::security::catalog;
 use crate::spi::{exists, run};
-use pgrx::prelude::*;
 use std::collections::HashMap;
 
 pub struct Field {
@@ -47,21 +46,56 @@ pub fn collection_partitioning(
     collection: &str,
 ) -> BeaconResult<Option<Option<Period>>> {
     catalog(|| {
-        Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT pg_catalog.to_jsonb(c) ->> 'partition_period' FROM beacon.collection c
-                  WHERE c.project = $1 AND c.name = $2",
-                Some(1),
-                &[project.into(), collection.into()],
-            )?;
-            match rows.into_iter().next() {
-                None => Ok(None),
-                Some(row) => Ok(Some(
-                    row.get::<String>(1)?.as_deref().and_then(Period::parse),
-                )),
-            }
-        })
+        let periods = crate::spi::kept_rows(
+            "SELECT pg_catalog.to_jsonb(c) ->> 'partition_period' FROM beacon.collection c
+              WHERE c.project = $1 AND c.name = $2",
+            &[project.into(), collection.into()],
+            |row| row.get::<String>(1),
+        )?;
+        Ok(periods
+            .into_iter()
+            .next()
+            .map(|period| period.as_deref().and_then(Period::parse)))
     })
+}
+
+/// The collection's partition period and fields in one catalog read, or None when it
+/// does not exist: what every `collect` needs before it inserts.
+pub fn collection_state(
+    project: &str,
+    collection: &str,
+) -> BeaconResult<Option<(Option<Period>, Fields)>> {
+    let rows = catalog(|| {
+        crate::spi::kept_rows(
+            "SELECT c.period, f.property, f.column_name, f.type
+               FROM (SELECT pg_catalog.to_jsonb(c) ->> 'partition_period' AS period
+                       FROM beacon.collection c WHERE c.project = $1 AND c.name = $2) AS c
+               LEFT JOIN beacon.field f ON f.project = $1 AND f.collection = $2",
+            &[project.into(), collection.into()],
+            |row| {
+                Ok((
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?.unwrap_or_default(),
+                ))
+            },
+        )
+    })?;
+    let Some(period) = rows
+        .first()
+        .map(|(period, ..)| period.as_deref().and_then(Period::parse))
+    else {
+        return Ok(None);
+    };
+    let fields = rows
+        .into_iter()
+        .filter_map(|(_, property, column, ty)| {
+            let ty = ColumnType::from_sql(&ty);
+            property.map(|property| (property, Field { column, ty }))
+        })
+        .collect();
+    Ok(Some((period, fields)))
 }
 
 /// Creates the collection's table unless it exists (plain, or partitioned per `period`
@@ -162,27 +196,29 @@ pub fn load_fields(project: &str, collection: &str) -> BeaconResult<Fields> {
 }
 
 fn load_fields_here(project: &str, collection: &str) -> BeaconResult<Fields> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT property, column_name, type FROM beacon.field WHERE project = $1 AND collection = $2",
-            None,
-            &[project.into(), collection.into()],
-        )?;
-        let mut fields = Fields::new();
-        for row in rows {
-            let property: String = row.get(1)?.unwrap_or_default();
-            let column: String = row.get(2)?.unwrap_or_default();
-            let ty: String = row.get(3)?.unwrap_or_default();
-            fields.insert(
+    let rows = crate::spi::kept_rows(
+        "SELECT property, column_name, type FROM beacon.field WHERE project = $1 AND collection = $2",
+        &[project.into(), collection.into()],
+        |row| {
+            Ok((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<String>(3)?.unwrap_or_default(),
+            ))
+        },
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(property, column, ty)| {
+            (
                 property,
                 Field {
                     column,
                     ty: ColumnType::from_sql(&ty),
                 },
-            );
-        }
-        Ok(fields)
-    })
+            )
+        })
+        .collect())
 }
 
 /// Adds the `wanted` properties that are still missing, and returns the collection's full,

@@ -92,10 +92,14 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
     let mut truncated = String::new();
     // a join's locks come first, shared by the queries that join the same way
     let mut locks: [Vec<String>; 3] = Default::default();
-    // the function starts in UTC (its SET clause); a query's zone is set only where it
+    // the function starts in the first query's zone (its SET clause), so that the common
+    // case of one zone sets none per statement; a query's zone is set only where it
     // differs from the one before (the insert, update and delete branches run the same
     // queries in the same order)
-    let mut current_zone = "UTC".to_string();
+    let start_zone = queries
+        .first()
+        .map_or_else(|| "UTC".to_string(), |(_, _, _, zone)| zone.clone());
+    let mut current_zone = start_zone.clone();
     for (name, query, mode, time_zone) in &queries {
         let plan = typed_plan_of(
             project,
@@ -173,7 +177,7 @@ pub fn install(project: &str, source: &str) -> BeaconResult<()> {
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
              SECURITY DEFINER {} {} AS {}",
             function_settings(),
-            settings::set_clauses("UTC"),
+            settings::set_clauses(&start_zone),
             dollar_quote(&generated::stamp(&body))
         ),
         &[],

@@ -184,6 +184,7 @@ fn create(
     for statement in plan.create_state() {
         run(&statement, &[])?;
     }
+    tables::compress_delta(&plan)?;
     plan.digests = new_table_digests(&plan, true)?;
     for statement in plan.create_indexes() {
         run(&statement, &[])?;

@@ -27,6 +27,7 @@ pub(super) fn upgrade_tables(plan: &Plan) -> BeaconResult<()> {
             )?;
         }
     }
+    tables::compress_delta(plan)?;
     if install_merge_trigger(plan)? {
         // deltas committed while the library was newer than the catalog (no trigger to
         // merge them at commit yet): visible to every merge now, so merged once here, in
@@ -120,6 +121,7 @@ fn rebuild(mut plan: Plan, query: &str, time_zone: &str) -> BeaconResult<()> {
     for statement in plan.create_state() {
         run(&statement, &[])?;
     }
+    tables::compress_delta(&plan)?;
     plan.digests = new_table_digests(&plan, true)?;
     for statement in plan.create_indexes() {
         run(&statement, &[])?;

@@ -114,3 +114,20 @@ pub fn query_tables_sql(alias: &str) -> BeaconResult<String> {
         format!("ARRAY[{alias}.source]")
     })
 }
+
+/// Whether this server was built with lz4, which `Plan::delta_compression` uses.
+pub(super) fn lz4_available() -> BeaconResult<bool> {
+    crate::spi::exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings
+                         WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))",
+        &[],
+    )
+}
+
+/// Switches the delta of `plan` to lz4 where the server has it. Runs as the owner.
+pub(super) fn compress_delta(plan: &super::plan::Plan) -> BeaconResult<()> {
+    if lz4_available()? {
+        crate::spi::run(&plan.delta_compression(), &[])?;
+    }
+    Ok(())
+}

@@ -15,11 +15,13 @@ const LEVELS: [Level; 3] = [Level::Read, Level::Write, Level::Admin];
 /// Returns an error unless `project` names an existing project. Runs as the owner.
 pub fn require_project(project: &str) -> BeaconResult<()> {
     if crate::security::catalog(|| {
-        exists(
+        crate::spi::kept_one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM beacon.project WHERE name = $1)",
             &[project.into()],
         )
-    })? {
+    })?
+    .unwrap_or(false)
+    {
         Ok(())
     } else {
         Err(BeaconError::UnknownProject(project.to_string()))

@@ -57,20 +57,24 @@ pub fn owner_role_name(project: &str) -> String {
 /// Fails unless the calling role has the privileges of the project's `level` role.
 /// Superusers always pass. Called before elevation, so `current_user` is the caller.
 pub fn require_level(project: &str, level: Level) -> BeaconResult<()> {
-    // as the caller, but read under pg_beacon's settings: an operator or type of the
-    // caller's must not decide the check
-    let _pinned = Pinned::enter();
-    let allowed = Spi::get_one_with_args::<bool>(
-        "SELECT (SELECT pg_catalog.pg_has_role(current_user, r.oid, 'USAGE') \
-                   FROM pg_catalog.pg_roles r WHERE r.rolname = $1)",
-        &[role_name(project, level).into()],
-    )?;
+    let role = role_name(project, level);
+    // no SQL runs, so no operator, type or setting of the caller's can take part: the
+    // role is looked up and compared through PostgreSQL's own caches, as pg_has_role's
+    // 'USAGE' does
+    let allowed = match std::ffi::CString::new(role.as_str()) {
+        // SAFETY: a NUL-terminated name that outlives the call; both functions only read
+        // the role caches
+        Ok(name) => unsafe {
+            let oid = pg_sys::get_role_oid(name.as_ptr(), true);
+            (oid != pg_sys::InvalidOid).then(|| pg_sys::has_privs_of_role(pg_sys::GetUserId(), oid))
+        },
+        Err(_) => None,
+    };
     match allowed {
         None => Err(BeaconError::UnknownProject(project.to_string())),
         Some(false) => Err(BeaconError::PermissionDenied(format!(
-            "permission denied for project \"{project}\": requires {} access (role {})",
+            "permission denied for project \"{project}\": requires {} access (role {role})",
             level.as_str(),
-            role_name(project, level)
         ))),
         Some(true) => Ok(()),
     }
@@ -211,8 +215,9 @@ pub struct AsOwner {
 fn extension_owner() -> BeaconResult<pg_sys::Oid> {
     // the caller's search_path cannot matter here: the names are qualified and the
     // parameters typed
-    Spi::get_one::<pg_sys::Oid>(
+    crate::spi::kept_one::<pg_sys::Oid>(
         "SELECT (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_beacon'::pg_catalog.name)",
+        &[],
     )?
     .ok_or_else(|| BeaconError::InvalidArgument("extension pg_beacon is not installed".into()))
 }
@@ -244,7 +249,7 @@ impl AsOwner {
         let owner = extension_owner()?;
         let guard = AsOwner::open();
         switch_user(owner, guard.previous_context);
-        let role = Spi::get_one_with_args::<pg_sys::Oid>(
+        let role = crate::spi::kept_one::<pg_sys::Oid>(
             "SELECT (SELECT r.oid FROM beacon.project p
                        JOIN pg_catalog.pg_namespace n ON n.nspname = p.name
                        JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner

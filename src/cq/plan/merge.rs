@@ -54,6 +54,18 @@ impl Plan {
         )
     }
 
+    /// Compresses the delta's packed partials with lz4 instead of the default pglz: a
+    /// 1,000-row statement over 10,000 groups packs ~950 partials into one value, and
+    /// pglz compressing it was a tenth of the writer's time. Only for servers built with
+    /// lz4 (see `lz4_available`); existing values keep their compression.
+    pub fn delta_compression(&self) -> String {
+        let columns: Vec<String> = std::iter::once("_rows".to_string())
+            .chain(self.distinct_delta_columns().into_iter().map(|(c, _)| c))
+            .map(|c| format!("ALTER COLUMN {c} SET COMPRESSION lz4"))
+            .collect();
+        format!("ALTER TABLE {} {}", self.delta_table(), columns.join(", "))
+    }
+
     /// The immediate-mode trigger that merges the deltas at commit.
     pub fn create_merge_trigger(&self) -> String {
         format!(

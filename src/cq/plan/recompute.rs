@@ -49,25 +49,42 @@ impl Plan {
         let mut names = self.key_columns();
         names.extend(recomputed.iter().map(|p| p.column.clone()));
         names.push("_found".into());
-        // a key that is a column restricts the rows read before the keys are computed: a
-        // join then reads only the dirty groups' rows of that table, not the whole join
-        let mut conditions: Vec<String> =
-            self.query.filter.iter().map(|f| format!("({f})")).collect();
+        // Without a dirty group the source is not read at all: an uncorrelated EXISTS is
+        // evaluated once, as a gate over the scan. Then each key restricts the rows read
+        // through a hashed IN before the groups are matched: the match below (IS NOT
+        // DISTINCT FROM) cannot be hashed, so alone it compares every source row with
+        // every dirty group. A key that is a column also lets a join read only the dirty
+        // groups' rows of that table.
+        // An expression key is matched on its computed value, above a derived table kept
+        // apart (OFFSET 0): computed only for rows that passed the query's filter, as the
+        // query itself computes it.
+        let restrict = |key: &str, column: &str| -> String {
+            format!(
+                "({key} IN (SELECT d.{column} FROM {groups} WHERE d._dirty) OR ({key} IS NULL \
+                 AND EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND d.{column} IS NULL)))"
+            )
+        };
+        let mut conditions = vec![format!("EXISTS (SELECT 1 FROM {groups} WHERE d._dirty)")];
+        conditions.extend(self.query.filter.iter().map(|f| format!("({f})")));
+        let mut computed = Vec::new();
         for (key, column) in self.query.keys.iter().zip(self.key_columns()) {
             if is_column(key) {
-                conditions.push(format!(
-                    "({key} IN (SELECT d.{column} FROM {groups} WHERE d._dirty) OR ({key} IS NULL \
-                     AND EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND d.{column} IS NULL)))"
+                conditions.push(restrict(key, &column));
+            } else {
+                computed.push(format!(
+                    " AND {}",
+                    restrict(&format!("{ROW}.{column}"), &column)
                 ));
             }
         }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
+        let filter = format!(
+            " WHERE {}{}",
+            conditions.join(" AND "),
+            if computed.is_empty() { "" } else { " OFFSET 0" }
+        );
+        let computed = computed.concat();
         format!(
-            "SELECT {} FROM (SELECT {} FROM {}{filter}) {ROW} WHERE EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND {}){}",
+            "SELECT {} FROM (SELECT {} FROM {}{filter}) {ROW} WHERE EXISTS (SELECT 1 FROM {groups} WHERE d._dirty AND {}){computed}{}",
             exprs
                 .iter()
                 .zip(&names)
