@@ -10,7 +10,7 @@
 use crate::error::{report, BeaconResult};
 use crate::names::quote_ident;
 use crate::security::{catalog, AsOwner};
-use crate::spi::{exists, run};
+use crate::spi::{kept_one, kept_write};
 use pgrx::prelude::*;
 
 fn merge(project: &str, name: &str) -> BeaconResult<()> {
@@ -21,13 +21,16 @@ fn merge(project: &str, name: &str) -> BeaconResult<()> {
             quote_ident(project),
             quote_ident(&format!("_cq_{name}_merge"))
         );
-        if !exists(
+        // kept plans (see `spi::kept`): this runs at every commit of a writer
+        if !kept_one::<bool>(
             "SELECT pg_catalog.to_regprocedure($1 OPERATOR(pg_catalog.||) '()') IS NOT NULL",
             &[function.as_str().into()],
-        )? {
+        )?
+        .unwrap_or(false)
+        {
             return Ok(());
         }
-        Spi::get_one::<i64>(&format!("SELECT {function}()"))?.unwrap_or(0)
+        kept_one::<i64>(&format!("SELECT {function}()"), &[])?.unwrap_or(0)
     };
     if applied > 0 {
         count_applied(project, name, applied)?;
@@ -40,11 +43,13 @@ fn merge(project: &str, name: &str) -> BeaconResult<()> {
 /// the others' commits (it is locked until commit, WAL flush included).
 fn count_applied(project: &str, name: &str, applied: i64) -> BeaconResult<()> {
     catalog(|| {
-        run(
+        kept_write::<i64>(
             "INSERT INTO beacon.cq_applied AS a (project, name, slot, partials) VALUES ($1, $2, $3, $4)
              ON CONFLICT (project, name, slot) DO UPDATE SET partials = a.partials OPERATOR(pg_catalog.+) excluded.partials",
             &[project.into(), name.into(), backend_slot().into(), applied.into()],
+            false,
         )
+        .map(|_| ())
     })
 }
 
