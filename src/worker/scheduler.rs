@@ -19,6 +19,15 @@ fn database_oid() -> u32 {
     unsafe { pg_sys::MyDatabaseId }.to_u32()
 }
 
+/// Whether `CREATE EXTENSION` announced itself in this database within
+/// `board::ANNOUNCEMENT` (it may not have committed yet).
+fn just_announced() -> bool {
+    let board = BOARD.share();
+    board
+        .find(database_oid())
+        .is_some_and(|e| board::now() - e.announced < board::ANNOUNCEMENT)
+}
+
 /// Records on the board what this scheduler found and did.
 fn note(update: impl FnOnce(&mut board::Entry)) {
     let database = database_oid();
@@ -67,15 +76,27 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let db = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
-    let owns_database = BackgroundWorker::transaction(|| {
-        extension_installed()
-            && Spi::get_one::<bool>(
-                "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_beacon scheduler'))",
-            )
-            .ok()
-            .flatten()
-            .unwrap_or(false)
-    });
+    let owns_database = loop {
+        let (installed, owns) = BackgroundWorker::transaction(|| {
+            let installed = extension_installed();
+            let owns = installed
+                && Spi::get_one::<bool>(
+                    "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_beacon scheduler'))",
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+            (installed, owns)
+        });
+        if installed || !just_announced() {
+            break owns;
+        }
+        // CREATE EXTENSION wakes the launcher before it commits: the scheduler it started
+        // waits for that commit rather than exit and come back a rescan or two later
+        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(200))) {
+            return;
+        }
+    };
     if !owns_database {
         if !BackgroundWorker::transaction(extension_installed) {
             note(|e| {

@@ -402,16 +402,18 @@ impl Plan {
             .collect();
         let body = format!(
             // user expressions in the recompute may name columns like the variables
-            "#variable_conflict use_column\nDECLARE\n{declare}BEGIN\n  PERFORM pg_catalog.set_config('TimeZone', {tz}, true);\n  {merge};\n  \
+            "#variable_conflict use_column\nDECLARE\n{declare}BEGIN\n  {merge};\n  \
              IF beacon_empty IS NOT NULL THEN DELETE FROM {state} WHERE ctid = ANY (beacon_empty); END IF;\n  \
              IF beacon_dirty THEN\n{recompute}  END IF;\n{cleanup}  RETURN beacon_applied;\nEND",
-            tz = quote_literal(time_zone),
             state = self.state_table(),
         );
+        // the query's zone as a SET clause: set once per call by PostgreSQL itself, not by
+        // one more statement at every commit
         format!(
             "CREATE OR REPLACE FUNCTION {}() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER {settings} \
-             SET TimeZone = 'UTC' AS {}",
+             SET TimeZone = {} AS {}",
             self.merge_function(),
+            quote_literal(time_zone),
             crate::names::dollar_quote(&crate::generated::stamp(&body))
         )
     }
