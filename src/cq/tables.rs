@@ -124,9 +124,18 @@ pub(super) fn lz4_available() -> BeaconResult<bool> {
     )
 }
 
-/// Switches the delta of `plan` to lz4 where the server has it. Runs as the owner.
+/// Switches the delta of `plan` to lz4 where the server has it, unless it uses lz4
+/// already: `ALTER TABLE` takes the delta's strongest lock, which a regeneration of
+/// every query should not take for nothing. Runs as the owner.
 pub(super) fn compress_delta(plan: &super::plan::Plan) -> BeaconResult<()> {
-    if lz4_available()? {
+    let pglz = crate::spi::exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                         WHERE attrelid = $1::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped
+                           AND attname OPERATOR(pg_catalog.<>) '_at' AND attname OPERATOR(pg_catalog.<>) '_xid'
+                           AND attcompression OPERATOR(pg_catalog.<>) 'l')",
+        &[plan.delta_table().as_str().into()],
+    )?;
+    if pglz && lz4_available()? {
         crate::spi::run(&plan.delta_compression(), &[])?;
     }
     Ok(())
