@@ -130,10 +130,12 @@ pub(super) fn lz4_available() -> BeaconResult<bool> {
 pub(super) fn compress_delta(plan: &super::plan::Plan) -> BeaconResult<()> {
     let pglz = crate::spi::exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-                         WHERE attrelid = $1::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped
-                           AND attname OPERATOR(pg_catalog.<>) '_at' AND attname OPERATOR(pg_catalog.<>) '_xid'
-                           AND attcompression OPERATOR(pg_catalog.<>) 'l')",
-        &[plan.delta_table().as_str().into()],
+                         WHERE attrelid = $1::pg_catalog.regclass AND attname = ANY ($2::pg_catalog.text[])
+                           AND NOT attisdropped AND attcompression <> 'l')",
+        &[
+            plan.delta_table().as_str().into(),
+            plan.delta_packed_columns().into(),
+        ],
     )?;
     if pglz && lz4_available()? {
         crate::spi::run(&plan.delta_compression(), &[])?;

@@ -321,6 +321,8 @@ mod tests {
         assert_eq!(read(), before, "a merge of inserts read the source");
         let expected = query.replace("FROM src", "FROM shop.src");
         assert_eq!(differences("shop.hourly", &expected), 0);
+        // the counter does see this transaction's reads: the check above read the source
+        assert!(read() > before, "pg_stat_xact_user_tables counts no read");
         exec("DELETE FROM shop.src WHERE price IN (300, 150, 7)");
         exec("SELECT beacon.compact('shop', 'hourly')");
         assert_eq!(differences("shop.hourly", &expected), 0);

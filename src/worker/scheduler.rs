@@ -76,7 +76,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let db = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
-    let owns_database = loop {
+    let (installed, owns_database) = loop {
         let (installed, owns) = BackgroundWorker::transaction(|| {
             let installed = extension_installed();
             let owns = installed
@@ -89,7 +89,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
             (installed, owns)
         });
         if installed || !just_announced() {
-            break owns;
+            break (installed, owns);
         }
         // CREATE EXTENSION wakes the launcher before it commits: the scheduler it started
         // waits for that commit rather than exit and come back a rescan or two later
@@ -98,7 +98,7 @@ pub extern "C-unwind" fn beacon_scheduler_main(_arg: pg_sys::Datum) {
         }
     };
     if !owns_database {
-        if !BackgroundWorker::transaction(extension_installed) {
+        if !installed {
             note(|e| {
                 e.extension = Extension::Absent;
                 e.checked = board::now();

@@ -59,11 +59,19 @@ impl Plan {
     /// pglz compressing it was a tenth of the writer's time. Only for servers built with
     /// lz4 (see `lz4_available`); existing values keep their compression.
     pub fn delta_compression(&self) -> String {
-        let columns: Vec<String> = std::iter::once("_rows".to_string())
-            .chain(self.distinct_delta_columns().into_iter().map(|(c, _)| c))
+        let columns: Vec<String> = self
+            .delta_packed_columns()
+            .iter()
             .map(|c| format!("ALTER COLUMN {c} SET COMPRESSION lz4"))
             .collect();
         format!("ALTER TABLE {} {}", self.delta_table(), columns.join(", "))
+    }
+
+    /// The delta's columns of packed partials and multiplicities: those worth compressing.
+    pub fn delta_packed_columns(&self) -> Vec<String> {
+        std::iter::once("_rows".to_string())
+            .chain(self.distinct_delta_columns().into_iter().map(|(c, _)| c))
+            .collect()
     }
 
     /// The immediate-mode trigger that merges the deltas at commit.
