@@ -261,9 +261,13 @@ fn archive_survives_a_crash_at_each_step() {
         ));
         assert!(crashed.is_err(), "the server crashed at {step}");
         let mut reconnect = None;
+        // a connection made before the postmaster has noticed the crash is ended by its
+        // restart: back means a connection that answers
         eventually("the server is back after the crash", || {
             reconnect = Client::connect(&own.dsn(db, "postgres"), postgres::NoTls).ok();
-            reconnect.is_some()
+            reconnect
+                .as_mut()
+                .is_some_and(|c| c.simple_query("SELECT 1").is_ok())
         });
         client = reconnect.unwrap();
         assert_eq!(
