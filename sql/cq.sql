@@ -168,7 +168,6 @@ LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
     pending text := current_setting('pg_beacon.pending_merges', true);
-    q record;
 BEGIN
     IF pending IS NULL OR pending = '' THEN
         RETURN NULL;
@@ -176,16 +175,7 @@ BEGIN
     PERFORM set_config('pg_beacon.pending_merges', '', true);
     -- only catalogued immediate queries, whatever the setting says; each merge runs as its
     -- project's owner role, never as the definer here (src/cq/commit_merge.rs)
-    FOR q IN
-        SELECT c.project, c.name
-          FROM unnest(string_to_array(pending, ',')) AS e (entry)
-          JOIN beacon.continuous_query c
-            ON c.project = split_part(e.entry, '.', 1) AND c.name = split_part(e.entry, '.', 2)
-           AND c.mode = 'immediate'
-         ORDER BY c.project COLLATE "C", c.name COLLATE "C"
-    LOOP
-        PERFORM beacon._cq_merge_one(q.project, q.name);
-    END LOOP;
+    PERFORM beacon._cq_merge_pending(pending);
     RETURN NULL;
 END $$;
 REVOKE ALL ON FUNCTION beacon._cq_merge() FROM PUBLIC;

@@ -1168,5 +1168,46 @@ $$;
 COMMENT ON FUNCTION beacon.status(interval) IS
   'One row per problem, for monitoring: workers missing or stalled, continuous queries with a failed compaction or lag above lag_threshold, subscriptions whose filter failed, materialized views whose refresh failed or is overdue, document views and continuous analyses whose refresh failed or lags above lag_threshold, partitioned collections whose maintenance (partitions ahead, retention, archive) failed. No rows when all is well.';
 
+-- one call merges every immediate query a committing transaction wrote
+-- (src/cq/commit_merge.rs)
+CREATE FUNCTION beacon."_cq_merge_pending"(
+	"pending" TEXT /* &str */
+) RETURNS void
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_cq_merge_pending_wrapper';
+REVOKE ALL ON FUNCTION beacon._cq_merge_pending(text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION beacon._cq_merge() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on SET backslash_quote = safe_encoding
+    SET transform_null_equals = off SET array_nulls = on SET DateStyle = 'ISO, MDY' SET IntervalStyle = postgres
+    SET default_tablespace = '' SET default_table_access_method = heap
+AS $$
+DECLARE
+    pending text := current_setting('pg_beacon.pending_merges', true);
+BEGIN
+    IF pending IS NULL OR pending = '' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('pg_beacon.pending_merges', '', true);
+    -- only catalogued immediate queries, whatever the setting says; each merge runs as its
+    -- project's owner role, never as the definer here (src/cq/commit_merge.rs)
+    PERFORM beacon._cq_merge_pending(pending);
+    RETURN NULL;
+END $$;
+
+-- each change of the catalog tables collect reads tells every backend to read them again
+-- (src/catalog_cache.rs)
+CREATE FUNCTION beacon."_catalog_changed"() RETURNS TRIGGER
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_catalog_changed_wrapper';
+REVOKE ALL ON FUNCTION beacon._catalog_changed() FROM PUBLIC;
+CREATE TRIGGER _beacon_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON beacon.project
+    FOR EACH STATEMENT EXECUTE FUNCTION beacon._catalog_changed();
+CREATE TRIGGER _beacon_catalog_changed AFTER INSERT OR UPDATE OF project, name, partition_period OR DELETE OR TRUNCATE
+    ON beacon.collection FOR EACH STATEMENT EXECUTE FUNCTION beacon._catalog_changed();
+CREATE TRIGGER _beacon_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON beacon.field
+    FOR EACH STATEMENT EXECUTE FUNCTION beacon._catalog_changed();
+
 -- every upgrade ends here: rebuild what the previous version generated with this one's code
 SELECT beacon.regenerate();

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 mod analysis;
+mod catalog_cache;
 mod collect;
 mod cq;
 mod documents;

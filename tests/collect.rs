@@ -284,3 +284,144 @@ fn type_conflicts_land_in_rejected_with_reason() {
         ]
     );
 }
+
+/// A writer's session remembers what it read of the catalog (src/catalog_cache.rs). Every
+/// change another session commits to the collection, the project or the roles must be
+/// seen by the writer's next event, as if nothing were remembered.
+#[test]
+fn a_writer_sees_every_change_other_sessions_commit() {
+    let db = "collect_cache";
+    let mut admin = server().fresh_db(db);
+    let run = |c: &mut Client, sql: &str| c.batch_execute(sql).unwrap();
+    run(
+        &mut admin,
+        "DROP ROLE IF EXISTS cache_writer; CREATE ROLE cache_writer LOGIN;
+         SELECT beacon.create_project('cache'); SELECT beacon.grant('cache', 'cache_writer', 'write');",
+    );
+    let mut writer = server().connect_as(db, "cache_writer");
+    let collect = |w: &mut Client, props: serde_json::Value| -> Option<i64> {
+        w.query_one("SELECT beacon.collect('cache', 'ev', $1)", &[&props])
+            .unwrap()
+            .get(0)
+    };
+    let rejected = |admin: &mut Client| i64_of(admin, "SELECT count(*) FROM cache._rejected");
+    for i in 0..3 {
+        assert!(collect(&mut writer, serde_json::json!({"price": i, "quantity": i})).is_some());
+    }
+
+    // a column renamed by hand: the property goes on to the new column
+    run(
+        &mut admin,
+        "ALTER TABLE cache.ev RENAME COLUMN price TO cost",
+    );
+    assert!(collect(&mut writer, serde_json::json!({"price": 30})).is_some());
+    assert_eq!(
+        i64_of(&mut admin, "SELECT count(*) FROM cache.ev WHERE cost = 30"),
+        1
+    );
+
+    // a column's type changed by hand: values of the new type are accepted
+    run(
+        &mut admin,
+        "ALTER TABLE cache.ev ALTER COLUMN quantity TYPE text",
+    );
+    assert!(collect(&mut writer, serde_json::json!({"quantity": "many"})).is_some());
+    assert_eq!(rejected(&mut admin), 0);
+    assert_eq!(
+        i64_of(
+            &mut admin,
+            "SELECT count(*) FROM cache.ev WHERE quantity = 'many'"
+        ),
+        1
+    );
+
+    // a property another session added: the writer uses its column, and adds no other
+    admin
+        .execute(
+            "SELECT beacon.collect('cache', 'ev', '{\"color\": \"red\"}')",
+            &[],
+        )
+        .unwrap();
+    assert!(collect(
+        &mut writer,
+        serde_json::json!({"color": "blue", "price": 31})
+    )
+    .is_some());
+    assert_eq!(
+        i64_of(
+            &mut admin,
+            "SELECT count(*) FROM beacon.field WHERE project = 'cache' AND collection = 'ev'"
+        ),
+        3
+    );
+    assert_eq!(
+        i64_of(
+            &mut admin,
+            "SELECT count(*) FROM cache.ev WHERE color = 'blue' AND cost = 31"
+        ),
+        1
+    );
+
+    // the collection partitioned by another session: an event years away gets its partition
+    run(
+        &mut admin,
+        "SELECT beacon.partition_collection('cache', 'ev', 'month')",
+    );
+    assert!(collect(
+        &mut writer,
+        serde_json::json!({"_time": "2031-05-05T00:00:00Z", "price": 32})
+    )
+    .is_some());
+    assert_eq!(
+        i64_of(
+            &mut admin,
+            "SELECT count(*) FROM cache.ev WHERE cost = 32 AND tableoid <> 'cache.ev'::regclass
+                AND (SELECT relkind FROM pg_class WHERE oid = 'cache.ev'::regclass) = 'p'"
+        ),
+        1
+    );
+
+    // the collection dropped and created again with another type for the same property
+    run(&mut admin, "SELECT beacon.drop_collection('cache', 'ev')");
+    admin
+        .execute(
+            "SELECT beacon.collect('cache', 'ev', '{\"price\": \"free\"}')",
+            &[],
+        )
+        .unwrap();
+    assert!(collect(&mut writer, serde_json::json!({"price": "cheap"})).is_some());
+    assert_eq!(rejected(&mut admin), 0);
+    assert_eq!(
+        i64_of(
+            &mut admin,
+            "SELECT count(*) FROM cache.ev WHERE price = 'cheap'"
+        ),
+        1
+    );
+
+    // the project dropped and created again: new schema, new owner role
+    run(
+        &mut admin,
+        "SELECT beacon.drop_project('cache'); SELECT beacon.create_project('cache');
+         SELECT beacon.grant('cache', 'cache_writer', 'write');",
+    );
+    assert!(collect(&mut writer, serde_json::json!({"price": 33})).is_some());
+    assert_eq!(
+        i64_of(&mut admin, "SELECT count(*) FROM cache.ev WHERE price = 33"),
+        1
+    );
+
+    // write access revoked: the next event is refused
+    run(
+        &mut admin,
+        "SELECT beacon.revoke('cache', 'cache_writer', 'write')",
+    );
+    let refused = writer
+        .query_one("SELECT beacon.collect('cache', 'ev', '{}')", &[])
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("42501"));
+    run(
+        &mut admin,
+        "SELECT beacon.drop_project('cache'); DROP ROLE cache_writer",
+    );
+}

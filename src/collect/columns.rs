@@ -95,6 +95,21 @@ impl Column {
         }
     }
 
+    /// The column's first value, for a one-event INSERT: a scalar of the type `param`'s
+    /// array holds.
+    pub fn first_param(self) -> DatumWithOid<'static> {
+        fn first<T>(values: Vec<Option<T>>) -> Option<T> {
+            values.into_iter().next().flatten()
+        }
+        match self.values {
+            Values::Int(v) => first(v).into(),
+            Values::Float(v) => first(v).into(),
+            Values::Bool(v) => first(v).into(),
+            Values::Time(v) => first(v).into(),
+            Values::Text(v) => first(v).into(),
+        }
+    }
+
     /// The SQL expression that turns unnest's element into the column's type.
     pub fn select_expr(&self, element: &str) -> String {
         match self.values {

@@ -22,6 +22,7 @@ use pgrx::JsonB;
 use schema::Fields;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
 
 type Properties = Map<String, Value>;
 
@@ -130,12 +131,12 @@ fn store_collection(
         Some(state) => state,
         None => (
             schema::ensure_collection(project, collection)?,
-            schema::load_fields(project, collection)?,
+            Rc::new(schema::load_fields(project, collection)?),
         ),
     };
     let wanted = discover(&fields, &events);
     if !wanted.is_empty() {
-        fields = schema::add_fields(project, collection, &wanted)?;
+        fields = Rc::new(schema::add_fields(project, collection, &wanted)?);
     }
     // after add_fields: a ROW EXCLUSIVE lock held while asking for its ACCESS EXCLUSIVE
     // one would deadlock two writers adding properties
@@ -183,13 +184,25 @@ fn store_collection(
         }
     }
 
+    // one event: plain VALUES with one scalar per column, which PostgreSQL plans and runs
+    // more cheaply than unnest over one-element arrays
+    let single = rows == 1;
     let mut targets = Vec::with_capacity(columns.len());
     let mut values = Vec::with_capacity(columns.len());
     let mut arrays = Vec::with_capacity(columns.len());
     let mut params = Vec::with_capacity(columns.len());
     for (i, mut column) in columns.into_values().enumerate() {
         column.fill_to(rows);
-        let element = format!("u.e{i}");
+        let element = if single {
+            format!("${}", i + 1)
+        } else {
+            arrays.push(format!(
+                "pg_catalog.unnest(${}::{}) AS e{i}",
+                i + 1,
+                column.array_type()
+            ));
+            format!("u.e{i}")
+        };
         targets.push(column.quoted());
         values.push(if column.name == "_time" {
             format!(
@@ -199,19 +212,25 @@ fn store_collection(
         } else {
             column.select_expr(&element)
         });
-        arrays.push(format!(
-            "pg_catalog.unnest(${}::{}) AS e{i}",
-            i + 1,
-            column.array_type()
-        ));
-        params.push(column.param());
+        params.push(if single {
+            column.first_param()
+        } else {
+            column.param()
+        });
     }
+    let source = if single {
+        format!("VALUES ({})", values.join(", "))
+    } else {
+        format!(
+            "SELECT {} FROM (SELECT {}) AS u",
+            values.join(", "),
+            arrays.join(", ")
+        )
+    };
     let sql = format!(
-        "INSERT INTO {} ({}) SELECT {} FROM (SELECT {}) AS u{}",
+        "INSERT INTO {} ({}) {source}{}",
         schema::table(project, collection),
         targets.join(", "),
-        values.join(", "),
-        arrays.join(", "),
         if want_id { " RETURNING _id" } else { "" }
     );
     let first_id = crate::spi::kept_write::<i64>(&sql, &params, want_id)?;

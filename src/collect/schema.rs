@@ -9,12 +9,17 @@
 
 use super::infer::ColumnType;
 use super::partitions::Period;
+use crate::catalog_cache::{self, Remembered};
 use crate::error::{BeaconError, BeaconResult};
 use crate::guc;
 use crate::names::{column_for_property, quote_ident, quote_literal};
 use crate::security::catalog;
 use crate::spi::{exists, run};
+use pgrx::pg_sys;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::CString;
+use std::rc::Rc;
 
 pub struct Field {
     pub column: String,
@@ -59,12 +64,53 @@ pub fn collection_partitioning(
     })
 }
 
-/// The collection's partition period and fields in one catalog read, or None when it
-/// does not exist: what every `collect` needs before it inserts.
-pub fn collection_state(
-    project: &str,
-    collection: &str,
-) -> BeaconResult<Option<(Option<Period>, Fields)>> {
+/// What `collect` needs of a collection before it inserts: its partition period (None:
+/// a plain table) and its fields.
+pub type CollectionState = (Option<Period>, Rc<Fields>);
+
+thread_local! {
+    /// `collection_state` of the collections this backend wrote to (see `catalog_cache`).
+    static STATES: RefCell<Remembered<(String, String), CollectionState>> =
+        RefCell::new(Remembered::new());
+}
+
+/// The collection's partition period and fields, or None when it does not exist: what
+/// every `collect` needs before it inserts. Remembered per backend while the collection's
+/// table and pg_beacon's catalog stay unchanged, which every change of either tells.
+pub fn collection_state(project: &str, collection: &str) -> BeaconResult<Option<CollectionState>> {
+    let now = catalog_cache::generation();
+    let key = (project.to_string(), collection.to_string());
+    if let Some(state) = STATES.with(|c| c.borrow_mut().get(now, &key)) {
+        return Ok(Some(state));
+    }
+    // watched before it is read: a change committed meanwhile starts a new generation
+    let Some(relid) = relation_of(project, collection) else {
+        return read_collection_state(project, collection);
+    };
+    catalog_cache::watch(relid);
+    let state = read_collection_state(project, collection)?;
+    if let Some(state) = &state {
+        STATES.with(|c| c.borrow_mut().put(now, key, state.clone(), 1024));
+    }
+    Ok(state)
+}
+
+/// The table of a collection as the latest committed catalog has it (syscache).
+fn relation_of(project: &str, collection: &str) -> Option<pg_sys::Oid> {
+    let (schema, name) = (CString::new(project).ok()?, CString::new(collection).ok()?);
+    // SAFETY: syscache lookups by name of two C strings that outlive the calls; neither
+    // raises an error
+    let relid = unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), namespace)
+    };
+    (relid != pg_sys::InvalidOid).then_some(relid)
+}
+
+fn read_collection_state(project: &str, collection: &str) -> BeaconResult<Option<CollectionState>> {
     let rows = catalog(|| {
         crate::spi::kept_rows(
             "SELECT c.period, f.property, f.column_name, f.type
@@ -95,7 +141,7 @@ pub fn collection_state(
             property.map(|property| (property, Field { column, ty }))
         })
         .collect();
-    Ok(Some((period, fields)))
+    Ok(Some((period, Rc::new(fields))))
 }
 
 /// Creates the collection's table unless it exists (plain, or partitioned per `period`

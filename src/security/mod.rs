@@ -13,8 +13,10 @@
 //! tables their triggers append to. A raised ERROR also restores the user: transaction
 //! and subtransaction abort reset it.
 
+use crate::catalog_cache::{self, Remembered};
 use crate::error::{BeaconError, BeaconResult};
 use pgrx::prelude::*;
+use std::cell::RefCell;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -212,14 +214,58 @@ pub struct AsOwner {
     guc_level: i32,
 }
 
+thread_local! {
+    /// The extension owner, and each project's owner role (see `catalog_cache`): read on
+    /// every call of a project's functions, changed only by DDL on roles and schemas.
+    static EXTENSION_OWNER: RefCell<Remembered<(), pg_sys::Oid>> = RefCell::new(Remembered::new());
+    static PROJECT_OWNERS: RefCell<Remembered<String, pg_sys::Oid>> = RefCell::new(Remembered::new());
+}
+
 fn extension_owner() -> BeaconResult<pg_sys::Oid> {
+    let now = catalog_cache::generation();
+    if let Some(owner) = EXTENSION_OWNER.with(|c| c.borrow_mut().get(now, &())) {
+        return Ok(owner);
+    }
     // the caller's search_path cannot matter here: the names are qualified and the
     // parameters typed
-    crate::spi::kept_one::<pg_sys::Oid>(
+    let owner = crate::spi::kept_one::<pg_sys::Oid>(
         "SELECT (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_beacon'::pg_catalog.name)",
         &[],
     )?
-    .ok_or_else(|| BeaconError::InvalidArgument("extension pg_beacon is not installed".into()))
+    .ok_or_else(|| BeaconError::InvalidArgument("extension pg_beacon is not installed".into()))?;
+    EXTENSION_OWNER.with(|c| c.borrow_mut().put(now, (), owner, 1));
+    Ok(owner)
+}
+
+/// The owner role of a catalogued project, read as the extension owner.
+fn project_owner(project: &str) -> BeaconResult<pg_sys::Oid> {
+    let now = catalog_cache::generation();
+    if let Some(role) = PROJECT_OWNERS.with(|c| c.borrow_mut().get(now, project)) {
+        return Ok(role);
+    }
+    let role = crate::spi::kept_one::<pg_sys::Oid>(
+        "SELECT (SELECT r.oid FROM beacon.project p
+                   JOIN pg_catalog.pg_namespace n ON n.nspname = p.name
+                   JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                  WHERE p.name = $1 AND r.rolname = $2 AND NOT r.rolsuper)",
+        &[project.into(), owner_role_name(project).into()],
+    )?;
+    let Some(role) = role else {
+        let known = crate::spi::exists(
+            "SELECT EXISTS (SELECT 1 FROM beacon.project WHERE name = $1)",
+            &[project.into()],
+        )?;
+        return Err(if known {
+            BeaconError::InvalidArgument(format!(
+                "project \"{project}\" has no owner role {}: run ALTER EXTENSION pg_beacon UPDATE",
+                owner_role_name(project)
+            ))
+        } else {
+            BeaconError::UnknownProject(project.to_string())
+        });
+    };
+    PROJECT_OWNERS.with(|c| c.borrow_mut().put(now, project.to_string(), role, 1024));
+    Ok(role)
 }
 
 /// Runs as `user` from now on (keeping the security context bits the caller had).
@@ -249,27 +295,7 @@ impl AsOwner {
         let owner = extension_owner()?;
         let guard = AsOwner::open();
         switch_user(owner, guard.previous_context);
-        let role = crate::spi::kept_one::<pg_sys::Oid>(
-            "SELECT (SELECT r.oid FROM beacon.project p
-                       JOIN pg_catalog.pg_namespace n ON n.nspname = p.name
-                       JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
-                      WHERE p.name = $1 AND r.rolname = $2 AND NOT r.rolsuper)",
-            &[project.into(), owner_role_name(project).into()],
-        )?;
-        let Some(role) = role else {
-            let known = crate::spi::exists(
-                "SELECT EXISTS (SELECT 1 FROM beacon.project WHERE name = $1)",
-                &[project.into()],
-            )?;
-            return Err(if known {
-                BeaconError::InvalidArgument(format!(
-                    "project \"{project}\" has no owner role {}: run ALTER EXTENSION pg_beacon UPDATE",
-                    owner_role_name(project)
-                ))
-            } else {
-                BeaconError::UnknownProject(project.to_string())
-            });
-        };
+        let role = project_owner(project)?;
         switch_user(role, guard.previous_context);
         CATALOG_USER.with(|c| c.set(owner));
         Ok(guard)
