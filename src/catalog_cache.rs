@@ -56,7 +56,7 @@ unsafe extern "C-unwind" fn syscache_changed(_arg: pg_sys::Datum, _cache: i32, _
 }
 
 fn register() {
-    if REGISTERED.with(|r| r.replace(true)) {
+    if REGISTERED.with(|r| r.get()) {
         return;
     }
     // SAFETY: callbacks for the life of the backend (PostgreSQL has no unregistering);
@@ -74,6 +74,9 @@ fn register() {
             );
         }
     }
+    // only once registered: PostgreSQL raises an ERROR when its callback slots are full,
+    // and a backend without callbacks must not keep values it would never see change
+    REGISTERED.with(|r| r.set(true));
 }
 
 fn watch_catalog() {
